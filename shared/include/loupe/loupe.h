@@ -1,0 +1,16 @@
+// Loupe's shared core: everything the native tools and the browser compute the same way.
+//
+//   #include <loupe/loupe.h>
+//
+//   loupe::Image image = loupe::decode_image(bytes);                   // image.h
+//   loupe::Tensor input = loupe::preprocess(image, card.preprocess);   // preprocess.h
+//   ... run the model (LibTorch natively, ONNX Runtime natively or in the browser) ...
+//   loupe::ConfusionMatrix cm(class_names); cm.add(truth, predicted);  // metrics.h
+//   std::cout << loupe::classification_report(cm).to_text();
+#pragma once
+
+#include "loupe/error.h"
+#include "loupe/image.h"
+#include "loupe/metrics.h"
+#include "loupe/preprocess.h"
+#include "loupe/version.h"

@@ -1,0 +1,193 @@
+// Shared pieces of the browser tests (node --test tests/browser/), run from the repository root
+// against an already built and installed site:
+//
+//   const site = await startSite();                 // scripts/serve's server on a free port
+//   const browser = await launchBrowser();          // headless /usr/bin/chromium
+//   const { page, events } = await openPage(browser, site.url);
+//   await waitForApp(page);                         // window.loupe.state.ready
+//   assertNoProblems(events, site.origin);          // console/page errors, foreign requests
+//
+// Set LOUPE_PUBLIC_DIR to test a site installed elsewhere, LOUPE_ARTIFACTS_DIR for screenshots.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { inflateSync } from 'node:zlib';
+
+import { chromium } from 'playwright-core';
+
+import { startServer } from '../../web/server.mjs';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const publicDir = path.resolve(process.env.LOUPE_PUBLIC_DIR ?? path.join(repoRoot, 'public'));
+
+export function artifactsDir() {
+  const dir = path.resolve(repoRoot, process.env.LOUPE_ARTIFACTS_DIR ?? 'build/test-artifacts');
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+// Fails early, with the fix, when the site has not been built and installed.
+export function requireBuiltSite() {
+  const needed = ['index.html', 'app.mjs', 'loupe.js', 'loupe.wasm', 'ort/ort.wasm.min.mjs'];
+  const missing = needed.filter((file) => !existsSync(path.join(publicDir, file)));
+  assert.deepEqual(missing, [],
+    `The web app is not installed in ${publicDir} (missing: ${missing.join(', ')}). Build it first:\n` +
+    '  emcmake cmake -S . -B build/web -G Ninja -DLOUPE_WASM_DEPS_DIR=<dir> && ' +
+    'cmake --build build/web && cmake --install build/web');
+}
+
+// The static server on a free port. Resolves to { url, origin, port, close() }.
+export async function startSite({ root = publicDir } = {}) {
+  const server = await startServer({ root, port: 0, host: '127.0.0.1' });
+  return { ...server, origin: new URL(server.url).origin };
+}
+
+// The flags that make Debian's Chromium work headless and offline here: WebGL2 via SwiftShader
+// (no GPU), and none of the background traffic to Google services.
+export const chromiumArgs = Object.freeze([
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--enable-unsafe-swiftshader',
+]);
+
+// chromium.launch() gives every browser a fresh temporary profile.
+export async function launchBrowser({ args = [] } = {}) {
+  const executablePath = process.env.LOUPE_CHROMIUM ?? '/usr/bin/chromium';
+  assert.ok(existsSync(executablePath), `No Chromium at ${executablePath}: apt-get install chromium`);
+  return chromium.launch({ executablePath, args: [...chromiumArgs, ...args] });
+}
+
+// A new context + page that records everything a test may want to assert on:
+//   requests       every request of the context (pages and their workers): { url, method, resourceType }
+//   failedRequests requests that got no response: { url, failure }
+//   console        console messages, workers' included: { type, text, location }
+//   pageErrors     uncaught exceptions and unhandled rejections: { message, stack }
+export async function openPage(browser, url, { viewport = { width: 1280, height: 800 }, deviceScaleFactor = 1 } = {}) {
+  const context = await browser.newContext({ viewport, deviceScaleFactor });
+  const page = await context.newPage();
+  const events = { requests: [], failedRequests: [], console: [], pageErrors: [] };
+  context.on('request', (request) =>
+    events.requests.push({ url: request.url(), method: request.method(), resourceType: request.resourceType() }));
+  context.on('requestfailed', (request) =>
+    events.failedRequests.push({ url: request.url(), failure: request.failure()?.errorText }));
+  // Messages from the page's workers (ORT's threads) arrive here too, marked by worker().
+  page.on('console', (message) => events.console.push({
+    type: message.type(),
+    text: `${message.worker() ? '[worker] ' : ''}${message.text()}`,
+    location: message.location(),
+  }));
+  page.on('pageerror', (error) => events.pageErrors.push({ message: error.message, stack: error.stack }));
+  if (url) await page.goto(url);
+  return { context, page, events };
+}
+
+// Waits until the C++ app has drawn frames (and, by default, ONNX Runtime Web has settled).
+// On timeout the message carries the last state and the console, which usually say why.
+export async function waitForApp(page, events, { minFrames = 1, ort = true, timeout = 90_000 } = {}) {
+  try {
+    await page.waitForFunction(
+      ({ minFrames, ort }) => {
+        const state = window.loupe?.state;
+        return state?.ready && state.frames >= minFrames && (!ort || state.ort?.status !== 'loading');
+      },
+      { minFrames, ort },
+      { timeout, polling: 100 });
+  } catch (error) {
+    const state = await page.evaluate(() => window.loupe?.state).catch(() => undefined);
+    assert.fail(`The app did not become ready within ${timeout} ms (${error.message.split('\n')[0]}).\n` +
+                `window.loupe.state = ${JSON.stringify(state)}\n${describeEvents(events)}`);
+  }
+  return page.evaluate(() => window.loupe.state);
+}
+
+export function describeEvents(events) {
+  if (!events) return '';
+  const lines = [
+    ...events.pageErrors.map((e) => `page error: ${e.message}`),
+    ...events.console.map((m) => `console.${m.type}: ${m.text}`),
+    ...events.failedRequests.map((r) => `request failed: ${r.url} (${r.failure})`),
+  ];
+  return lines.length ? lines.join('\n') : '(no console output, page errors or failed requests)';
+}
+
+// The checks every page of the app must pass: nothing went wrong, nothing left the machine.
+export function assertNoProblems(events, origin) {
+  const errors = events.console.filter((m) => m.type === 'error');
+  assert.deepEqual(errors.map((m) => m.text), [], `Console errors:\n${describeEvents(events)}`);
+  assert.deepEqual(events.pageErrors.map((e) => e.message), [], `Page errors:\n${describeEvents(events)}`);
+  assert.deepEqual(events.failedRequests, [], `Failed requests:\n${describeEvents(events)}`);
+  assertAllRequestsLocal(events, origin);
+}
+
+// Every request went to `origin` (blob: and data: URLs never leave the page).
+export function assertAllRequestsLocal(events, origin) {
+  assert.ok(events.requests.length > 0, 'No requests were recorded at all: is the recorder attached?');
+  const foreign = events.requests.filter(
+    ({ url }) => new URL(url).origin !== origin && !url.startsWith('blob:') && !url.startsWith('data:'));
+  assert.deepEqual(foreign.map((r) => r.url), [], `Requests left ${origin}`);
+}
+
+// Minimal PNG decoder (8-bit greyscale/RGB/RGBA, not interlaced: what Chromium's screenshots are),
+// so tests can look at pixels without a dependency. Returns { width, height, channels, pixels }.
+export function decodePng(buffer) {
+  assert.equal(buffer.readUInt32BE(0), 0x89504e47, 'not a PNG');
+  let offset = 8;
+  let width, height, channels;
+  const idat = [];
+  while (offset < buffer.length) {
+    const length = buffer.readUInt32BE(offset);
+    const type = buffer.toString('ascii', offset + 4, offset + 8);
+    const data = buffer.subarray(offset + 8, offset + 8 + length);
+    if (type === 'IHDR') {
+      width = data.readUInt32BE(0);
+      height = data.readUInt32BE(4);
+      const [bitDepth, colourType, , , interlace] = data.subarray(8, 13);
+      channels = { 0: 1, 2: 3, 4: 2, 6: 4 }[colourType];
+      assert.ok(bitDepth === 8 && channels && interlace === 0, `unsupported PNG (depth ${bitDepth}, colour type ${colourType})`);
+    } else if (type === 'IDAT') {
+      idat.push(data);
+    }
+    offset += 12 + length;
+  }
+  const raw = inflateSync(Buffer.concat(idat));
+  const stride = width * channels;
+  const pixels = Buffer.alloc(stride * height);
+  for (let y = 0; y < height; ++y) {
+    const filter = raw[y * (stride + 1)];
+    const line = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    for (let x = 0; x < stride; ++x) {
+      const a = x >= channels ? pixels[y * stride + x - channels] : 0;
+      const b = y > 0 ? pixels[(y - 1) * stride + x] : 0;
+      const c = x >= channels && y > 0 ? pixels[(y - 1) * stride + x - channels] : 0;
+      let predictor = 0;
+      if (filter === 1) predictor = a;
+      else if (filter === 2) predictor = b;
+      else if (filter === 3) predictor = (a + b) >> 1;
+      else if (filter === 4) {
+        const p = a + b - c;
+        const pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+        predictor = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+      }
+      pixels[y * stride + x] = (line[x] + predictor) & 0xff;
+    }
+  }
+  return { width, height, channels, pixels };
+}
+
+// How many distinct colours an image has, and the share of the most common one.
+export function colourStats({ pixels, channels }) {
+  const counts = new Map();
+  for (let i = 0; i < pixels.length; i += channels) {
+    const key = pixels.readUIntBE(i, Math.min(channels, 3));
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  const total = pixels.length / channels;
+  return { distinct: counts.size, dominantShare: Math.max(...counts.values()) / total };
+}

@@ -1,0 +1,248 @@
+// Decoding: formats, depths, channel layouts, and every kind of bad input the issue names.
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <random>
+
+#include "loupe/image.h"
+#include "test_support.h"
+
+using namespace loupe;
+using loupe::test::encode;
+using loupe::test::make_pattern;
+
+namespace {
+
+ErrorCode decode_error_code(const std::vector<uint8_t>& bytes, const DecodeLimits& limits = {}) {
+  try {
+    decode_image(bytes, limits);
+  } catch (const Error& e) {
+    return e.code();
+  }
+  FAIL("decode_image accepted the input");
+  return ErrorCode::Io;
+}
+
+std::string decode_error_message(const std::vector<uint8_t>& bytes) {
+  try {
+    decode_image(bytes);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+void put_be32(uint8_t* p, uint32_t v) {
+  p[0] = uint8_t(v >> 24);
+  p[1] = uint8_t(v >> 16);
+  p[2] = uint8_t(v >> 8);
+  p[3] = uint8_t(v);
+}
+
+// Rewrites the PNG IHDR dimensions and fixes the chunk CRC, so only the size is a lie.
+std::vector<uint8_t> png_with_declared_size(std::vector<uint8_t> png, uint32_t width, uint32_t height) {
+  put_be32(&png[16], width);
+  put_be32(&png[20], height);
+  put_be32(&png[29], loupe::test::crc32(&png[12], 17));  // CRC covers chunk type + 13 data bytes
+  return png;
+}
+
+size_t jpeg_sof_offset(const std::vector<uint8_t>& jpeg) {
+  for (size_t i = 2; i + 1 < jpeg.size(); ++i) {
+    if (jpeg[i] == 0xFF && jpeg[i + 1] == 0xC0) return i;
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("PNG round-trips exactly for every channel count and bit depth", "[image]") {
+  for (int channels : {1, 3, 4}) {
+    for (PixelDepth depth : {PixelDepth::U8, PixelDepth::U16}) {
+      CAPTURE(channels, depth == PixelDepth::U16);
+      const Image original = make_pattern(37, 21, channels, depth);
+      const Image decoded = decode_image(encode_png(original));
+      CHECK(decoded.width == 37);
+      CHECK(decoded.height == 21);
+      CHECK(decoded.channels == channels);
+      CHECK(decoded.depth == depth);
+      CHECK(decoded.data == original.data);
+    }
+  }
+}
+
+TEST_CASE("BMP decodes exactly; JPEG decodes close to the original", "[image]") {
+  const Image rgb = make_pattern(64, 48, 3);
+  const Image bmp = decode_image(encode(rgb, ".bmp"));
+  CHECK(bmp.data == rgb.data);
+  CHECK(bmp.channels == 3);
+
+  const Image gray = make_pattern(64, 48, 1);
+  CHECK(decode_image(encode(gray, ".bmp")).data == gray.data);
+
+  const Image jpeg = decode_image(encode(rgb, ".jpg", 100));
+  REQUIRE(jpeg.channels == 3);
+  REQUIRE(jpeg.data.size() == rgb.data.size());
+  int max_diff = 0;
+  for (size_t i = 0; i < rgb.data.size(); ++i) max_diff = std::max(max_diff, std::abs(int(jpeg.data[i]) - int(rgb.data[i])));
+  CHECK(max_diff < 40);  // lossy, but the same picture: channel order is RGB, not BGR
+
+  const Image jpeg_gray = decode_image(encode(gray, ".jpg"));
+  CHECK(jpeg_gray.channels == 1);
+}
+
+TEST_CASE("RGB channel order: a pure red pixel decodes as R=255", "[image]") {
+  Image red;
+  red.width = red.height = 8;
+  red.channels = 3;
+  red.data.assign(8 * 8 * 3, 0);
+  for (size_t i = 0; i < red.data.size(); i += 3) red.data[i] = 255;
+  const Image decoded = decode_image(encode(red, ".png"));
+  CHECK(decoded.data[0] == 255);
+  CHECK(decoded.data[1] == 0);
+  CHECK(decoded.data[2] == 0);
+}
+
+TEST_CASE("TIFF: 16-bit natively; a clear 'unsupported' message in the browser build", "[image]") {
+  const Image original = make_pattern(32, 16, 1, PixelDepth::U16);
+  const std::vector<uint8_t> tiff = encode(original, ".tif");
+  CHECK(read_image_header(tiff.data(), tiff.size()).format == ImageFormat::Tiff);
+  CHECK(read_image_header(tiff.data(), tiff.size()).width == 32);
+#ifdef __EMSCRIPTEN__
+  CHECK(decode_error_code(tiff) == ErrorCode::UnsupportedImage);
+#else
+  const Image decoded = decode_image(tiff);
+  CHECK(decoded.depth == PixelDepth::U16);
+  CHECK(decoded.data == original.data);
+#endif
+}
+
+TEST_CASE("headers are read without decoding", "[image]") {
+  const Image img = make_pattern(40, 30, 3);
+  for (const char* ext : {".png", ".jpg", ".bmp"}) {
+    CAPTURE(ext);
+    const auto bytes = encode(img, ext);
+    const ImageHeader h = read_image_header(bytes.data(), bytes.size());
+    CHECK(h.width == 40);
+    CHECK(h.height == 30);
+  }
+}
+
+TEST_CASE("bad input gives a clear error, never a crash", "[image][bad-input]") {
+  const std::vector<uint8_t> png = encode_png(make_pattern(64, 64, 3));
+  const std::vector<uint8_t> jpeg = encode(make_pattern(64, 64, 3), ".jpg");
+  const std::vector<uint8_t> bmp = encode(make_pattern(64, 64, 3), ".bmp");
+
+  SECTION("zero bytes") {
+    CHECK(decode_error_code({}) == ErrorCode::EmptyInput);
+    CHECK_THAT(decode_error_message({}), Catch::Contains("empty"));
+  }
+  SECTION("not an image") {
+    const std::string text = "patient,label\n1,normal\n";
+    CHECK(decode_error_code({text.begin(), text.end()}) == ErrorCode::UnknownFormat);
+    CHECK_THAT(decode_error_message({text.begin(), text.end()}), Catch::Contains("not a supported image"));
+  }
+  SECTION("truncated files of every format") {
+    for (const auto* full : {&png, &jpeg, &bmp}) {
+      for (size_t keep : {size_t{3}, size_t{20}, full->size() / 2, full->size() - 10}) {
+        CAPTURE(keep);
+        std::vector<uint8_t> cut(full->begin(), full->begin() + static_cast<std::ptrdiff_t>(keep));
+        const ErrorCode code = decode_error_code(cut);
+        CHECK((code == ErrorCode::CorruptImage || code == ErrorCode::UnknownFormat));
+      }
+    }
+  }
+  SECTION("a PNG header that lies about its size (valid CRC) is rejected before allocating") {
+    const auto huge = png_with_declared_size(png, 100000, 100000);
+    CHECK(decode_error_code(huge) == ErrorCode::ImageTooLarge);
+    CHECK_THAT(decode_error_message(huge), Catch::Contains("100000x100000"));
+  }
+  SECTION("a PNG header that lies within the limit fails on its data") {
+    CHECK(decode_error_code(png_with_declared_size(png, 3000, 2000)) == ErrorCode::CorruptImage);
+  }
+  SECTION("a JPEG frame header declaring 65500x65500") {
+    std::vector<uint8_t> lie = jpeg;
+    const size_t sof = jpeg_sof_offset(lie);
+    REQUIRE(sof > 0);
+    lie[sof + 5] = lie[sof + 7] = 0xFF;
+    lie[sof + 6] = lie[sof + 8] = 0xDC;
+    CHECK(decode_error_code(lie) == ErrorCode::ImageTooLarge);
+  }
+  SECTION("a BMP header declaring 100000x100000") {
+    std::vector<uint8_t> lie = bmp;
+    const uint32_t side = 100000;
+    std::memcpy(&lie[18], &side, 4);  // little-endian on every target we build for
+    std::memcpy(&lie[22], &side, 4);
+    CHECK(decode_error_code(lie) == ErrorCode::ImageTooLarge);
+  }
+  SECTION("the pixel limit is configurable") {
+    DecodeLimits limits;
+    limits.max_pixels = 64 * 63;
+    CHECK(decode_error_code(png, limits) == ErrorCode::ImageTooLarge);
+    limits.max_pixels = 64 * 64;
+    CHECK_NOTHROW(decode_image(png, limits));
+  }
+  SECTION("a 1x1 image") {
+    const auto tiny = encode_png(make_pattern(1, 1, 3));
+    CHECK(decode_error_code(tiny) == ErrorCode::ImageTooSmall);
+    CHECK_THAT(decode_error_message(tiny), Catch::Contains("1x1"));
+  }
+  SECTION("zero and negative declared dimensions") {
+    CHECK(decode_error_code(png_with_declared_size(png, 0, 64)) == ErrorCode::CorruptImage);
+    CHECK(decode_error_code(png_with_declared_size(png, 0x80000000u, 64)) == ErrorCode::CorruptImage);
+  }
+}
+
+TEST_CASE("randomly damaged files either decode or throw loupe::Error", "[image][bad-input][fuzz]") {
+  std::mt19937 rng(1234);
+  const std::vector<std::vector<uint8_t>> originals = {encode_png(make_pattern(48, 40, 3)),
+                                                       encode(make_pattern(48, 40, 3), ".jpg"),
+                                                       encode(make_pattern(48, 40, 1), ".bmp")};
+  int errors = 0, decoded = 0;
+  for (const auto& original : originals) {
+    for (int trial = 0; trial < 150; ++trial) {
+      std::vector<uint8_t> damaged = original;
+      const int flips = 1 + static_cast<int>(rng() % 8);
+      for (int i = 0; i < flips; ++i) damaged[rng() % damaged.size()] = static_cast<uint8_t>(rng());
+      if (rng() % 3 == 0) damaged.resize(rng() % damaged.size());
+      try {
+        const Image image = decode_image(damaged);
+        CHECK(image.data.size() == image.row_bytes() * static_cast<size_t>(image.height));
+        ++decoded;
+      } catch (const Error&) {
+        ++errors;
+      }
+    }
+  }
+  CHECK(errors > 0);
+  CHECK(errors + decoded == 450);
+}
+
+TEST_CASE("real images from ../shared/data decode with their documented layout", "[image][data]") {
+  const auto leukemia = loupe::test::data_files("all-leukemia/Benign", 2);
+  const auto xray = loupe::test::data_files("chest-xray-covid/Covid-19", 2);
+  if (leukemia.empty() && xray.empty()) {
+    WARN("LOUPE_DATA_DIR not found: real-image checks skipped");
+    return;
+  }
+  for (const auto& path : leukemia) {
+    const Image img = decode_image_file(path);
+    CHECK(img.width == 224);
+    CHECK(img.height == 224);
+    CHECK(img.channels == 3);
+  }
+  for (const auto& path : xray) {
+    const Image img = decode_image_file(path);
+    CHECK(img.channels == 1);
+    CHECK(img.width == 299);
+  }
+}
+
+TEST_CASE("read_file names the missing path", "[image]") {
+  try {
+    decode_image_file("/nonexistent/loupe/scan.png");
+    FAIL("no error");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::Io);
+    CHECK_THAT(e.what(), Catch::Contains("/nonexistent/loupe/scan.png"));
+  }
+}

@@ -1,0 +1,34 @@
+// Entry point of the page: starts ONNX Runtime Web loading, then the C++ app (loupe.js/.wasm),
+// handing it the canvas and the ORT bridge. Everything else happens in C++.
+import createLoupe from './loupe.js';
+import { createOrtBridge } from './ort_bridge.js';
+
+const overlay = document.getElementById('loading');
+const canvas = document.getElementById('canvas');
+
+function showFatal(message) {
+  overlay.hidden = false;
+  overlay.classList.add('error');
+  overlay.textContent = `Loupe could not start: ${message}`;
+}
+
+// window.loupe is the page's test and debugging hook; the app replaces `state` every frame.
+const ortBridge = createOrtBridge();
+window.loupe = { state: { ready: false }, ortBridge };
+
+// Start ORT's download (about 14 MB of wasm) now, beside loupe.wasm; the app asks for the result
+// once it runs. Errors are reported by the app, so only keep the promise from going unhandled here.
+ortBridge.load().catch(() => {});
+
+// A lost WebGL context (GPU reset, too many tabs) cannot be recovered by this app: say so.
+canvas.addEventListener('webglcontextlost', (event) => {
+  event.preventDefault();
+  showFatal('the WebGL context was lost. Reload the page.');
+});
+
+try {
+  window.loupe.module = await createLoupe({ canvas, ortBridge });
+} catch (error) {
+  showFatal(error?.message ?? String(error));
+  throw error;
+}

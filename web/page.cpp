@@ -1,0 +1,49 @@
+#include "page.h"
+
+#include <emscripten.h>
+#include <emscripten/html5.h>
+
+namespace {
+
+EM_JS(int, js_cross_origin_isolated, (), { return self.crossOriginIsolated ? 1 : 0; });
+EM_JS(int, js_hardware_concurrency, (), { return navigator.hardwareConcurrency || 1; });
+
+EM_JS(void, js_set_canvas_size, (int width, int height), {
+  Module["setCanvasSize"](width, height);
+});
+
+EM_JS(void, js_publish_state, (const char* json), {
+  const loupe = (window["loupe"] = window["loupe"] || {});
+  loupe["state"] = JSON.parse(UTF8ToString(json));
+});
+
+EM_JS(void, js_hide_loading_overlay, (), {
+  const overlay = document.getElementById("loading");
+  if (overlay) overlay.hidden = true;
+});
+
+}  // namespace
+
+namespace loupe_web {
+
+PageInfo page_info() {
+  PageInfo info;
+  info.cross_origin_isolated = js_cross_origin_isolated() != 0;
+  info.hardware_concurrency = js_hardware_concurrency();
+  return info;
+}
+
+CanvasLayout page_canvas_layout() {
+  CanvasLayout layout;
+  emscripten_get_element_css_size("#canvas", &layout.css_width, &layout.css_height);
+  layout.pixel_ratio = emscripten_get_device_pixel_ratio();
+  return layout;
+}
+
+void page_set_canvas_size(int width, int height) { js_set_canvas_size(width, height); }
+
+void page_publish_state(const std::string& json) { js_publish_state(json.c_str()); }
+
+void page_hide_loading_overlay() { js_hide_loading_overlay(); }
+
+}  // namespace loupe_web

@@ -1,0 +1,33 @@
+// The HTML page around the app: what the C++ needs to know about (or tell) the browser tab.
+// Thin EM_JS wrappers; see app.mjs for the page's side.
+#pragma once
+
+#include <string>
+
+namespace loupe_web {
+
+struct PageInfo {
+  bool cross_origin_isolated = false;  // false: no SharedArrayBuffer, so ORT runs on one thread
+  int hardware_concurrency = 1;        // logical cores the browser reports
+};
+PageInfo page_info();
+
+// The canvas as laid out by CSS (it fills the window) and the device pixel ratio.
+struct CanvasLayout {
+  double css_width = 0, css_height = 0;
+  double pixel_ratio = 1;
+};
+CanvasLayout page_canvas_layout();
+
+// Resizes the canvas backbuffer, in device pixels. Goes through Emscripten's Browser.setCanvasSize
+// so its GLFW emulation sees the new size too; glfwSetWindowSize would instead request fullscreen
+// whenever the size equals the screen's (GLFW emulation quirk), which throws without a user gesture.
+void page_set_canvas_size(int width, int height);
+
+// Mirrors the app state to `window.loupe.state` (a JSON object) for tests and debugging.
+void page_publish_state(const std::string& json);
+
+// Hides the HTML "Loading..." overlay once the first frame is on screen.
+void page_hide_loading_overlay();
+
+}  // namespace loupe_web

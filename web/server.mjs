@@ -1,0 +1,150 @@
+// Static file server for the built page (public/), for development and the browser tests.
+// Node's standard library only. scripts/serve is the command-line face of startServer().
+//
+// The headers are part of the product, not decoration:
+// - COOP + COEP make the page cross-origin isolated: SharedArrayBuffer, hence ORT's wasm threads.
+//   Without them ORT silently falls back to one thread.
+// - The CSP allows this origin only, so no script on the page could send an image anywhere; it is
+//   what backs the "no image leaves this device" badge. Any static host that serves Loupe needs
+//   the same headers (see securityHeaders).
+import { createReadStream } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import path from 'node:path';
+
+const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  // 'wasm-unsafe-eval': compiling WebAssembly, nothing else. No inline script, no eval.
+  "script-src 'self' 'wasm-unsafe-eval'",
+  // ORT's threads are module workers started from its own .mjs, on this origin.
+  "worker-src 'self'",
+  "style-src 'self'",
+  // blob: and data: for images the user opens from disk (object URLs, thumbnails).
+  "img-src 'self' blob: data:",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+export const securityHeaders = Object.freeze({
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+  'Content-Security-Policy': CONTENT_SECURITY_POLICY,
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+  'Cache-Control': 'no-cache',
+});
+
+export const mimeTypes = Object.freeze({
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.map': 'application/json',
+  '.wasm': 'application/wasm',
+  '.onnx': 'application/octet-stream',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.svg': 'image/svg+xml',
+  '.ico': 'image/x-icon',
+  '.txt': 'text/plain; charset=utf-8',
+});
+
+function contentType(file) {
+  return mimeTypes[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+}
+
+// The file a request path names inside root, or null when it names nothing servable. Paths are
+// resolved from the raw request target, so `..` segments (plain or percent-encoded) are refused
+// outright instead of being normalised away, and symbolic links may not lead outside root.
+async function resolveFile(root, requestTarget) {
+  const rawPath = requestTarget.split('?')[0].split('#')[0];
+  let decoded;
+  try {
+    decoded = decodeURIComponent(rawPath);
+  } catch {
+    return { status: 400 };
+  }
+  if (!decoded.startsWith('/') || decoded.includes('\0') || decoded.includes('\\')) return { status: 400 };
+  if (decoded.split('/').some((segment) => segment === '..')) return { status: 403 };
+
+  let file = path.join(root, decoded);
+  try {
+    let info = await stat(file);
+    if (info.isDirectory()) {
+      file = path.join(file, 'index.html');
+      info = await stat(file);
+    }
+    if (!info.isFile()) return { status: 404 };
+    const real = await realpath(file);
+    if (!real.startsWith(root.endsWith(path.sep) ? root : root + path.sep)) return { status: 403 };
+    return { status: 200, file: real, size: info.size };
+  } catch {
+    return { status: 404 };
+  }
+}
+
+function sendText(res, status, text, extraHeaders = {}) {
+  res.writeHead(status, { ...securityHeaders, 'Content-Type': 'text/plain; charset=utf-8', ...extraHeaders });
+  res.end(`${text}\n`);
+}
+
+const statusText = { 400: 'Bad request', 403: 'Forbidden', 404: 'Not found' };
+
+// Starts serving `root`. port 0 picks a free port. Resolves to { server, url, port, close() }.
+export async function startServer({ root = 'public', port = 8080, host = '127.0.0.1', log = false } = {}) {
+  const rootDir = await realpath(path.resolve(root)).catch(() => {
+    throw new Error(`No site to serve at ${path.resolve(root)}: build and install the web target first`);
+  });
+
+  const server = createServer(async (req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendText(res, 405, 'Method not allowed', { Allow: 'GET, HEAD' });
+      return;
+    }
+    const found = await resolveFile(rootDir, req.url ?? '/');
+    if (log) console.log(`${found.status} ${req.method} ${req.url}`);
+    if (found.status !== 200) {
+      sendText(res, found.status, statusText[found.status]);
+      return;
+    }
+    res.writeHead(200, {
+      ...securityHeaders,
+      'Content-Type': contentType(found.file),
+      'Content-Length': found.size,
+    });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    const stream = createReadStream(found.file);
+    stream.on('error', () => res.destroy());
+    stream.pipe(res);
+  });
+
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port: actualPort } = server.address();
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  return {
+    server,
+    root: rootDir,
+    port: actualPort,
+    url: `http://${urlHost}:${actualPort}/`,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
