@@ -9,7 +9,7 @@ const canvas = document.getElementById('canvas');
 function showFatal(message) {
   overlay.hidden = false;
   overlay.classList.add('error');
-  overlay.textContent = `Loupe could not start: ${message}`;
+  overlay.textContent = `Loupe cannot continue: ${message}`;
 }
 
 // window.loupe is the page's test and debugging hook; the app replaces `state` every frame.
@@ -27,7 +27,12 @@ canvas.addEventListener('webglcontextlost', (event) => {
 });
 
 try {
-  window.loupe.module = await createLoupe({ canvas, ortBridge });
+  window.loupe.module = await createLoupe({
+    canvas,
+    ortBridge,
+    showFatal,                                    // the app's own unrecoverable errors
+    onAbort: (what) => showFatal(String(what)),   // wasm traps, out of memory
+  });
 } catch (error) {
   showFatal(error?.message ?? String(error));
   throw error;

@@ -112,19 +112,26 @@ static const char* const kNotDiagnosticBadge = "Not a diagnostic device";
 
 static void draw_menu_bar() {
   if (!ImGui::BeginMainMenuBar()) return;
-  ImGui::Text("Loupe");
-  ImGui::TextColored(colours::dim, "medical image classifiers, in your browser");
+  const ImGuiStyle& style = ImGui::GetStyle();
+  const char* const subtitle = "medical image classifiers, in your browser";
+  const float badges_width = badge_size(kLocalBadge).x + style.ItemSpacing.x + badge_size(kNotDiagnosticBadge).x;
+  const float badges_x = ImGui::GetWindowWidth() - badges_width - style.WindowPadding.x;
 
-  // Right-aligned, always visible: what the page promises and what it is not.
-  const float spacing = ImGui::GetStyle().ItemSpacing.x;
-  const float badges_width = badge_size(kLocalBadge).x + spacing + badge_size(kNotDiagnosticBadge).x;
-  ImGui::SetCursorPosX(ImGui::GetWindowWidth() - badges_width - spacing);
+  ImGui::Text("Loupe");
+  // The subtitle is the first thing to go on a narrow window; the badges never go.
+  ImGui::SameLine();
+  if (ImGui::GetCursorPosX() + ImGui::CalcTextSize(subtitle).x + style.ItemSpacing.x < badges_x) {
+    ImGui::TextColored(colours::dim, "%s", subtitle);
+    ImGui::SameLine();
+  }
+  ImGui::SetCursorPosX(std::max(ImGui::GetCursorPosX(), badges_x));
   draw_badge(kLocalBadge, colours::local);
   if (ImGui::IsItemHovered()) {
     ImGui::SetTooltip(
         "Images and models are opened from this device and processed inside this tab.\n"
         "The page's Content-Security-Policy forbids connections to any other origin.");
   }
+  ImGui::SameLine();
   draw_badge(kNotDiagnosticBadge, colours::caution);
   if (ImGui::IsItemHovered()) {
     ImGui::SetTooltip("For research and education. Not for clinical decisions.");
@@ -223,16 +230,21 @@ static void draw_build_section(const AppState& app) {
   ImGui::EndTable();
 }
 
+// Centred while it fits, wrapped when the window is narrow.
+static void centered_text(const char* text, const ImVec4& colour) {
+  const float width = ImGui::GetContentRegionAvail().x;
+  const float text_width = ImGui::CalcTextSize(text).x;
+  if (text_width < width) ImGui::SetCursorPosX(ImGui::GetCursorPosX() + (width - text_width) * 0.5f);
+  ImGui::PushStyleColor(ImGuiCol_Text, colour);
+  ImGui::TextWrapped("%s", text);
+  ImGui::PopStyleColor();
+}
+
 static void draw_workspace() {
-  const char* const title = "No model loaded";
-  const char* const hint = "Models (.onnx) and images are opened from this device and never uploaded.";
-  const ImVec2 region = ImGui::GetContentRegionAvail();
   const float line = ImGui::GetTextLineHeightWithSpacing();
-  const float top = ImGui::GetCursorPosY() + (region.y - 2.0f * line) * 0.5f;
-  ImGui::SetCursorPos({(region.x - ImGui::CalcTextSize(title).x) * 0.5f, top});
-  ImGui::Text("%s", title);
-  ImGui::SetCursorPosX((region.x - ImGui::CalcTextSize(hint).x) * 0.5f);
-  ImGui::TextColored(colours::dim, "%s", hint);
+  ImGui::SetCursorPosY(ImGui::GetCursorPosY() + (ImGui::GetContentRegionAvail().y - 2.0f * line) * 0.5f);
+  centered_text("No model loaded", ImGui::GetStyle().Colors[ImGuiCol_Text]);
+  centered_text("Models (.onnx) and images are opened from this device and never uploaded.", colours::dim);
 }
 
 static void draw_app(const AppState& app) {
@@ -245,7 +257,11 @@ static void draw_app(const AppState& app) {
   const ImGuiWindowFlags flags = ImGuiWindowFlags_NoDecoration | ImGuiWindowFlags_NoMove |
                                  ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoBringToFrontOnFocus;
   ImGui::Begin("Loupe", nullptr, flags);
-  const float footer_height = ImGui::GetFrameHeightWithSpacing();
+  const char* const footer =
+      "Research and education use only. Not a diagnostic device: do not use its output for clinical decisions.";
+  const ImGuiStyle& style = ImGui::GetStyle();
+  const float footer_height =
+      ImGui::CalcTextSize(footer, nullptr, false, ImGui::GetContentRegionAvail().x).y + 2.0f * style.ItemSpacing.y;
 
   ImGui::BeginChild("sidebar", {320.0f, -footer_height}, true);
   draw_runtime_section(app);
@@ -258,10 +274,9 @@ static void draw_app(const AppState& app) {
   draw_workspace();
   ImGui::EndChild();
 
-  ImGui::AlignTextToFramePadding();
-  ImGui::TextColored(colours::dim,
-                     "Research and education use only. Not a diagnostic device: do not use its output "
-                     "for clinical decisions.");
+  ImGui::PushStyleColor(ImGuiCol_Text, colours::dim);
+  ImGui::TextWrapped("%s", footer);
+  ImGui::PopStyleColor();
   ImGui::End();
 }
 
@@ -370,13 +385,18 @@ static void set_style() {
 }
 
 int main() {
-  if (!glfwInit()) return 1;
   // WebGL2 is OpenGL ES 3.0. The size is provisional: the first frame fits the canvas to the window.
-  glfwWindowHint(GLFW_CLIENT_API, GLFW_OPENGL_ES_API);
-  glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
-  glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 0);
-  g_platform.window = glfwCreateWindow(1280, 720, "Loupe", nullptr, nullptr);
-  if (!g_platform.window) return 1;
+  if (glfwInit()) {
+    glfwWindowHint(GLFW_CLIENT_API, GLFW_OPENGL_ES_API);
+    glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
+    glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 0);
+    g_platform.window = glfwCreateWindow(1280, 720, "Loupe", nullptr, nullptr);
+  }
+  if (!g_platform.window) {
+    loupe_web::page_show_fatal_error(
+        "WebGL 2 is not available in this browser (is WebGL or hardware acceleration turned off?)");
+    return 1;
+  }
   glfwMakeContextCurrent(g_platform.window);
 
   IMGUI_CHECKVERSION();

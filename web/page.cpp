@@ -22,6 +22,13 @@ EM_JS(void, js_hide_loading_overlay, (), {
   if (overlay) overlay.hidden = true;
 });
 
+// app.mjs passes its showFatal() to createLoupe(); without it, the console is all there is.
+EM_JS(void, js_show_fatal_error, (const char* message), {
+  const text = UTF8ToString(message);
+  if (Module["showFatal"]) Module["showFatal"](text);
+  console.error("Loupe: " + text);
+});
+
 }  // namespace
 
 namespace loupe_web {
@@ -45,5 +52,7 @@ void page_set_canvas_size(int width, int height) { js_set_canvas_size(width, hei
 void page_publish_state(const std::string& json) { js_publish_state(json.c_str()); }
 
 void page_hide_loading_overlay() { js_hide_loading_overlay(); }
+
+void page_show_fatal_error(const char* message) { js_show_fatal_error(message); }
 
 }  // namespace loupe_web

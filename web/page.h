@@ -30,4 +30,7 @@ void page_publish_state(const std::string& json);
 // Hides the HTML "Loading..." overlay once the first frame is on screen.
 void page_hide_loading_overlay();
 
+// Replaces the overlay with an error, for failures that leave nothing to draw with (no WebGL 2).
+void page_show_fatal_error(const char* message);
+
 }  // namespace loupe_web

@@ -164,7 +164,9 @@ namespace {
 int cv_interpolation(Interpolation interpolation) {
   switch (interpolation) {
     case Interpolation::Nearest: return cv::INTER_NEAREST;
-    case Interpolation::Linear: return cv::INTER_LINEAR;
+    // The bit-exact variant: fixed-point arithmetic, identical with every SIMD path (native
+    // SSE/AVX, wasm SIMD128), for 8- and 16-bit images alike.
+    case Interpolation::Linear: return cv::INTER_LINEAR_EXACT;
     case Interpolation::Area: return cv::INTER_AREA;
     case Interpolation::Cubic: return cv::INTER_CUBIC;
   }

@@ -58,7 +58,7 @@ std::string data_dir() {
   std::string dir;
 #ifdef __EMSCRIPTEN__
   // Emscripten's getenv() does not see Node's environment.
-  char* from_node = reinterpret_cast<char*>(EM_ASM_PTR({
+  char* from_node = reinterpret_cast<char*>(EM_ASM_INT({
     const v = process.env.LOUPE_DATA_DIR;
     return v ? allocateUTF8(v) : 0;
   }));

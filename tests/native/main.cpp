@@ -1,0 +1,32 @@
+// Runner for the native (LibTorch) suites.
+//
+// Threads: LibTorch starts with one intra-op thread on the project's machines; the suites use two
+// (the machines have two cores). LOUPE_TEST_THREADS overrides.
+//
+// Wait policy: LibTorch's OpenMP (libgomp) threads spin while waiting for work. On a two-core machine
+// shared with a compiler or another test, the spinning thread steals the core the other one needs and
+// the suite runs about 3x slower. libgomp reads OMP_WAIT_POLICY once, when it is loaded (before
+// main), so if it is unset the runner sets it to PASSIVE and re-executes itself once.
+#define CATCH_CONFIG_RUNNER
+#include <ATen/Parallel.h>
+
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <cstdlib>
+
+#if defined(__linux__)
+#include <unistd.h>
+#endif
+
+int main(int argc, char** argv) {
+#if defined(__linux__)
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: then carry on with spinning threads
+  }
+#endif
+  int threads = 2;
+  if (const char* env = std::getenv("LOUPE_TEST_THREADS")) threads = std::max(1, std::atoi(env));
+  at::set_num_threads(threads);
+  return Catch::Session().run(argc, argv);
+}
