@@ -1,7 +1,7 @@
 // Times decode + preprocess of one image file, the same source built natively and for wasm.
 // scripts/bench-preprocess runs both and prints the ratio; never part of the tests.
 //
-//   bench_preprocess IMAGE [RUNS]          prints {"runs": N, "median_ms": ..., "p10_ms": ..., "p90_ms": ...}
+//   bench_preprocess IMAGE [RUNS] [THREADS] prints {"runs": N, "median_ms": ..., "p10_ms": ..., "p90_ms": ...}
 //   bench_preprocess --make-jpeg OUT SIDE  writes a SIDE x SIDE test JPEG (quality 90)
 #include <algorithm>
 #include <chrono>
@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
       return 2;
     }
     const int runs = argc > 2 ? std::stoi(argv[2]) : 50;
+    // OpenCV parallelises colour conversion and resizing natively; the wasm build is single-threaded.
+    // Default: one thread on both sides, for a like-for-like comparison.
+    cv::setNumThreads(argc > 3 ? std::stoi(argv[3]) : 1);
     const std::vector<uint8_t> bytes = loupe::read_file(argv[1]);
     const loupe::PreprocessSpec spec = loupe::PreprocessSpec::imagenet(224);
     std::vector<double> ms;
