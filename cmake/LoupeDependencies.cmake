@@ -37,3 +37,10 @@ if(EMSCRIPTEN)
 else()
   find_package(nlohmann_json 3 REQUIRED)
 endif()
+
+# LibTorch for the native training backend (Debian's libtorch-dev 1.13 here; a CUDA LibTorch 2.x
+# via CMAKE_PREFIX_PATH on GPU machines). Found once at the top so its imported targets are
+# visible to every native directory.
+if(NOT EMSCRIPTEN)
+  find_package(Torch REQUIRED)
+endif()

@@ -393,7 +393,9 @@ SplitSpec SplitSpec::from_json(const nlohmann::json& json) {
     else if (key == "test") spec.test = number();
     else if (key == "val_from_train") spec.val_from_train = number();
     else if (key == "seed") {
-      if (!value.is_number_unsigned()) throw Error(ErrorCode::InvalidArgument, "split.seed: expected a non-negative integer");
+      if (!value.is_number_integer() || value.get<int64_t>() < 0) {
+        throw Error(ErrorCode::InvalidArgument, "split.seed: expected a non-negative integer");
+      }
       spec.seed = value.get<uint64_t>();
     } else {
       throw Error(ErrorCode::InvalidArgument, "split." + key + ": unknown key; expected val, test, val_from_train, seed");

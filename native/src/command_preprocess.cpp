@@ -1,5 +1,6 @@
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include "commands.h"
@@ -12,13 +13,17 @@ namespace loupe::cli {
 void add_preprocess_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "preprocess", "Decode an image and write the model input tensor (NCHW float32) as .npy, to check a pipeline");
-  static std::string image_path, spec_path, out_path;
-  static bool imagenet = false;
-  cmd->add_option("image", image_path, "Image file (PNG, JPEG, BMP, TIFF)")->required();
-  cmd->add_option("--spec", spec_path, "PreprocessSpec JSON file (default: RGB 224x224, x/255)");
-  cmd->add_flag("--imagenet", imagenet, "Use ImageNet mean/std at 224x224 instead of a spec file");
-  cmd->add_option("-o,--out", out_path, "Output .npy file")->required();
-  cmd->callback([] {
+  struct Options {
+    std::string image_path, spec_path, out_path;
+    bool imagenet = false;
+  };
+  auto opt = std::make_shared<Options>();
+  cmd->add_option("image", opt->image_path, "Image file (PNG, JPEG, BMP, TIFF)")->required();
+  cmd->add_option("--spec", opt->spec_path, "PreprocessSpec JSON file (default: RGB 224x224, x/255)");
+  cmd->add_flag("--imagenet", opt->imagenet, "Use ImageNet mean/std at 224x224 instead of a spec file");
+  cmd->add_option("-o,--out", opt->out_path, "Output .npy file")->required();
+  cmd->callback([opt] {
+    const auto& [image_path, spec_path, out_path, imagenet] = *opt;
     PreprocessSpec spec = imagenet ? PreprocessSpec::imagenet(224) : PreprocessSpec::unit_scale(224);
     if (!spec_path.empty()) {
       std::ifstream in(spec_path);

@@ -175,7 +175,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& json) {
     else if (key == "epochs") c.epochs = integer(v, key, 1, 100000);
     else if (key == "batch_size") c.batch_size = integer(v, key, 1, 65536);
     else if (key == "seed") {
-      if (!v.is_number_unsigned()) bad(key, "expected a non-negative integer");
+      if (!v.is_number_integer() || v.get<int64_t>() < 0) bad(key, "expected a non-negative integer");
       c.seed = v.get<uint64_t>();
     } else if (key == "threads") c.threads = integer(v, key, 0, 1024);
     else if (key == "workers") c.workers = integer(v, key, 1, 256);

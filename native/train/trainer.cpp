@@ -345,6 +345,7 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
 
   config.model.num_classes = static_cast<int>(dataset.classes.size());
   write_json((fs::path(run_dir) / "config.json").string(), config.to_json());
+  torch::manual_seed(config.seed);  // weight initialisation is part of the run's reproducibility
   auto model = models::create_model(config.model);
   if (!config.pretrained_path.empty()) {
     throw Error(ErrorCode::InvalidArgument, "pretrained.path: loading pretrained weights is not implemented yet");

@@ -1,0 +1,29 @@
+// Generated data for the native suites: temporary folders and small labelled image sets whose
+// classes are easy to tell apart (so a few epochs of training must beat chance).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "loupe/image.h"
+
+namespace loupe::test {
+
+struct TempDir {
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::filesystem::path path;
+};
+
+// An image of class `cls`: class 0 a bright disc, 1 a dark square, 2 horizontal stripes,
+// 3 vertical stripes, ... on a noisy background; `seed` varies position and noise.
+Image shape_image(int width, int height, int channels, int cls, uint64_t seed);
+
+// root/<class>/<i>.png for each class, `per_class` images of side `size`.
+void write_shapes_dataset(const std::filesystem::path& root, const std::vector<std::string>& classes, int per_class,
+                          int size, int channels = 3);
+
+}  // namespace loupe::test

@@ -1,0 +1,238 @@
+// Data sets, splits, balancing and augmentation (native/data).
+#include "catch_torch.h"  // first: keeps Catch's CHECK (see the header)
+
+#include <zip.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+
+#include "augment.h"
+#include "balance.h"
+#include "dataset.h"
+#include "fixtures.h"
+
+namespace fs = std::filesystem;
+using namespace loupe;
+using namespace loupe::data;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+std::vector<uint8_t> npy_u8(const std::vector<int64_t>& shape, const std::vector<uint8_t>& data) {
+  std::string dims;
+  for (int64_t d : shape) dims += std::to_string(d) + ",";
+  if (shape.size() > 1) dims.pop_back();
+  std::string header = "{'descr': '|u1', 'fortran_order': False, 'shape': (" + dims + "), }";
+  header.append(64 - (10 + header.size() + 1) % 64, ' ');
+  header += '\n';
+  std::string bytes = "\x93NUMPY";
+  bytes += '\x01';
+  bytes += '\x00';
+  bytes += static_cast<char>(header.size() & 0xff);
+  bytes += static_cast<char>(header.size() >> 8);
+  bytes += header;
+  bytes.append(data.begin(), data.end());
+  return std::vector<uint8_t>(bytes.begin(), bytes.end());
+}
+
+// A MedMNIST-style .npz: 12x12 images, 2 classes, train/val/test of 10/4/6 images.
+std::string write_npz(const fs::path& path) {
+  int error = 0;
+  zip_t* archive = zip_open(path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error);
+  REQUIRE(archive);
+  std::vector<std::vector<uint8_t>> keep;  // zip_source_buffer does not copy
+  for (const auto& [prefix, n] : {std::pair{"train", 10}, std::pair{"val", 4}, std::pair{"test", 6}}) {
+    std::vector<uint8_t> pixels(static_cast<size_t>(n) * 144), labels(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      labels[i] = static_cast<uint8_t>(i % 2);
+      std::fill(pixels.begin() + i * 144, pixels.begin() + (i + 1) * 144, static_cast<uint8_t>(i % 2 ? 200 : 30));
+    }
+    keep.push_back(npy_u8({n, 12, 12}, pixels));
+    zip_file_add(archive, (std::string(prefix) + "_images.npy").c_str(),
+                 zip_source_buffer(archive, keep.back().data(), keep.back().size(), 0), ZIP_FL_OVERWRITE);
+    keep.push_back(npy_u8({n, 1}, labels));
+    zip_file_add(archive, (std::string(prefix) + "_labels.npy").c_str(),
+                 zip_source_buffer(archive, keep.back().data(), keep.back().size(), 0), ZIP_FL_OVERWRITE);
+  }
+  REQUIRE(zip_close(archive) == 0);
+  return path.string();
+}
+
+}  // namespace
+
+TEST_CASE("image folder: classes, counts, and every unusable file listed with a reason", "[data]") {
+  const test::TempDir dir;
+  test::write_shapes_dataset(dir.path, {"alpha", "beta", "gamma"}, 6, 32);
+  std::ofstream(dir.path / "beta" / "notes.txt") << "not an image";
+  std::ofstream(dir.path / "beta" / "empty.png");
+  std::ofstream(dir.path / "gamma" / "broken.jpg") << "\xFF\xD8\xFF garbage";
+  std::ofstream(dir.path / "README.md") << "top-level file";
+  const Dataset ds = scan_image_folder(dir.path.string());
+  CHECK(ds.classes == std::vector<std::string>{"alpha", "beta", "gamma"});
+  CHECK(ds.class_counts() == std::vector<int64_t>{6, 6, 6});
+  REQUIRE(ds.skipped.size() == 4);
+  std::set<std::string> reasons;
+  for (const auto& s : ds.skipped) reasons.insert(fs::path(s.path).filename().string() + ": " + s.reason);
+  CHECK_THAT(*reasons.begin(), Contains("README.md"));
+  CHECK(std::any_of(reasons.begin(), reasons.end(), [](const std::string& r) { return r.find("empty.png: ") == 0 && r.find("empty") != std::string::npos; }));
+  CHECK(std::any_of(reasons.begin(), reasons.end(), [](const std::string& r) { return r.find("notes.txt: not an image") == 0; }));
+  CHECK(ds.summary_json()["skipped"].size() == 4);
+  CHECK(ds.load_image(0).width == 32);
+}
+
+TEST_CASE("bad data sets give clear errors", "[data][bad-input]") {
+  const test::TempDir dir;
+  CHECK_THAT(error_of([&] { load_dataset((dir.path / "missing").string()); }), Contains("no such file or folder"));
+  fs::create_directories(dir.path / "empty");
+  CHECK_THAT(error_of([&] { load_dataset((dir.path / "empty").string()); }), Contains("no class sub-folders"));
+  test::write_shapes_dataset(dir.path / "one", {"only"}, 4, 16);
+  CHECK_THAT(error_of([&] { load_dataset((dir.path / "one").string()); }), Contains("only one class"));
+  test::write_shapes_dataset(dir.path / "hollow", {"a", "b"}, 4, 16);
+  for (const auto& f : fs::directory_iterator(dir.path / "hollow" / "b")) std::ofstream(f.path()) << "x";
+  CHECK_THAT(error_of([&] { load_dataset((dir.path / "hollow").string()); }), Contains("class 'b' has no usable images"));
+  std::ofstream(dir.path / "data.bin") << "x";
+  CHECK_THAT(error_of([&] { load_dataset((dir.path / "data.bin").string()); }), Contains("expected a folder"));
+}
+
+TEST_CASE("CSV manifest with relative paths and a split column", "[data]") {
+  const test::TempDir dir;
+  test::write_shapes_dataset(dir.path / "images", {"neg", "pos"}, 3, 24);
+  std::ofstream csv(dir.path / "manifest.csv");
+  csv << "label,path,split\n";
+  int i = 0;
+  for (const char* cls : {"neg", "pos"}) {
+    for (const auto& f : fs::directory_iterator(dir.path / "images" / cls)) {
+      csv << cls << ",\"images/" << cls << "/" << f.path().filename().string() << "\"," << (i++ % 3 == 0 ? "test" : i % 3 == 1 ? "val" : "train") << "\n";
+    }
+  }
+  csv.close();
+  const Dataset ds = read_manifest((dir.path / "manifest.csv").string());
+  CHECK(ds.classes == std::vector<std::string>{"neg", "pos"});
+  CHECK(ds.samples.size() == 6);
+  CHECK(ds.has_given_split());
+  const Split split = stratified_split(ds, {});
+  CHECK(split.from_dataset);
+  CHECK(split.train.size() + split.val.size() + split.test.size() == 6);
+
+  std::ofstream(dir.path / "bad.csv") << "file,label\nx.png,a\n";
+  CHECK_THAT(error_of([&] { read_manifest((dir.path / "bad.csv").string()); }), Contains("'path' and 'label'"));
+  std::ofstream(dir.path / "bad_split.csv") << "path,label,split\nimages/neg/a.png,neg,holdout\n";
+  CHECK_THAT(error_of([&] { read_manifest((dir.path / "bad_split.csv").string()); }), Contains("bad_split.csv:2") && Contains("holdout"));
+}
+
+TEST_CASE("MedMNIST-style .npz keeps its own split", "[data]") {
+  const test::TempDir dir;
+  LoadOptions options;
+  options.npz_class_names = {"normal", "pneumonia"};
+  const Dataset ds = read_npz(write_npz(dir.path / "tiny.npz"), options);
+  CHECK(ds.classes == std::vector<std::string>{"normal", "pneumonia"});
+  CHECK(ds.samples.size() == 20);
+  const Split split = stratified_split(ds, {});
+  CHECK(split.train.size() == 10);
+  CHECK(split.val.size() == 4);
+  CHECK(split.test.size() == 6);
+  const Image img = ds.load_image(split.train[1]);
+  CHECK(img.width == 12);
+  CHECK(img.channels == 1);
+  CHECK(img.data[0] == 200);
+  options.npz_class_names = {"only"};
+  CHECK_THAT(error_of([&] { read_npz((dir.path / "tiny.npz").string(), options); }), Contains("class names"));
+}
+
+TEST_CASE("stratified split: exact per-class counts, disjoint, seeded", "[data][split]") {
+  Dataset ds;
+  ds.origin = "synthetic";
+  ds.classes = {"a", "b"};
+  for (int i = 0; i < 100; ++i) ds.samples.push_back({"a" + std::to_string(i), 0, SplitName::Unassigned, -1});
+  for (int i = 0; i < 30; ++i) ds.samples.push_back({"b" + std::to_string(i), 1, SplitName::Unassigned, -1});
+  SplitSpec spec;
+  spec.val = 0.1;
+  spec.test = 0.1;
+  const Split s = stratified_split(ds, spec);
+  const auto count = [&](const std::vector<size_t>& part, int label) {
+    return std::count_if(part.begin(), part.end(), [&](size_t i) { return ds.samples[i].label == label; });
+  };
+  CHECK(count(s.test, 0) == 10);
+  CHECK(count(s.test, 1) == 3);
+  CHECK(count(s.val, 1) == 3);
+  CHECK(count(s.train, 0) == 80);
+  std::set<size_t> all(s.train.begin(), s.train.end());
+  all.insert(s.val.begin(), s.val.end());
+  all.insert(s.test.begin(), s.test.end());
+  CHECK(all.size() == 130);
+  CHECK(stratified_split(ds, spec).test == s.test);  // same seed, same split
+  spec.seed = 7;
+  CHECK(stratified_split(ds, spec).test != s.test);
+
+  SplitSpec paper;  // seed 002: 80/20, then 20% of the training part for validation
+  paper.test = 0.2;
+  paper.val_from_train = 0.2;
+  const Split p = stratified_split(ds, paper);
+  CHECK(count(p.test, 0) == 20);
+  CHECK(count(p.val, 0) == 16);
+  CHECK(count(p.train, 0) == 64);
+  CHECK(p.to_json(ds)["class_counts"]["val"] == nlohmann::json({16, 5}));
+
+  Dataset tiny = ds;
+  tiny.samples.resize(102);  // class b has 2 images: cannot fill train, val and test
+  CHECK_THAT(error_of([&] { stratified_split(tiny, spec); }), Contains("class 'b' has 2 images, too few"));
+  CHECK_THAT(error_of([&] { SplitSpec::from_json({{"tset", 0.2}}); }), Contains("split.tset"));
+}
+
+TEST_CASE("balancing the training split", "[data][balance]") {
+  Dataset ds;
+  ds.classes = {"common", "rare"};
+  std::vector<size_t> train;
+  for (int i = 0; i < 12; ++i) {
+    ds.samples.push_back({std::to_string(i), i < 9 ? 0 : 1, SplitName::Unassigned, -1});
+    train.push_back(static_cast<size_t>(i));
+  }
+  const auto under = balance_training(ds, train, Balancing::Undersample, 1);
+  CHECK(under.counts_before == std::vector<int64_t>{9, 3});
+  CHECK(under.counts_after == std::vector<int64_t>{3, 3});
+  const auto over = balance_training(ds, train, Balancing::Oversample, 1);
+  CHECK(over.counts_after == std::vector<int64_t>{9, 9});
+  const auto weighted = balance_training(ds, train, Balancing::ClassWeights, 1);
+  CHECK(weighted.indices == train);
+  CHECK(weighted.class_weights[0] == Approx(12.0 / (2 * 9)));
+  CHECK(weighted.class_weights[1] == Approx(12.0 / (2 * 3)));
+  CHECK(balance_training(ds, train, Balancing::Undersample, 1).indices ==
+        balance_training(ds, train, Balancing::Undersample, 1).indices);
+  CHECK_THAT(error_of([] { parse_balancing("smote"); }), Contains("'smote'"));
+}
+
+TEST_CASE("augmentation is seeded and does what it says", "[data][augment]") {
+  const Image img = test::shape_image(40, 30, 3, true, 5);
+  AugmentSpec flip;
+  flip.horizontal_flip = 1.0;
+  std::mt19937_64 rng(1);
+  const Image flipped = augment(img, flip, rng);
+  REQUIRE(flipped.width == 40);
+  for (int x = 0; x < 40; ++x) CHECK(flipped.data[x * 3] == img.data[(39 - x) * 3]);
+
+  AugmentSpec heavy;
+  heavy.rotation_degrees = 30;
+  heavy.shift_fraction = 0.1;
+  heavy.crop_area_min = 0.5;
+  heavy.brightness = 0.2;
+  heavy.contrast = 0.2;
+  std::mt19937_64 a(42), b(42), c(43);
+  const Image first = augment(img, heavy, a);
+  CHECK(augment(img, heavy, b).data == first.data);
+  CHECK(augment(img, heavy, c).data != first.data);
+  CHECK(first.width == img.width);
+  CHECK(first.height == img.height);
+  CHECK_THAT(error_of([] { AugmentSpec::from_json({{"rotation", 10}}); }), Contains("augment.rotation"));
+  CHECK_THAT(error_of([] { AugmentSpec::from_json({{"horizontal_flip", 2}}); }), Contains("outside"));
+}

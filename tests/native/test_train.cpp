@@ -1,0 +1,279 @@
+// The training backend: Adamax against its published rule, schedules, configs, and real
+// training runs on generated and (when present) real data.
+#include "catch_torch.h"  // first: keeps Catch's CHECK (see the header)
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "adamax.h"
+#include "fixtures.h"
+#include "optim.h"
+#include "train_config.h"
+#include "trainer.h"
+
+namespace fs = std::filesystem;
+using namespace loupe;
+using namespace loupe::train;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+nlohmann::json small_config(const fs::path& data, int epochs) {
+  return {{"name", "unit"},
+          {"data", {{"path", data.string()}}},
+          {"split", {{"val", 0.2}, {"test", 0.2}, {"seed", 3}}},
+          {"preprocess", {{"color", "rgb"}, {"size", 32}}},
+          {"model", {{"architecture", "simple_cnn"}, {"conv_channels", {8, 16}}, {"hidden_units", 32}, {"dropout", 0.1}}},
+          {"optimizer", {{"name", "adam"}, {"lr", 3e-3}}},
+          {"augment", {{"horizontal_flip", 0.5}}},
+          {"epochs", epochs},
+          {"batch_size", 8},
+          {"workers", 2},
+          {"threads", 2}};
+}
+
+RunOptions quiet() {
+  RunOptions o;
+  o.progress = false;
+  return o;
+}
+
+std::vector<torch::Tensor> weights_of(const std::string& checkpoint, const TrainConfig& config) {
+  auto model = models::create_model(config.model);
+  load_model_file(*model, checkpoint);
+  std::vector<torch::Tensor> out;
+  for (const auto& p : model->parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("Adamax follows the published update rule (Kingma & Ba 2015, Algorithm 2)", "[train][adamax]") {
+  // Paper: m = b1 m + (1 - b1) g;  u = max(b2 u, |g|);  theta -= lr / (1 - b1^t) * m / u.
+  // With eps = 0 PyTorch's variant is exactly the paper's rule.
+  const double lr = 0.01, b1 = 0.9, b2 = 0.999;
+  const std::vector<double> targets = {3.0, -2.0, 0.5};
+  torch::Tensor theta = torch::tensor({0.5, 1.5, -1.0}, torch::kFloat64).requires_grad_(true);
+  Adamax optimizer({theta}, AdamaxOptions(lr).betas({b1, b2}).eps(0.0));
+  std::vector<double> ref = {0.5, 1.5, -1.0}, m(3, 0.0), u(3, 0.0);
+  for (int t = 1; t <= 25; ++t) {
+    optimizer.zero_grad();
+    // loss = sum((theta - target)^2 * k) with a different curvature per coordinate
+    const torch::Tensor loss = ((theta - torch::tensor(targets, torch::kFloat64)).pow(2) *
+                                torch::tensor({1.0, 3.0, 0.2}, torch::kFloat64)).sum();
+    loss.backward();
+    optimizer.step();
+    const double k[3] = {1.0, 3.0, 0.2};
+    for (int i = 0; i < 3; ++i) {
+      const double g = 2.0 * k[i] * (ref[i] - targets[i]);
+      m[i] = b1 * m[i] + (1 - b1) * g;
+      u[i] = std::max(b2 * u[i], std::abs(g));
+      ref[i] -= lr / (1 - std::pow(b1, t)) * m[i] / u[i];
+    }
+  }
+  for (int i = 0; i < 3; ++i) CHECK(theta[i].item<double>() == Approx(ref[i]).epsilon(1e-12));
+}
+
+TEST_CASE("Adamax state survives save/load: resuming equals not stopping", "[train][adamax]") {
+  const auto run = [](int steps, torch::Tensor& w, Adamax& opt) {
+    for (int s = 0; s < steps; ++s) {
+      opt.zero_grad();
+      (w * w).sum().backward();
+      opt.step();
+    }
+  };
+  torch::Tensor a = torch::ones({4}).requires_grad_(true);
+  Adamax straight({a}, AdamaxOptions(0.1));
+  run(10, a, straight);
+
+  torch::Tensor b = torch::ones({4}).requires_grad_(true);
+  Adamax first({b}, AdamaxOptions(0.1));
+  run(5, b, first);
+  torch::serialize::OutputArchive archive;
+  first.save(archive);
+  std::stringstream stream;
+  archive.save_to(stream);
+  torch::Tensor c = b.detach().clone().requires_grad_(true);
+  Adamax second({c}, AdamaxOptions(0.1));
+  torch::serialize::InputArchive in;
+  in.load_from(stream);
+  second.load(in);
+  run(5, c, second);
+  CHECK(torch::allclose(a, c, 0, 0));
+}
+
+TEST_CASE("learning-rate schedules", "[train][schedule]") {
+  ScheduleConfig step;
+  step.kind = "step";
+  step.step_size = 2;
+  step.gamma = 0.5;
+  const LrSchedule s(step, 1.0, 10);
+  CHECK(s.lr_for_epoch(0) == 1.0);
+  CHECK(s.lr_for_epoch(2) == 0.5);
+  CHECK(s.lr_for_epoch(5) == 0.25);
+
+  ScheduleConfig cosine;
+  cosine.kind = "cosine";
+  const LrSchedule c(cosine, 1.0, 10);
+  CHECK(c.lr_for_epoch(0) == Approx(1.0));
+  CHECK(c.lr_for_epoch(5) == Approx(0.5));
+
+  ScheduleConfig plateau;  // seed 002: ReduceLROnPlateau(patience=1)
+  plateau.kind = "plateau";
+  plateau.patience = 1;
+  plateau.factor = 0.1;
+  LrSchedule p(plateau, 1e-3, 10);
+  p.observe(1.0);
+  CHECK(p.lr_for_epoch(1) == Approx(1e-3));
+  p.observe(1.1);  // no improvement for 1 epoch -> reduce
+  CHECK(p.lr_for_epoch(2) == Approx(1e-4));
+  LrSchedule restored(plateau, 1e-3, 10);
+  restored.restore(p.state());
+  CHECK(restored.lr_for_epoch(3) == Approx(1e-4));
+}
+
+TEST_CASE("configs: strict keys, consistent shapes", "[train][config]") {
+  const test::TempDir dir;
+  nlohmann::json good = small_config(dir.path, 1);
+  CHECK_NOTHROW(TrainConfig::from_json(good));
+  nlohmann::json bad = good;
+  bad["optimizer"]["learning_rate"] = 0.1;
+  CHECK_THAT(error_of([&] { TrainConfig::from_json(bad); }), Contains("optimizer.learning_rate"));
+  bad = good;
+  bad["optimizer"]["name"] = "lion";
+  CHECK_THAT(error_of([&] { TrainConfig::from_json(bad); }), Contains("optimizer.name") && Contains("'lion'"));
+  bad = good;
+  bad["model"] = {{"architecture", "resnet1000"}};
+  CHECK_THAT(error_of([&] { TrainConfig::from_json(bad); }), Contains("resnet18"));
+  bad = good;
+  bad["model"]["in_channels"] = 1;
+  CHECK_THAT(error_of([&] { TrainConfig::from_json(bad); }), Contains("model.in_channels"));
+  bad = good;
+  bad["epochs"] = "ten";
+  CHECK_THAT(error_of([&] { TrainConfig::from_json(bad); }), Contains("epochs"));
+  bad = good;
+  bad["batchsize"] = 8;
+  CHECK_THAT(error_of([&] { TrainConfig::from_json(bad); }), Contains("batchsize: unknown key"));
+  bad = good;
+  bad.erase("data");
+  CHECK_THAT(error_of([&] { TrainConfig::from_json(bad); }), Contains("data.path"));
+
+  // "extends" merges onto a base file; set_dotted is what grids and --set use.
+  std::ofstream(dir.path / "base.json") << good.dump();
+  std::ofstream(dir.path / "smoke.json") << R"({"extends": "base.json", "epochs": 3, "optimizer": {"lr": 0.01}})";
+  const TrainConfig smoke = load_config((dir.path / "smoke.json").string());
+  CHECK(smoke.epochs == 3);
+  CHECK(smoke.optimizer.lr == 0.01);
+  CHECK(smoke.optimizer.name == "adam");
+  nlohmann::json doc = good;
+  set_dotted(doc, "optimizer.lr", 0.5);
+  CHECK(TrainConfig::from_json(doc).optimizer.lr == 0.5);
+}
+
+TEST_CASE("training on generated data beats chance and leaves a complete run folder", "[train][run]") {
+  const test::TempDir dir;
+  test::write_shapes_dataset(dir.path / "data", {"disc", "square", "stripes"}, 30, 32);
+  const TrainConfig config = TrainConfig::from_json(small_config(dir.path / "data", 10));
+  const std::string run = (dir.path / "run").string();
+  const RunResult result = run_training(config, run, quiet());
+  CHECK(result.epochs_run == 10);
+  REQUIRE(result.test_report.is_object());
+  CHECK(result.test_report["accuracy"].get<double>() > 0.6);  // chance is 1/3
+  for (const char* file : {"config.json", "dataset.json", "split.json", "balance.json", "history.csv", "history.json",
+                           "metrics.json", "report.md", "curves.png", "confusion_test.png", "log.txt",
+                           "checkpoints/last.pt", "checkpoints/best.pt"}) {
+    CAPTURE(file);
+    CHECK(fs::exists(fs::path(run) / file));
+  }
+  std::ifstream split_file(fs::path(run) / "split.json");
+  const auto split = nlohmann::json::parse(split_file);
+  CHECK(split["class_counts"]["test"] == nlohmann::json({6, 6, 6}));
+  std::ifstream report(fs::path(run) / "report.md");
+  const std::string text((std::istreambuf_iterator<char>(report)), std::istreambuf_iterator<char>());
+  CHECK_THAT(text, Contains("Not a diagnostic device") && Contains("Held-out test"));
+}
+
+TEST_CASE("resuming after a stop gives the same model as an uninterrupted run", "[train][resume]") {
+  const test::TempDir dir;
+  test::write_shapes_dataset(dir.path / "data", {"disc", "square"}, 12, 32);
+  const TrainConfig three = TrainConfig::from_json(small_config(dir.path / "data", 3));
+  run_training(three, (dir.path / "straight").string(), quiet());
+
+  // The same run stopped after epoch 1 (as after a kill), then resumed to epoch 3.
+  TrainConfig one = three;
+  one.epochs = 1;
+  run_training(one, (dir.path / "resumed").string(), quiet());
+  RunOptions resume = quiet();
+  resume.resume = true;
+  run_training(three, (dir.path / "resumed").string(), resume);
+
+  const auto a = weights_of((dir.path / "straight" / "checkpoints" / "last.pt").string(), three);
+  const auto b = weights_of((dir.path / "resumed" / "checkpoints" / "last.pt").string(), three);
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) CHECK(torch::equal(a[i], b[i]));
+}
+
+TEST_CASE("a diverging run stops with a reason and keeps nothing half-written", "[train][bad-input]") {
+  const test::TempDir dir;
+  test::write_shapes_dataset(dir.path / "data", {"disc", "square"}, 10, 32);
+  nlohmann::json doc = small_config(dir.path / "data", 2);
+  // Inputs of 1e30 and plain SGD at lr 10: the first step throws the weights to ~1e31, the next
+  // forward pass overflows and the loss is no longer finite.
+  doc["preprocess"]["std"] = 1e-30;
+  doc["optimizer"] = {{"name", "sgd"}, {"lr", 10.0}, {"momentum", 0.0}};
+  const TrainConfig config = TrainConfig::from_json(doc);
+  const std::string message = error_of([&] { run_training(config, (dir.path / "run").string(), quiet()); });
+  CHECK_THAT(message, Contains("loss became") && Contains("lower learning rate"));
+  CHECK_FALSE(fs::exists(dir.path / "run" / "checkpoints" / "last.pt.tmp"));
+}
+
+TEST_CASE("a grid trains every combination, ranks on validation, tests only the winner", "[train][grid]") {
+  const test::TempDir dir;
+  test::write_shapes_dataset(dir.path / "data", {"disc", "square"}, 10, 32);
+  nlohmann::json doc = small_config(dir.path / "data", 1);
+  doc["grid"] = {{"optimizer.name", {"adam", "rmsprop"}}, {"optimizer.lr", {1e-3, 3e-3}}};
+  const TrainConfig config = TrainConfig::from_json(doc);
+  const RunResult result = run_grid(config, (dir.path / "grid").string(), quiet());
+  CHECK(fs::exists(dir.path / "grid" / "leaderboard.csv"));
+  int with_test = 0;
+  for (int i = 0; i < 4; ++i) {
+    char name[8];
+    std::snprintf(name, sizeof name, "%03d", i);
+    std::ifstream in(dir.path / "grid" / "grid" / name / "metrics.json");
+    REQUIRE(in);
+    if (nlohmann::json::parse(in).contains("test")) ++with_test;
+  }
+  CHECK(with_test == 1);
+  CHECK(result.test_report.is_object());
+}
+
+TEST_CASE("smoke training on real data (ALL leukemia) beats chance", "[train][real-data]") {
+  const char* env = std::getenv("LOUPE_DATA_DIR");
+  const fs::path data = fs::path(env ? env : LOUPE_DEFAULT_DATA_DIR) / "all-leukemia";
+  if (!fs::exists(data)) {
+    WARN("no " << data << ": real-data smoke training skipped");
+    return;
+  }
+  const test::TempDir dir;
+  nlohmann::json doc = small_config(data, 12);
+  doc["data"]["max_per_class"] = 60;
+  doc["preprocess"]["size"] = 48;
+  doc["split"] = {{"val", 0.15}, {"test", 0.25}, {"seed", 1}};
+  const RunResult result = run_training(TrainConfig::from_json(doc), (dir.path / "run").string(), quiet());
+  const double accuracy = result.test_report["accuracy"].get<double>();
+  INFO("held-out test accuracy " << accuracy << " on 60 images (4 classes, chance 0.25)");
+  CHECK(accuracy > 0.4);
+}
