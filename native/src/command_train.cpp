@@ -132,7 +132,7 @@ void add_eval_command(CLI::App& app) {
       for (size_t i = 0; i < dataset.samples.size(); ++i) samples.push_back(i);
       what = opt->data;
     } else {
-      dataset = data::load_dataset(config.data_path, load_options);
+      dataset = train::load_run_dataset(config);
       const data::Split split = data::stratified_split(dataset, config.split);
       samples = opt->split == "test" ? split.test : opt->split == "val" ? split.val : opt->split == "train" ? split.train
                                                                                                           : std::vector<size_t>{};

@@ -115,7 +115,8 @@ nlohmann::json TrainConfig::to_json() const {
   nlohmann::json j = {
       {"name", name},
       {"description", description},
-      {"data", {{"path", data_path}, {"class_names", class_names}, {"max_per_class", max_per_class}}},
+      {"data", {{"path", data_path}, {"class_names", class_names}, {"include_classes", include_classes},
+                {"max_per_class", max_per_class}}},
       {"split", split.to_json()},
       {"balancing", data::to_string(balancing)},
       {"preprocess", preprocess.to_json()},
@@ -151,8 +152,11 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& json) {
         else if (k == "class_names") {
           if (!dv.is_array()) bad("data.class_names", "expected an array of strings");
           for (const auto& n : dv) c.class_names.push_back(text(n, "data.class_names[]"));
+        } else if (k == "include_classes") {
+          if (!dv.is_array()) bad("data.include_classes", "expected an array of class names");
+          for (const auto& n : dv) c.include_classes.push_back(text(n, "data.include_classes[]"));
         } else if (k == "max_per_class") c.max_per_class = integer(dv, "data.max_per_class", 0, 1 << 30);
-        else bad("data." + k, "unknown key; expected path, class_names, max_per_class");
+        else bad("data." + k, "unknown key; expected path, class_names, include_classes, max_per_class");
       }
       has_data = !c.data_path.empty();
     } else if (key == "split") c.split = section("split", [&] { return data::SplitSpec::from_json(v); });

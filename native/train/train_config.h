@@ -3,7 +3,8 @@
 //   {
 //     "name": "seed004-efficientnet_b0",
 //     "extends": "base.json",                      // optional: JSON merge patch onto another config
-//     "data": {"path": "${LOUPE_DATA_DIR}/all-leukemia", "class_names": [], "max_per_class": 0},
+//     "data": {"path": "${LOUPE_DATA_DIR}/all-leukemia", "class_names": [], "include_classes": [],
+//              "max_per_class": 0},
 //     "split": {"val": 0.1, "test": 0.1, "seed": 42},
 //     "balancing": "none",                          // none | undersample | oversample | class_weights
 //     "preprocess": {...PreprocessSpec...},
@@ -41,6 +42,7 @@ struct TrainConfig {
   std::string description;
   std::string data_path;
   std::vector<std::string> class_names;  // for .npz data (integer labels)
+  std::vector<std::string> include_classes;  // keep only these classes (seed 003: COVID vs normal)
   int max_per_class = 0;                 // > 0: keep at most this many images per class (smoke runs)
   data::SplitSpec split;
   data::Balancing balancing = data::Balancing::None;

@@ -126,6 +126,30 @@ bool better(double candidate, double best, const std::string& metric, double min
   return metric == "val_loss" ? candidate < best - min_delta : candidate > best + min_delta;
 }
 
+// Keeps only the listed classes, relabelled in the listed order.
+void keep_classes(data::Dataset& ds, const std::vector<std::string>& keep) {
+  if (keep.empty()) return;
+  std::vector<int> new_label(ds.classes.size(), -1);
+  for (size_t k = 0; k < keep.size(); ++k) {
+    const auto it = std::find(ds.classes.begin(), ds.classes.end(), keep[k]);
+    if (it == ds.classes.end()) {
+      std::string known;
+      for (const auto& c : ds.classes) known += (known.empty() ? "" : ", ") + c;
+      throw Error(ErrorCode::InvalidArgument, "data.include_classes: '" + keep[k] + "' is not a class of " + ds.origin +
+                                                  " (" + known + ")");
+    }
+    new_label[static_cast<size_t>(it - ds.classes.begin())] = static_cast<int>(k);
+  }
+  std::vector<data::Sample> kept;
+  for (auto s : ds.samples) {
+    if (new_label[static_cast<size_t>(s.label)] < 0) continue;
+    s.label = new_label[static_cast<size_t>(s.label)];
+    kept.push_back(s);
+  }
+  ds.samples = std::move(kept);
+  ds.classes = keep;
+}
+
 // Keeps at most n images per class (seeded choice), for smoke runs on real data.
 void limit_per_class(data::Dataset& ds, int n, uint64_t seed) {
   if (n <= 0) return;
@@ -204,6 +228,15 @@ TrainerState load_checkpoint(const std::string& path, models::Classifier& model,
 }
 
 }  // namespace
+
+data::Dataset load_run_dataset(const TrainConfig& config) {
+  data::LoadOptions load_options;
+  load_options.npz_class_names = config.class_names;
+  data::Dataset dataset = data::load_dataset(config.data_path, load_options);
+  keep_classes(dataset, config.include_classes);
+  limit_per_class(dataset, config.max_per_class, config.seed);
+  return dataset;
+}
 
 // [SECTION] Records, devices
 
@@ -323,10 +356,7 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
       " threads");
 
   // Data, split and balancing: written before training so a failed run can still be audited.
-  data::LoadOptions load_options;
-  load_options.npz_class_names = config.class_names;
-  data::Dataset dataset = data::load_dataset(config.data_path, load_options);
-  limit_per_class(dataset, config.max_per_class, config.seed);
+  data::Dataset dataset = load_run_dataset(config);
   if (!dataset.skipped.empty()) {
     log(std::to_string(dataset.skipped.size()) + " file(s) skipped (listed in dataset.json), e.g. " +
         dataset.skipped.front().path + ": " + dataset.skipped.front().reason);

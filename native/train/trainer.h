@@ -85,6 +85,10 @@ RunResult run_training(const TrainConfig& config, const std::string& run_dir, co
 // them by the validation selection metric; only the winner is evaluated on test.
 RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const RunOptions& options);
 
+// The data set exactly as a run sees it: loaded, filtered to include_classes, capped at
+// max_per_class (seeded). `loupe eval` uses it to rebuild a run's split.
+data::Dataset load_run_dataset(const TrainConfig& config);
+
 torch::Device resolve_device(const std::string& name);
 void configure_threads(int threads);
 
