@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "baselines.h"
 #include "trainer.h"
 
 namespace fs = std::filesystem;
@@ -150,6 +151,32 @@ void add_eval_command(CLI::App& app) {
     const std::string out = (fs::path(opt->run) / ("eval-" + (opt->data.empty() ? opt->split : std::string("data")) + ".json")).string();
     std::ofstream(out) << result.dump(2) << "\n";
     std::printf("written: %s\n", out.c_str());
+  });
+}
+
+void add_baseline_command(CLI::App& app) {
+  struct Options {
+    std::string config, out;
+    int side = 32, k = 5;
+  };
+  auto opt = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand(
+      "baseline", "Classical baselines (seed 000): SVM and KNN on the same data, split and preprocessing as a config");
+  cmd->add_option("-c,--config", opt->config, "Run configuration (JSON)")->required();
+  cmd->add_option("-o,--out", opt->out, "Output folder (default runs/<name>-baselines)");
+  cmd->add_option("--side", opt->side, "Feature image side (pixels, flattened)")->check(CLI::Range(4, 128));
+  cmd->add_option("--k", opt->k, "KNN neighbours")->check(CLI::Range(1, 100));
+  cmd->callback([opt] {
+    const train::TrainConfig config = train::load_config(opt->config);
+    const std::string out = opt->out.empty() ? "runs/" + config.name + "-baselines" : opt->out;
+    train::BaselineOptions options;
+    options.feature_side = opt->side;
+    options.knn_k = opt->k;
+    const nlohmann::json result = train::run_baselines(config, out, options);
+    for (const char* name : {"svm", "knn"}) {
+      std::printf("%s, held-out test:\n%s\n", name, result[name]["test"]["report_text"].get<std::string>().c_str());
+    }
+    std::printf("written: %s/baselines.json\n", out.c_str());
   });
 }
 

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   loupe::cli::add_preprocess_command(app);
   loupe::cli::add_train_command(app);
   loupe::cli::add_eval_command(app);
+  loupe::cli::add_baseline_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

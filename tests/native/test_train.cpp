@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "adamax.h"
+#include "baselines.h"
 #include "fixtures.h"
 #include "optim.h"
 #include "train_config.h"
@@ -276,4 +277,17 @@ TEST_CASE("smoke training on real data (ALL leukemia) beats chance", "[train][re
   const double accuracy = result.test_report["accuracy"].get<double>();
   INFO("held-out test accuracy " << accuracy << " on 60 images (4 classes, chance 0.25)");
   CHECK(accuracy > 0.4);
+}
+
+TEST_CASE("classical baselines (SVM, KNN) on the run's split, in the report format", "[train][baselines]") {
+  const test::TempDir dir;
+  test::write_shapes_dataset(dir.path / "data", {"disc", "square", "stripes"}, 20, 32);
+  const TrainConfig config = TrainConfig::from_json(small_config(dir.path / "data", 1));
+  BaselineOptions options;
+  options.feature_side = 16;
+  const nlohmann::json result = run_baselines(config, (dir.path / "baselines").string(), options);
+  CHECK(result["svm"]["test"]["accuracy"].get<double>() > 0.6);  // chance 1/3
+  CHECK(result["knn"]["test"]["accuracy"].get<double>() > 0.5);
+  CHECK(result["svm"]["test"]["total"] == 12);
+  CHECK(fs::exists(dir.path / "baselines" / "baseline_svm.txt"));
 }

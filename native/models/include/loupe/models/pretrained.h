@@ -117,7 +117,7 @@ torch::Tensor dequantize(const TfliteTensor& tensor);
 struct PretrainedReport {
   std::string source;              // the file's name
   int64_t convolutions = 0;        // backbone convs loaded (52 for mobilenet_v2)
-  int64_t tensors_loaded = 0;      // parameters and buffers written (conv weights, BN sets, head)
+  int64_t tensors_loaded = 0;      // tensors taken from the file: a weight and a bias per conv (and head)
   bool head_loaded = false;        // false: the head keeps its fresh initialisation
   bool gray_input = false;         // in_channels 1: the first conv's RGB weights were summed
   double max_abs_weight = 0.0;     // largest |dequantised conv or head weight|

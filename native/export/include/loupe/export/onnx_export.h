@@ -1,0 +1,136 @@
+// ONNX export of the model zoo, written from Loupe's own model definitions (LibTorch has no C++
+// ONNX exporter), and its verification against LibTorch with ONNX Runtime.
+//
+//   auto model = loupe::models::create_model(config);          // + train::load_model_file(...)
+//   loupe::exporter::ExportOptions options;
+//   options.card.class_names = {"normal", "pneumonia"};
+//   options.card.preprocess = spec;
+//   onnx::ModelProto proto = loupe::exporter::export_onnx(*model, options);   // checked
+//   loupe::exporter::write_onnx(proto, "model.onnx");
+//   auto parity = loupe::exporter::verify_onnx(*model, loupe::exporter::OrtSession("model.onnx"));
+//   std::cout << parity.to_text();                             // max abs differences per output
+//
+// Or, for a training run folder: run_export() in run_export.h.
+//
+// [SECTION] The graph
+// Opset 13 by default (13..17: what ONNX 1.12's checker knows; ONNX Runtime 1.30 runs them all).
+// One input, "input" [batch, C, H, W] float32 (C, H, W fixed: the model card's input size; batch
+// symbolic). Outputs, float32, by name:
+//   logits         [batch, K]         always
+//   probabilities  [batch, K]         softmax over the classes (sigmoid when K == 1)   (default on)
+//   embedding      [batch, D]         the penultimate features, the head Linear's input  (default on)
+//   cam            [batch, K, h, w]   class activation maps: head weights x feature map, no bias, as
+//                                     Classifier::class_activation_maps (only has_cam() models)
+//   feature_map    [batch, C', h, w]  the last convolutional feature map                 (default off)
+// Batch norm is in eval form (running statistics), folded into the preceding convolution when
+// fold_batch_norm (the default), else a BatchNormalization node. Dropout and StochasticDepth are
+// identities. Weights are initializers named after their state_dict keys ("layer1.0.conv1.weight";
+// folded ones keep the convolution's names).
+//
+// [SECTION] How modules become nodes (the block types of loupe/models/blocks.h)
+//   Conv2d -> Conv (groups, pads, strides, dilations; zero padding only), BatchNorm2d ->
+//   BatchNormalization, ReLU -> Relu, ReLU6 -> Clip(0, 6), SiLU -> x * Sigmoid(x), Sigmoid,
+//   Hardsigmoid -> HardSigmoid(alpha 1/6, beta 0.5) (= relu6(x + 3) / 6), Hardswish -> HardSwish
+//   (opset >= 14) or x * HardSigmoid(x), MaxPool2d -> MaxPool, AdaptiveAvgPool2d -> GlobalAveragePool
+//   (output 1x1), nothing (output = input size), AveragePool (input a multiple of the output), else
+//   two MatMuls with the exact averaging matrices; Flatten -> Flatten, Linear -> Gemm, Sequential
+//   -> its children in order; BasicBlock, Bottleneck, InvertedResidual, SqueezeExcitation as
+//   written out in blocks.h; LstmHead -> Reshape + Transpose to [h*w, batch, C], one ONNX LSTM per
+//   LSTM layer (gates reordered from LibTorch's i,f,g,o to ONNX's i,o,f,c; B = [b_ih, b_hh]), last
+//   step from Y_h. Any other module type is an Error(InvalidArgument) naming the type and its path.
+#pragma once
+
+#include <onnx/onnx_pb.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "loupe/export/model_card.h"
+#include "loupe/export/ort_session.h"
+#include "loupe/models/zoo.h"
+
+namespace loupe::exporter {
+
+// What the exporter cannot read from the model itself. Everything else in the card (architecture,
+// model config, input, outputs, weights hash, creation time, producer) is filled in by export_onnx.
+struct CardInfo {
+  std::string name;                          // default: the architecture
+  std::string version = "1";
+  std::string description;
+  std::vector<std::string> class_names;      // default "class_0", ...; count must equal num_classes
+  // Default: x / 255 at the model's input size, gray or RGB by in_channels. Must agree with the
+  // model's in_channels and the export input size.
+  std::optional<PreprocessSpec> preprocess;
+  nlohmann::json training_data;              // see model_card.h; null when unknown
+  nlohmann::json test_metrics;               // see model_card.h; null when unknown
+  std::string intended_use = kDefaultIntendedUse;
+  std::string created_utc;                   // default: now
+};
+
+struct ExportOptions {
+  int opset = 13;
+  int input_size = 0;              // square input side; 0 = the model's config().input_size
+  bool fold_batch_norm = true;
+  bool probabilities = true;
+  bool embedding = true;
+  bool cam = true;                 // added only where model.has_cam(); the card lists what exists
+  bool feature_map = false;
+  bool check = true;               // run onnx::checker and strict shape inference on the result
+  CardInfo card;
+};
+
+// Builds the ONNX model of `model` (its eval-mode computation; the model's train/eval mode is left
+// as it was). Throws Error(InvalidArgument) for an unsupported module (naming its type and path),
+// an input size below the architecture's minimum, or card fields that disagree with the model;
+// Error(InvalidSpec) when the checker rejects the graph (a bug: please report it).
+onnx::ModelProto export_onnx(models::Classifier& model, const ExportOptions& options = {});
+
+// onnx::checker::check_model plus strict shape inference (declared output shapes must agree).
+// Throws Error(InvalidSpec) with the checker's message.
+void check_onnx(onnx::ModelProto& proto);
+
+// Serialises atomically (PATH.tmp, then rename). Throws Error(Io) on failure.
+void write_onnx(const onnx::ModelProto& proto, const std::string& path);
+std::string serialize_onnx(const onnx::ModelProto& proto);
+
+// SHA-256 (lower-case hex) of every initializer's raw_data, concatenated in graph order. Every
+// initializer Loupe writes stores its data in raw_data (little-endian); an initializer in another
+// field is an Error(InvalidArgument).
+std::string weights_sha256(const onnx::ModelProto& proto);
+
+// [SECTION] Verification: ONNX Runtime against LibTorch on the same inputs
+
+struct ParityOptions {
+  std::vector<int64_t> batch_sizes{2, 3};   // random N(0, 1) inputs of these batch sizes
+  uint64_t seed = 0;
+  std::vector<torch::Tensor> extra_inputs;  // e.g. preprocessed real images, [n, C, H, W]
+  double tolerance = 1e-4;                  // max abs difference allowed (see OutputParity)
+};
+
+struct OutputParity {
+  std::string output;
+  double max_abs_diff = 0;       // over every compared input batch
+  double max_abs_reference = 0;  // largest |LibTorch value|, for scale
+  // logits and probabilities: max_abs_diff <= tolerance. The other outputs (embedding, cam,
+  // feature_map) are unnormalised features of any magnitude: max_abs_diff <= tolerance *
+  // max(1, max_abs_reference), i.e. a relative bound for large values.
+  bool passed = false;
+};
+
+struct ParityReport {
+  std::vector<OutputParity> outputs;
+  std::vector<std::string> inputs;   // what was compared, e.g. "random [2, 3, 64, 64]"
+  bool passed = false;
+  double max_logits_diff() const;
+  std::string to_text() const;       // one line per output
+  nlohmann::json to_json() const;
+};
+
+// Runs `session` and `model` (eval, no grad) on the same inputs and compares every output the
+// session has that the exporter knows. The model's train/eval mode is restored afterwards.
+ParityReport verify_onnx(models::Classifier& model, const OrtSession& session, const ParityOptions& options = {});
+
+}  // namespace loupe::exporter
