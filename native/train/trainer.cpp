@@ -14,6 +14,7 @@
 #include "balance.h"
 #include "loader.h"
 #include "optim.h"
+#include "loupe/models/pretrained.h"
 #include "report.h"
 
 namespace fs = std::filesystem;
@@ -378,7 +379,21 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
   torch::manual_seed(config.seed);  // weight initialisation is part of the run's reproducibility
   auto model = models::create_model(config.model);
   if (!config.pretrained_path.empty()) {
-    throw Error(ErrorCode::InvalidArgument, "pretrained.path: loading pretrained weights is not implemented yet");
+    const models::PretrainedReport report = models::load_pretrained(*model, config.pretrained_path);
+    log("pretrained: " + report.summary());
+    // Folded batch norms give train-mode statistics far from the pretrained ones: re-express them
+    // on up to 64 training images first (eval function unchanged), see pretrained.h.
+    LoaderOptions calibration;
+    calibration.batch_size = 64;
+    calibration.workers = config.workers;
+    std::vector<size_t> first(balanced.indices.begin(),
+                              balanced.indices.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(64, balanced.indices.size())));
+    BatchLoader loader(dataset, first, config.preprocess, calibration);
+    if (auto batch = loader.next(); batch && batch->samples.size() >= 2) {
+      torch::NoGradGuard no_grad;
+      log("pretrained: " + std::to_string(models::calibrate_batchnorm(*model, batch->images)) +
+          " batch norms calibrated on " + std::to_string(batch->samples.size()) + " training images");
+    }
   }
   model->to(device);
   auto optimizer = make_optimizer(config.optimizer, model->parameters());

@@ -291,3 +291,30 @@ TEST_CASE("classical baselines (SVM, KNN) on the run's split, in the report form
   CHECK(result["svm"]["test"]["total"] == 12);
   CHECK(fs::exists(dir.path / "baselines" / "baseline_svm.txt"));
 }
+
+TEST_CASE("ImageNet-pretrained MobileNetV2 beats training from scratch at equal epochs", "[train][real-data][transfer]") {
+  const char* env = std::getenv("LOUPE_DATA_DIR");
+  const fs::path root = env ? env : LOUPE_DEFAULT_DATA_DIR;
+  const fs::path weights = root / "pretrained" / "mobilenet_v2_1.0_224_quant.tflite";
+  if (!fs::exists(weights) || !fs::exists(root / "all-leukemia")) {
+    WARN("no pretrained weights or all-leukemia under " << root << ": transfer check skipped");
+    return;
+  }
+  const test::TempDir dir;
+  nlohmann::json doc = {{"name", "transfer"},
+                        {"data", {{"path", (root / "all-leukemia").string()}, {"max_per_class", 40}}},
+                        {"split", {{"val", 0.2}, {"test", 0.25}, {"seed", 5}}},
+                        {"preprocess", {{"color", "rgb"}, {"size", 64}, {"mean", {0.5}}, {"std", {0.5}}}},
+                        {"model", {{"architecture", "mobilenet_v2"}}},
+                        {"pretrained", {{"path", weights.string()}}},
+                        {"optimizer", {{"name", "adam"}, {"lr", 3e-4}}},
+                        {"epochs", 2}, {"batch_size", 16}, {"threads", 2}};
+  const double pretrained = run_training(TrainConfig::from_json(doc), (dir.path / "pre").string(), quiet())
+                                .test_report["accuracy"].get<double>();
+  doc["pretrained"]["path"] = "";
+  const double scratch = run_training(TrainConfig::from_json(doc), (dir.path / "scratch").string(), quiet())
+                             .test_report["accuracy"].get<double>();
+  INFO("held-out test accuracy: pretrained " << pretrained << ", scratch " << scratch << " (40 test images, chance 0.25)");
+  CHECK(pretrained > scratch + 0.15);
+  CHECK(pretrained > 0.6);
+}

@@ -5,6 +5,7 @@
 //   [SECTION] Parsing     Model -> TfliteModel (subgraph 0)
 //   [SECTION] Dequantise  scale * (q - zero_point), per tensor or per channel
 //   [SECTION] Loading     the file's convolutions -> mobilenet_v2's Conv2d + BatchNorm2d pairs
+//   [SECTION] BatchNorm calibration   statistics for train-mode fine-tuning, eval function unchanged
 //
 // Why no generated code: TFLite's schema.fbs is not packaged in Debian, and the loader needs ~30 fields
 // of it. Reading them through flatbuffers::Table with the field ids written out below keeps the
@@ -20,6 +21,7 @@
 #include <filesystem>
 #include <limits>
 #include <sstream>
+#include <unordered_map>
 
 #include "loupe/error.h"
 #include "loupe/image.h"
@@ -100,11 +102,10 @@ class Reader {
   template <typename T>
   std::vector<T> copy_vector(const fb::Table* t, int id, const std::string& what) {
     const auto* vec = vector<T>(t, id, what);
-    std::vector<T> out;
-    if (vec) {
-      out.reserve(vec->size());
-      for (fb::uoffset_t i = 0; i < vec->size(); ++i) out.push_back(vec->Get(i));
-    }
+    std::vector<T> out(vec ? vec->size() : 0);
+    // memcpy, not Get(i): the verifier checks the bounds but not the elements' alignment (a crafted
+    // file can misalign an 8-byte zero_point vector). Little-endian, as asserted above.
+    if (!out.empty()) std::memcpy(out.data(), vec->Data(), out.size() * sizeof(T));
     return out;
   }
 
@@ -400,7 +401,6 @@ namespace {
 
 // One CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED op of the file, dequantised, in PyTorch layout.
 struct FileConv {
-  size_t op_index = 0;
   std::string name;        // the weight tensor's name (e.g. "MobilenetV2/expanded_conv_1/depthwise/...")
   bool depthwise = false;
   int64_t stride = 1;
@@ -426,11 +426,10 @@ std::vector<FileConv> file_convolutions(const TfliteModel& m, const std::string&
     }
     const TfliteTensor& w = m.tensors[static_cast<size_t>(op.inputs[1])];
     FileConv fc;
-    fc.op_index = i;
-    fc.name = w.name;
+    fc.name = w.name.substr(0, w.name.find(';'));  // converters join the fused ops' names with ';'
     torch::Tensor weight = dequantize(w);
     const auto bad_shape = [&](const char* expected) {
-      throw Error(ErrorCode::InvalidArgument, "pretrained: " + file + ": " + w.name + " has shape " +
+      throw Error(ErrorCode::InvalidArgument, "pretrained: " + file + ": " + fc.name + " has shape " +
                                                   shape_string(shape_of(w)) + ", expected " + expected);
     };
     if (code == TfliteOp::FullyConnected) {
@@ -438,8 +437,13 @@ std::vector<FileConv> file_convolutions(const TfliteModel& m, const std::string&
     } else {
       if (weight.dim() != 4) bad_shape(code == TfliteOp::Conv2D ? "OHWI" : "1HWO");
       if (op.stride_h != op.stride_w || op.dilation_h != 1 || op.dilation_w != 1) {
-        throw Error(ErrorCode::InvalidArgument, "pretrained: " + file + ": " + w.name +
+        throw Error(ErrorCode::InvalidArgument, "pretrained: " + file + ": " + fc.name +
                                                     " has unequal strides or a dilation, which mobilenet_v2 does not use");
+      }
+      const int64_t kernel = weight.size(1);  // H in both OHWI and 1HWO
+      if (kernel > 1 && !op.padding_same) {
+        throw Error(ErrorCode::InvalidArgument, "pretrained: " + file + ": " + fc.name +
+                                                    " uses VALID padding; mobilenet_v2 pads (k - 1) / 2 like SAME");
       }
       fc.stride = op.stride_h;
       if (code == TfliteOp::Conv2D) {
@@ -618,6 +622,92 @@ PretrainedReport load_pretrained(Classifier& model, const std::string& path) {
     }
   }
   return report;
+}
+
+// [SECTION] BatchNorm calibration
+
+namespace {
+
+struct Moments {
+  torch::Tensor sum, sum_sq;  // per channel, double
+  int64_t count = 0;          // values per channel seen
+};
+
+// mobilenet_v2's features forward, module by module (the tree blocks.h documents), recording each
+// BatchNorm2d's input moments on the way. LibTorch has no forward hooks, hence the walk.
+torch::Tensor forward_recording(nn::Module& m, torch::Tensor x, std::unordered_map<nn::BatchNorm2dImpl*, Moments>& moments) {
+  if (auto* seq = m.as<nn::SequentialImpl>()) {
+    for (const auto& child : seq->children()) x = forward_recording(*child, x, moments);
+    return x;
+  }
+  if (auto* block = m.as<InvertedResidualImpl>()) {
+    torch::Tensor y = forward_recording(*block->body, x, moments);
+    return block->use_residual ? y + x : y;
+  }
+  if (auto* bn = m.as<nn::BatchNorm2dImpl>()) {
+    Moments& mo = moments[bn];
+    const torch::Tensor xd = x.to(torch::kDouble);
+    const torch::Tensor s = xd.sum({0, 2, 3}), sq = xd.pow(2).sum({0, 2, 3});
+    mo.sum = mo.sum.defined() ? mo.sum + s : s;
+    mo.sum_sq = mo.sum_sq.defined() ? mo.sum_sq + sq : sq;
+    mo.count += x.size(0) * x.size(2) * x.size(3);
+    return bn->forward(x);
+  }
+  if (auto* conv = m.as<nn::Conv2dImpl>()) return conv->forward(x);
+  if (auto* relu6 = m.as<nn::ReLU6Impl>()) return relu6->forward(x);
+  throw Error(ErrorCode::InvalidArgument, "calibrate_batchnorm: unexpected module " + m.name() + " in mobilenet_v2");
+}
+
+}  // namespace
+
+int64_t calibrate_batchnorm(Classifier& model, const torch::Tensor& images) {
+  const ModelConfig& config = model.config();
+  if (config.architecture != "mobilenet_v2") {
+    throw Error(ErrorCode::InvalidArgument, "calibrate_batchnorm: supports mobilenet_v2 (the pretrained architecture), not " +
+                                                config.architecture);
+  }
+  if (!images.defined() || images.dim() != 4 || images.size(0) < 2 || images.size(1) != config.in_channels ||
+      !images.is_floating_point()) {
+    throw Error(ErrorCode::InvalidArgument, "calibrate_batchnorm: expected float images [N >= 2, " +
+                                                std::to_string(config.in_channels) + ", H, W]");
+  }
+  std::shared_ptr<nn::Module> features;
+  for (const auto& child : model.named_children()) {
+    if (child.key() == "features") features = child.value();
+  }
+  if (!features) throw Error(ErrorCode::InvalidArgument, "calibrate_batchnorm: the model has no features child");
+
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  std::unordered_map<nn::BatchNorm2dImpl*, Moments> moments;
+  const auto device = model.parameters().front().device();
+  try {
+    // Small chunks bound the activation memory (and keep big tensors off mmap/munmap churn).
+    constexpr int64_t kChunk = 4;
+    for (int64_t i = 0; i < images.size(0); i += kChunk) {
+      forward_recording(*features, images.slice(0, i, std::min(i + kChunk, images.size(0))).to(device), moments);
+    }
+  } catch (...) {
+    model.train(was_training);
+    throw;
+  }
+  for (auto& [bn, mo] : moments) {
+    const double n = static_cast<double>(mo.count);
+    const torch::Tensor mean = mo.sum / n;
+    const torch::Tensor var = (mo.sum_sq / n - mean * mean).clamp_min(0.0);
+    const double eps = bn->options.eps();
+    const torch::Tensor old_mean = bn->running_mean.to(torch::kDouble), old_var = bn->running_var.to(torch::kDouble);
+    const torch::Tensor weight = bn->weight.to(torch::kDouble), bias = bn->bias.to(torch::kDouble);
+    const torch::Tensor old_inv_std = (old_var + eps).rsqrt();
+    // Same eval function: (x - mean) / sqrt(var + eps) * w' + b' == (x - old_mean) * old_inv_std * w + b.
+    bn->weight.copy_(weight * old_inv_std * (var + eps).sqrt());
+    bn->bias.copy_(bias + (mean - old_mean) * old_inv_std * weight);
+    bn->running_mean.copy_(mean);
+    bn->running_var.copy_(var);
+  }
+  model.train(was_training);
+  return static_cast<int64_t>(moments.size());
 }
 
 }  // namespace loupe::models

@@ -8,12 +8,15 @@
 //   config.in_channels = 1;             // 1 or 3 (gray: the first conv's RGB weights are summed)
 //   auto model = loupe::models::create_model(config);
 //   auto report = loupe::models::load_pretrained(*model, data_dir + "/pretrained/mobilenet_v2_1.0_224_quant.tflite");
-//   // report.summary(): "52 convolutions (+ head) from ...: 156 tensors, max |w| 5.3 ..."
+//   // report.summary(): "52 convolutions (head left fresh) from mobilenet_v2_1.0_224_quant.tflite: 104 tensors, ..."
+//   loupe::models::calibrate_batchnorm(*model, some_training_images);  // before training in train mode
 //   model->set_backbone_trainable(false);   // then train the head (or fine-tune everything)
 //
 // The weights expect inputs in [-1, 1]: x / 255 then mean 0.5, std 0.5 (PreprocessSpec
 // {"mean": [0.5], "std": [0.5]}), RGB (or gray with in_channels 1), 224 x 224. The file's input
-// tensor says so: uint8 with scale 1/128 and zero point 128, i.e. real = pixel / 128 - 1.
+// tensor says so: uint8 with scale 1/128 and zero point 128, i.e. real = pixel / 128 - 1, which is
+// mean = std = 128/255 (0.502) on x / 255; 0.5 / 0.5 is the float original's (TF-slim) recipe and
+// differs from it by less than one input quantisation step.
 //
 // [SECTION] How the quantised graph becomes mobilenet_v2's float parameters
 //   * every weight and bias is dequantised: real = scale * (q - zero_point), per tensor or per
@@ -25,10 +28,14 @@
 //   * layouts: conv weights OHWI -> OIHW, depthwise 1HWO -> O1HW, 1x1 logits [1001,1,1,1280] -> [1001,1280];
 //   * batch norm was folded into the convs, so every BatchNorm2d after a conv is set to pass the folded
 //     bias through: weight 1, bias = folded bias, running_mean 0, running_var = 1 - eps, which makes
-//     (x - 0) / sqrt(running_var + eps) * 1 + bias exactly x + bias in eval mode. In train mode the
-//     BNs normalise with batch statistics again, as when fine-tuning torchvision's weights;
-//   * in_channels 1: the first conv's weights are summed over R, G, B. For a gray image replicated to
-//     RGB that gives exactly the same output as the RGB model, with a third of the input;
+//     (x - 0) / sqrt(running_var + eps) * 1 + bias exactly x + bias in eval mode;
+//   * train mode is another matter: there BatchNorm2d normalises with the batch's statistics, which are
+//     nothing like (0, 1) for folded convs (depthwise weights reach |w| ~ 56), so a train-mode forward
+//     of the freshly loaded model has ~0 correlation with the pretrained one, and the running statistics
+//     drift away within a few steps. calibrate_batchnorm() fixes that: it measures every BN's input on
+//     real images and re-expresses the same eval function with those statistics (see there);
+//   * in_channels 1: the first conv's weights are summed over R, G, B, so the gray model on a gray image
+//     computes exactly what the RGB model computes on that image replicated to three channels;
 //   * num_classes 1001: the head is loaded; 1000: rows 1..1000 (torchvision's ImageNet class order,
 //     background dropped); any other count: the head keeps its fresh initialisation.
 //
@@ -36,8 +43,15 @@
 //   * padding: TFLite's SAME padding on the five stride-2 3x3 convs (features.0, and the depthwise
 //     convs of features.2, 4, 7, 14) pads 0 before and 1 after (top/left 0, bottom/right 1) on even
 //     inputs; PyTorch's padding=1 pads 1 on both sides. The output size is the same, but the sampling
-//     grid is shifted by one input pixel (half an output pixel) on each of those layers. Stride-1
-//     layers are identical. test_pretrained.cpp measures the effect on real images;
+//     grid is shifted by one input pixel on each of those layers: 1 + 2 + 4 + 8 + 16 = 31 pixels of
+//     the 224 input in all, about one cell of the final 7 x 7 map, whose border cells then see
+//     different padding. Stride-1 layers are identical. Measured in test_pretrained.cpp on 14 images
+//     (12 medical, 2 synthetic) against a reference run of the uint8 graph: with TFLite's padding the
+//     float weights reach logit correlation 0.997 and 13/14 equal top-1 classes; with PyTorch's, 0.81
+//     and 4/14 (these images are far from ImageNet, so their top classes are near ties). Transfer
+//     features are not hurt (nearest-class-mean accuracy moved by -0.06 to +0.04, no consistent sign, on
+//     five medical class sets), and fine-tuning
+//     adapts to the shift; a frozen 1001-class ImageNet classifier would want TFLite's padding;
 //   * quantisation: the .tflite also rounds activations to uint8 after every op; the float model
 //     does not (it is the better model, and the one training needs).
 #pragma once
@@ -74,7 +88,7 @@ struct TfliteTensor {
 // The builtin operator codes the loader and its tests look at (BuiltinOperator in schema.fbs).
 enum class TfliteOp : int32_t {
   Add = 0, AveragePool2D = 1, Conv2D = 3, DepthwiseConv2D = 4, FullyConnected = 9,
-  Reshape = 22, Softmax = 25, Squeeze = 43, Mean = 40,
+  Reshape = 22, Softmax = 25, Mean = 40, Squeeze = 43,
 };
 
 struct TfliteOperator {
@@ -125,7 +139,7 @@ struct PretrainedReport {
   // The file's input quantisation: real = input_scale * (pixel - input_zero_point).
   double input_scale = 0.0;
   int64_t input_zero_point = 0;
-  // The matching PreprocessSpec normalisation on x / 255 (0.5 and 0.5 for this file).
+  // The exact PreprocessSpec normalisation on x / 255 (128/255 for both here; use 0.5 and 0.5, see top).
   double preprocess_mean = 0.0, preprocess_std = 1.0;
 
   std::string summary() const;     // one line for logs
@@ -134,8 +148,24 @@ struct PretrainedReport {
 // Overwrites `model`'s backbone (and head, see above) with the .tflite file's weights, converted as
 // described at the top of this file. Supports model->config().architecture == "mobilenet_v2" with
 // in_channels 1 or 3. Anything else throws Error(InvalidArgument) naming what does not fit: the
-// architecture ("... holds mobilenet_v2 weights (52 convolutions); resnet18 cannot take them"), or the
-// first layer whose shape or stride differs. The model is left untouched when the file does not fit.
+// architecture ("pretrained: mobilenet_v2_1.0_224_quant.tflite has 52 convolutions and a 1001-class
+// head (mobilenet_v2 weights); resnet18 has 20 convolutions of other shapes and cannot take them: use
+// mobilenet_v2"), the in_channels, or the first layer whose shape or stride differs ("convolution 1
+// (MobilenetV2/Conv/Conv2D_Fold, [32, 3, 3, 3], stride 2) does not fit features.0.0.weight [16, 3, 3, 3],
+// stride 2"). The model is left untouched when the file does not fit. Error(Io) for a missing file,
+// the reader's errors for a bad one.
 PretrainedReport load_pretrained(Classifier& model, const std::string& path);
+
+// Re-expresses every BatchNorm2d of a mobilenet_v2 with statistics measured on `images` [N, C, H, W]
+// (N >= 2, preprocessed like the training data; a few dozen training images are enough), keeping the
+// eval-mode function unchanged: for each BN with input mean m and (biased) variance v per channel,
+//   running_mean = m, running_var = v, weight' = weight * sqrt(v + eps) / sqrt(rv + eps),
+//   bias' = bias + (m - rm) * weight / sqrt(rv + eps)            (rv, rm: the old running statistics).
+// Then a train-mode forward on similar images normalises with batch statistics close to (m, v) and
+// computes nearly the pretrained function, and fine-tuning with BN in train mode starts where the
+// pretrained model is. Runs under NoGradGuard in eval mode and restores the model's mode. Returns the
+// number of BatchNorm2d layers calibrated (52). Throws Error(InvalidArgument) for another
+// architecture or images of the wrong shape.
+int64_t calibrate_batchnorm(Classifier& model, const torch::Tensor& images);
 
 }  // namespace loupe::models
