@@ -15,6 +15,13 @@
 set(LOUPE_ONNXRUNTIME_DIR "" CACHE PATH
     "ONNX Runtime folder with include/ and lib/ (output of scripts/setup-onnxruntime)")
 
+# A different folder than last time: look again instead of keeping the cached paths.
+if(NOT "${LOUPE_ONNXRUNTIME_DIR}" STREQUAL "${_LOUPE_ONNXRUNTIME_DIR_SEARCHED}")
+  unset(OnnxRuntime_INCLUDE_DIR CACHE)
+  unset(OnnxRuntime_LIBRARY CACHE)
+  set(_LOUPE_ONNXRUNTIME_DIR_SEARCHED "${LOUPE_ONNXRUNTIME_DIR}" CACHE INTERNAL "")
+endif()
+
 set(_loupe_ort_hints "${LOUPE_ONNXRUNTIME_DIR}")
 if(NOT LOUPE_ONNXRUNTIME_DIR)
   if(DEFINED ENV{LOUPE_CACHE_DIR})
@@ -47,7 +54,7 @@ find_package_handle_standard_args(OnnxRuntime
   REQUIRED_VARS OnnxRuntime_LIBRARY OnnxRuntime_INCLUDE_DIR OnnxRuntime_API_VERSION
   VERSION_VAR OnnxRuntime_VERSION
   REASON_FAILURE_MESSAGE
-    "set LOUPE_ONNXRUNTIME_DIR to the folder printed by scripts/setup-onnxruntime (run it first; it needs apt and npm access once)")
+    "set LOUPE_ONNXRUNTIME_DIR to the folder printed by scripts/setup-onnxruntime (run it first: it needs apt and npm access once)")
 
 # The headers' API version must not be newer than the library (the C API is append-only).
 if(OnnxRuntime_FOUND AND OnnxRuntime_VERSION)

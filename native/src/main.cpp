@@ -28,6 +28,9 @@ int main(int argc, char** argv) {
   loupe::cli::add_train_command(app);
   loupe::cli::add_eval_command(app);
   loupe::cli::add_baseline_command(app);
+  loupe::cli::add_export_command(app);
+  loupe::cli::add_inspect_command(app);
+  loupe::cli::add_predict_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -107,16 +107,20 @@ struct ParityOptions {
   std::vector<int64_t> batch_sizes{2, 3};   // random N(0, 1) inputs of these batch sizes
   uint64_t seed = 0;
   std::vector<torch::Tensor> extra_inputs;  // e.g. preprocessed real images, [n, C, H, W]
-  double tolerance = 1e-4;                  // max abs difference allowed (see OutputParity)
+  double tolerance = 1e-4;                  // logits and probabilities: max abs difference allowed
+  double feature_tolerance = 1e-3;          // embedding, cam, feature_map: relative (see OutputParity)
 };
 
 struct OutputParity {
   std::string output;
   double max_abs_diff = 0;       // over every compared input batch
   double max_abs_reference = 0;  // largest |LibTorch value|, for scale
-  // logits and probabilities: max_abs_diff <= tolerance. The other outputs (embedding, cam,
-  // feature_map) are unnormalised features of any magnitude: max_abs_diff <= tolerance *
-  // max(1, max_abs_reference), i.e. a relative bound for large values.
+  // logits and probabilities: max_abs_diff <= tolerance (1e-4). The other outputs (embedding, cam,
+  // feature_map) are unnormalised features of any magnitude whose float32 rounding grows with depth
+  // and is not averaged away as in the logits (resnet50's feature map at 224x224: ~1e-4 relative;
+  // on the logits, LibTorch float32 and ONNX Runtime are about equally far from LibTorch float64):
+  // max_abs_diff <= feature_tolerance * max(1, max_abs_reference). An export bug gives differences
+  // of the order of the values themselves.
   bool passed = false;
 };
 

@@ -9,6 +9,7 @@
 // Errors from ONNX Runtime become loupe::Error(InvalidArgument) with ONNX Runtime's message.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -35,6 +36,8 @@ class OrtSession {
 
   const std::vector<std::string>& input_names() const;
   const std::vector<std::string>& output_names() const;
+  // Shape of the first input as declared by the model; -1 for a symbolic dimension (the batch).
+  const std::vector<int64_t>& input_shape() const;
 
   // Feeds `input` (float32, any shape the model accepts) to the model's first input and returns
   // the requested outputs (all outputs when `outputs` is empty), as float32 tensors.

@@ -9,6 +9,8 @@
 // file (PATH.tmp, renamed into place only after the checker and the parity check pass) and the
 // card as a sidecar next to it (model.onnx -> model.card.json). Parity: random inputs, plus up to
 // `real_images` images of the run's data set when it is still at config.json's data.path.
+// A grid's folder (leaderboard.json, no config.json) exports its winner (metrics.json "winner");
+// the default output is then GRID/model.onnx.
 #pragma once
 
 #include <string>
@@ -34,7 +36,7 @@ struct RunExportResult {
   ModelCard card;
   ParityReport parity;              // empty when verify is false
   int64_t file_bytes = 0;
-  std::string note;                 // e.g. why real images were not compared
+  std::string note;                 // e.g. which grid run was exported, why real images were not compared
 };
 
 // out_path empty: RUN/model.onnx. Throws loupe::Error naming the missing or bad file, an

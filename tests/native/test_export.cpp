@@ -1,0 +1,491 @@
+// ONNX export: every architecture of the zoo against LibTorch under ONNX Runtime (logits, softmax,
+// embedding, CAM, feature map; two batch sizes through the dynamic batch dimension), the model card
+// of a real (tiny) training run, and the errors for bad models and bad files.
+#include "catch_torch.h"  // first: keeps Catch's CHECK (see the header)
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+
+#include "fixtures.h"
+#include "loupe/export/model_card.h"
+#include "loupe/export/onnx_export.h"
+#include "loupe/export/ort_session.h"
+#include "loupe/export/run_export.h"
+#include "loupe/loupe.h"
+#include "loupe/models/zoo.h"
+#include "train_config.h"
+#include "trainer.h"
+
+namespace fs = std::filesystem;
+namespace nn = torch::nn;
+using namespace loupe;
+using namespace loupe::exporter;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string error_of(const std::function<void()>& fn, ErrorCode* code = nullptr) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    if (code) *code = e.code();
+    return e.what();
+  }
+  return "no error";
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Fresh models have batch norms that are identities in eval (mean 0, var 1, gamma 1, beta 0), which
+// would leave half of the batch-norm export untested and let deep nets' activations grow without
+// bound. Give every batch norm random affine parameters, then set its running statistics to those
+// of a random batch (momentum 1 for one train-mode pass with dropout and stochastic depth off), as
+// training on data would: activations stay normalised, as in a trained model.
+void randomize_batch_norms(models::Classifier& model, int64_t size) {
+  torch::NoGradGuard no_grad;
+  std::vector<nn::BatchNorm2dImpl*> norms;
+  for (const auto& m : model.modules(/*include_self=*/false)) {
+    if (auto* bn = m->as<nn::BatchNorm2d>()) {
+      bn->weight.uniform_(0.5, 1.0);
+      bn->bias.normal_(0.0, 0.1);
+      bn->options.momentum(1.0);
+      norms.push_back(bn);
+    }
+  }
+  if (norms.empty()) return;
+  model.train();
+  for (const auto& m : model.modules(/*include_self=*/false)) {
+    if (m->as<nn::Dropout>() || m->as<models::StochasticDepth>()) m->eval();
+  }
+  model.forward(torch::randn({8, model.config().in_channels, size, size}));
+  model.eval();
+  for (auto* bn : norms) bn->options.momentum(0.1);
+}
+
+struct ParityCase {
+  std::string label;
+  models::ModelConfig config;
+  ExportOptions options;
+};
+
+ParityCase make_case(const std::string& architecture) {
+  ParityCase c;
+  c.label = architecture;
+  c.config.architecture = architecture;
+  c.config.num_classes = 3;
+  c.config.input_size = architecture == "vgg16" ? 32 : 64;  // vgg16 at 32: its 7x7 pool upsamples 1x1
+  c.options.feature_map = true;
+  return c;
+}
+
+// A random model in a trained model's regime: batch norms as above, and the head at the scale of
+// torchvision's vgg/mobilenet init, N(0, 0.01) (efficientnet's init for 3 classes, U(+-1/sqrt(3)),
+// gives logits near 100 whose float32 rounding noise alone, LibTorch against itself in float64,
+// exceeds 1e-4). The bias is random so that its export is tested too.
+std::shared_ptr<models::Classifier> make_model(const models::ModelConfig& config, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto model = models::create_model(config);
+  randomize_batch_norms(*model, config.input_size);
+  {
+    torch::NoGradGuard no_grad;
+    model->head()->weight.normal_(0.0, 0.01);
+    model->head()->bias.uniform_(-0.5, 0.5);
+  }
+  model->eval();
+  return model;
+}
+
+OrtSessionOptions two_threads() {
+  OrtSessionOptions o;
+  o.threads = 2;
+  return o;
+}
+
+// A classifier with a module the exporter does not know (Tanh) inside its features.
+class TanhNet : public models::Classifier {
+ public:
+  TanhNet() : Classifier(tanh_config()) {
+    features = register_module("features", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(3, 4, 3).padding(1)), nn::Tanh()));
+    avgpool = register_module("avgpool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions(1)));
+    flatten = register_module("flatten", nn::Flatten());
+    fc = register_module("fc", nn::Linear(4, 2));
+  }
+  torch::Tensor embed(torch::Tensor x) override { return flatten->forward(avgpool->forward(feature_map(x))); }
+  torch::Tensor feature_map(torch::Tensor x) override { return features->forward(x); }
+  std::string feature_map_output() const override { return "features"; }
+  nn::Linear head() override { return fc; }
+
+ private:
+  static models::ModelConfig tanh_config() {
+    models::ModelConfig c;
+    c.architecture = "simple_cnn";
+    c.input_size = 32;
+    return c;
+  }
+  nn::Sequential features{nullptr};
+  nn::AdaptiveAvgPool2d avgpool{nullptr};
+  nn::Flatten flatten{nullptr};
+  nn::Linear fc{nullptr};
+};
+
+// Every primitive the zoo does not use in that form: "same" padding with an odd total, dilated
+// convolutions and max pooling, a bias-free Linear, the activations one after another, an
+// AdaptiveAvgPool2d that becomes AveragePool (14 -> 7) and one that needs the general averaging
+// matrices (7 -> 3), and a single-logit head (sigmoid probabilities).
+class PrimitivesNet : public models::Classifier {
+ public:
+  PrimitivesNet() : Classifier(primitives_config()) {
+    features = register_module(
+        "features",
+        nn::Sequential(nn::Conv2d(nn::Conv2dOptions(3, 8, 4).padding(torch::kSame)), nn::ReLU6(),
+                       nn::Conv2d(nn::Conv2dOptions(8, 8, 3).stride(2).padding(1).groups(8)), models::Hardswish(),
+                       nn::Conv2d(nn::Conv2dOptions(8, 8, 3).padding(2).dilation(2).bias(false)), nn::SiLU(),
+                       nn::MaxPool2d(nn::MaxPool2dOptions(2).stride(1).dilation(2)), models::Hardsigmoid(),
+                       nn::Identity(), nn::Dropout2d(0.5), nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions(7))));
+    avgpool = register_module("avgpool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({3, 3})));
+    flatten = register_module("flatten", nn::Flatten());
+    classifier = register_module(
+        "classifier", nn::Sequential(nn::Linear(nn::LinearOptions(72, 16).bias(false)), nn::Sigmoid(), nn::Linear(16, 1)));
+  }
+  torch::Tensor embed(torch::Tensor x) override {
+    auto v = flatten->forward(avgpool->forward(feature_map(x)));
+    return classifier[1]->as<nn::Sigmoid>()->forward(classifier[0]->as<nn::Linear>()->forward(v));
+  }
+  torch::Tensor feature_map(torch::Tensor x) override { return features->forward(x); }
+  std::string feature_map_output() const override { return "features"; }
+  nn::Linear head() override { return nn::Linear(classifier->ptr<nn::LinearImpl>(2)); }
+
+ private:
+  static models::ModelConfig primitives_config() {
+    models::ModelConfig c;
+    c.architecture = "simple_cnn";
+    c.num_classes = 1;
+    c.input_size = 32;
+    return c;
+  }
+  nn::Sequential features{nullptr};
+  nn::AdaptiveAvgPool2d avgpool{nullptr};
+  nn::Flatten flatten{nullptr};
+  nn::Sequential classifier{nullptr};
+};
+
+models::ModelConfig small_cnn_config() {
+  models::ModelConfig c;
+  c.architecture = "simple_cnn";
+  c.num_classes = 2;
+  c.input_size = 32;
+  c.conv_channels = {4, 8};
+  c.hidden_units = 8;
+  return c;
+}
+
+std::string exported_bytes(ExportOptions options = {}) {
+  torch::manual_seed(5);
+  auto model = models::create_model(small_cnn_config());
+  return serialize_onnx(export_onnx(*model, options));
+}
+
+}  // namespace
+
+TEST_CASE("every architecture exports and matches LibTorch under ONNX Runtime", "[export][parity]") {
+  std::vector<ParityCase> cases;
+  for (const auto& architecture : models::architectures()) cases.push_back(make_case(architecture));
+  {  // simple_cnn with global pooling and no hidden layer: the CAM variant
+    ParityCase c = make_case("simple_cnn");
+    c.label = "simple_cnn (global avg, CAM)";
+    c.config.pooling = models::Pooling::GlobalAvg;
+    c.config.hidden_units = 0;
+    cases.push_back(c);
+  }
+  {  // one gray input
+    ParityCase c = make_case("resnet18");
+    c.label = "resnet18 (1 channel)";
+    c.config.in_channels = 1;
+    cases.push_back(c);
+  }
+  {  // batch norm as BatchNormalization nodes instead of folded
+    ParityCase c = make_case("resnet18");
+    c.label = "resnet18 (batch norm not folded)";
+    c.options.fold_batch_norm = false;
+    cases.push_back(c);
+  }
+  {  // opset 14+: the HardSwish op instead of x * HardSigmoid(x)
+    ParityCase c = make_case("mobilenet_v3_large");
+    c.label = "mobilenet_v3_large (opset 17)";
+    c.options.opset = 17;
+    cases.push_back(c);
+  }
+
+  // Catch runs the test case once per section: print the table's header once.
+  static bool header_printed = false;
+  if (!header_printed) {
+    header_printed = true;
+    std::printf("\nONNX export parity: max |ONNX Runtime %s - LibTorch| per output, random N(0,1) inputs, batches 2 "
+                "and 3\n%-34s %-6s %-9s %-9s %-9s %-9s %-9s %-9s %s\n",
+                OrtSession::runtime_version().c_str(), "model", "input", "max|logit|", "logits", "probs", "embedding",
+                "cam", "feat.map", "seconds");
+  }
+  for (const auto& c : cases) {
+    DYNAMIC_SECTION(c.label) {
+      const auto start = std::chrono::steady_clock::now();
+      auto model = make_model(c.config, std::hash<std::string>()(c.label));
+      const onnx::ModelProto proto = export_onnx(*model, c.options);  // checker + strict shape inference inside
+      const std::string bytes = serialize_onnx(proto);
+      const OnnxFileInfo info = read_onnx_bytes(bytes, c.label);
+      CHECK(info.card.architecture == c.config.architecture);
+      CHECK(info.inputs.at(0).dims ==
+            std::vector<std::string>{"batch", std::to_string(c.config.in_channels), std::to_string(c.config.input_size),
+                                     std::to_string(c.config.input_size)});
+      CHECK(info.card.has_output("cam") == model->has_cam());
+
+      const OrtSession session = OrtSession::from_bytes(bytes, two_threads());
+      const ParityReport report = verify_onnx(*model, session);
+      const auto diff = [&](const std::string& name, bool reference = false) {
+        for (const auto& o : report.outputs) {
+          if (o.output == name) {
+            char buf[32];
+            std::snprintf(buf, sizeof buf, "%.2e", reference ? o.max_abs_reference : o.max_abs_diff);
+            return std::string(buf);
+          }
+        }
+        return std::string("-");
+      };
+      std::printf("%-34s %-6s %-10s %-9s %-9s %-9s %-9s %-9s %.1f\n", c.label.c_str(),
+                  (std::to_string(c.config.in_channels) + "x" + std::to_string(c.config.input_size)).c_str(),
+                  diff("logits", true).c_str(), diff("logits").c_str(), diff("probabilities").c_str(), diff("embedding").c_str(), diff("cam").c_str(),
+                  diff("feature_map").c_str(), seconds_since(start));
+      std::fflush(stdout);
+      INFO(report.to_text());
+      CHECK(report.passed);
+      CHECK(report.max_logits_diff() <= 1e-4);
+      CHECK(report.outputs.size() == (model->has_cam() ? 5u : 4u));
+      CHECK(report.inputs.size() == 2);
+    }
+  }
+}
+
+TEST_CASE("primitives outside the zoo's usual forms export exactly", "[export][parity]") {
+  torch::manual_seed(21);
+  PrimitivesNet model;
+  model.eval();
+  ExportOptions options;
+  options.feature_map = true;
+  const onnx::ModelProto proto = export_onnx(model, options);
+  std::map<std::string, int> ops;
+  for (const auto& node : proto.graph().node()) ++ops[node.op_type()];
+  CHECK(ops["AveragePool"] == 1);
+  CHECK(ops["MatMul"] == 2);
+  CHECK(ops["Sigmoid"] == 3);  // SiLU's gate, the hidden activation, the single logit's probability
+  const ParityReport report = verify_onnx(model, OrtSession::from_bytes(serialize_onnx(proto), two_threads()));
+  INFO(report.to_text());
+  CHECK(report.passed);
+  CHECK(report.max_logits_diff() <= 1e-4);
+  CHECK(report.outputs.size() == 4);  // logits, probabilities (sigmoid), embedding, feature_map
+}
+
+TEST_CASE("exporting a training run embeds a complete model card", "[export][card]") {
+  const test::TempDir dir;
+  test::write_shapes_dataset(dir.path / "data", {"disc", "square", "stripes"}, 10, 32);
+  const nlohmann::json doc = {
+      {"name", "export-unit"},
+      {"description", "shapes, for the export test"},
+      {"data", {{"path", (dir.path / "data").string()}}},
+      {"split", {{"val", 0.2}, {"test", 0.3}, {"seed", 11}}},
+      {"preprocess", {{"color", "rgb"}, {"size", 32}, {"mean", {0.5, 0.4, 0.3}}, {"std", {0.2, 0.25, 0.3}}}},
+      {"model", {{"architecture", "simple_cnn"}, {"conv_channels", {8, 16}}, {"hidden_units", 16}}},
+      {"optimizer", {{"name", "adam"}, {"lr", 3e-3}}},
+      {"epochs", 2},
+      {"batch_size", 8},
+      {"threads", 2}};
+  const train::TrainConfig config = train::TrainConfig::from_json(doc);
+  const std::string run = (dir.path / "run").string();
+  train::RunOptions quiet;
+  quiet.progress = false;
+  train::run_training(config, run, quiet);
+
+  RunExportOptions options;
+  options.threads = 2;
+  const RunExportResult result = run_export(run, "", options);
+  std::printf("\nrun export (simple_cnn, 3 classes, %d real images): %s%s\n", options.real_images,
+              result.parity.to_text().c_str(), result.note.c_str());
+  CHECK(result.onnx_path == (fs::path(run) / "model.onnx").string());
+  CHECK(fs::exists(result.onnx_path));
+  CHECK_FALSE(fs::exists(result.onnx_path + ".tmp"));
+  CHECK(result.parity.passed);
+  CHECK(result.note.empty());
+  REQUIRE(result.parity.inputs.size() == 3);
+  CHECK_THAT(result.parity.inputs[2], Contains("images [8, 3, 32, 32]"));
+
+  const OnnxFileInfo info = read_onnx_file(result.onnx_path);
+  const ModelCard& card = info.card;
+  CHECK(info.weights_verified);
+  CHECK(card.name == "export-unit");
+  CHECK(card.description == "shapes, for the export test");
+  CHECK(card.architecture == "simple_cnn");
+  CHECK(card.class_names == std::vector<std::string>{"disc", "square", "stripes"});
+  CHECK(card.preprocess == config.preprocess);
+  CHECK(card.preprocess.to_json() == config.preprocess.to_json());
+  std::ifstream config_json(fs::path(run) / "config.json");
+  const train::TrainConfig resolved = train::TrainConfig::from_json(nlohmann::json::parse(config_json));
+  CHECK(card.model == resolved.model);
+  CHECK(card.model.num_classes == 3);
+  CHECK(card.input_channels == 3);
+  CHECK(card.input_height == 32);
+  CHECK(card.input_width == 32);
+  CHECK(std::regex_match(card.created_utc, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")));
+  CHECK(std::regex_match(card.weights_sha256, std::regex("[0-9a-f]{64}")));
+  CHECK_THAT(card.disclaimer, Contains("not a diagnostic device"));
+  CHECK_FALSE(card.intended_use.empty());
+  CHECK(card.has_output("logits"));
+  CHECK(card.has_output("probabilities"));
+  CHECK(card.has_output("embedding"));
+  CHECK_FALSE(card.has_output("cam"));  // flatten + hidden layer: no exact CAM
+
+  REQUIRE(card.training_data.is_object());
+  CHECK(card.training_data["folder"] == (dir.path / "data").string());
+  CHECK(card.training_data["class_counts"] == nlohmann::json({10, 10, 10}));
+  CHECK(card.training_data["split"]["seed"] == 11);
+  REQUIRE(card.test_metrics.is_object());
+  CHECK(card.test_metrics.contains("accuracy"));
+  CHECK(card.test_metrics["classes"].size() == 3);
+  for (const char* key : {"precision", "recall", "f1", "support"}) CHECK(card.test_metrics["classes"][0].contains(key));
+  CHECK(card.test_metrics["confusion_matrix"]["matrix"].size() == 3);
+  CHECK_FALSE(card.test_metrics.contains("report_text"));
+
+  // The sidecar is the same card.
+  std::ifstream sidecar(result.card_path);
+  REQUIRE(sidecar);
+  CHECK(ModelCard::from_json(nlohmann::json::parse(sidecar)).to_json() == card.to_json());
+  CHECK_THAT(describe(info), Contains("disc square stripes") && Contains("output logits float32 [batch, 3]"));
+
+  // The ONNX model computes what the checkpoint computes on a real image.
+  auto model = models::create_model(config.model);
+  train::load_model_file(*model, (fs::path(run) / "checkpoints" / "best.pt").string());
+  model->eval();
+  const Image image = decode_image(read_file((dir.path / "data" / "square" / "3.png").string()));
+  const Tensor x = preprocess(image, card.preprocess);
+  const OrtSession session(result.onnx_path, two_threads());
+  const auto out = session.run(x, {"logits", "probabilities"});
+  torch::NoGradGuard no_grad;
+  const torch::Tensor expected = model->forward(torch::from_blob(const_cast<float*>(x.data.data()), x.shape).clone());
+  const Tensor& logits = out.at("logits");
+  REQUIRE(logits.shape == std::vector<int64_t>{1, 3});
+  for (int64_t k = 0; k < 3; ++k) CHECK(std::abs(logits.data[static_cast<size_t>(k)] - expected[0][k].item<float>()) <= 1e-4);
+  const auto& p = out.at("probabilities").data;
+  CHECK(std::abs(p[0] + p[1] + p[2] - 1.0f) < 1e-5f);
+}
+
+TEST_CASE("export and ONNX-file errors name the problem", "[export][bad-input]") {
+  const test::TempDir dir;
+  const auto write = [&](const std::string& name, const std::string& bytes) {
+    const std::string path = (dir.path / name).string();
+    std::ofstream(path, std::ios::binary) << bytes;
+    return path;
+  };
+  ErrorCode code{};
+
+  SECTION("an unsupported layer names its type and place") {
+    TanhNet model;
+    const std::string message = error_of([&] { export_onnx(model); }, &code);
+    CHECK(code == ErrorCode::InvalidArgument);
+    CHECK_THAT(message, Contains("unsupported module type") && Contains("Tanh") && Contains("'features.1'"));
+  }
+  SECTION("card fields that disagree with the model") {
+    auto model = models::create_model(small_cnn_config());
+    ExportOptions options;
+    options.card.class_names = {"a", "b", "c"};
+    CHECK_THAT(error_of([&] { export_onnx(*model, options); }), Contains("3 class names") && Contains("2 outputs"));
+    options.card.class_names = {};
+    options.card.preprocess = PreprocessSpec::unit_scale(64);
+    CHECK_THAT(error_of([&] { export_onnx(*model, options); }), Contains("preprocess size 64x64"));
+    ExportOptions opset;
+    opset.opset = 11;
+    CHECK_THAT(error_of([&] { export_onnx(*model, opset); }), Contains("opset 11"));
+  }
+  SECTION("files that are not ONNX, empty, truncated or corrupt") {
+    CHECK_THAT(error_of([&] { read_onnx_file((dir.path / "missing.onnx").string()); }, &code), Contains("cannot open"));
+    CHECK(code == ErrorCode::Io);
+    CHECK_THAT(error_of([&] { read_onnx_file(write("empty.onnx", "")); }, &code), Contains("empty file"));
+    CHECK(code == ErrorCode::EmptyInput);
+    const std::string png("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16);
+    CHECK_THAT(error_of([&] { read_onnx_file(write("image.onnx", png)); }, &code),
+               Contains("not an ONNX model") && Contains("89 50 4E 47"));
+    CHECK(code == ErrorCode::UnknownFormat);
+    CHECK_THAT(error_of([&] { read_onnx_file(write("text.onnx", "{\"hello\": 1}")); }), Contains("not an ONNX model"));
+
+    const std::string bytes = exported_bytes();
+    REQUIRE_NOTHROW(read_onnx_bytes(bytes, "whole"));
+    for (const size_t cut : {bytes.size() / 2, bytes.size() - 100, static_cast<size_t>(40)}) {
+      CAPTURE(cut);
+      const std::string message = error_of([&] { read_onnx_file(write("cut.onnx", bytes.substr(0, cut))); }, &code);
+      CHECK_THAT(message, Contains("truncated") || Contains("no Loupe model card"));
+    }
+    std::string flipped = bytes;
+    flipped[flipped.size() / 2] = static_cast<char>(flipped[flipped.size() / 2] ^ 0x5A);
+    CHECK_THAT(error_of([&] { read_onnx_bytes(flipped, "flipped"); }),
+               Contains("truncated or corrupt") || Contains("SHA-256") || Contains("model card"));
+  }
+  SECTION("no card, a broken card, a card that disagrees with the graph, tampered weights") {
+    torch::manual_seed(5);
+    auto model = models::create_model(small_cnn_config());
+    const onnx::ModelProto proto = export_onnx(*model);
+
+    onnx::ModelProto no_card = proto;
+    no_card.clear_metadata_props();
+    CHECK_THAT(error_of([&] { read_onnx_file(write("no_card.onnx", serialize_onnx(no_card))); }, &code),
+               Contains("no Loupe model card"));
+    CHECK(code == ErrorCode::InvalidSpec);
+
+    onnx::ModelProto not_json = proto;
+    not_json.mutable_metadata_props(0)->set_value("{not json");
+    CHECK_THAT(error_of([&] { read_onnx_bytes(serialize_onnx(not_json), "not_json"); }), Contains("not valid JSON"));
+
+    // A card claiming 3 classes (consistently within itself) on a 2-class graph.
+    nlohmann::json card = nlohmann::json::parse(proto.metadata_props(0).value());
+    card["class_names"] = {"a", "b", "c"};
+    card["model"]["num_classes"] = 3;
+    onnx::ModelProto three = proto;
+    three.mutable_metadata_props(0)->set_value(card.dump());
+    CHECK_THAT(error_of([&] { read_onnx_file(write("three.onnx", serialize_onnx(three))); }, &code),
+               Contains("lists 3 classes") && Contains("'logits' output has shape [batch, 2]"));
+    CHECK(code == ErrorCode::InvalidSpec);
+
+    card = nlohmann::json::parse(proto.metadata_props(0).value());
+    card.erase("preprocess");
+    onnx::ModelProto no_preprocess = proto;
+    no_preprocess.mutable_metadata_props(0)->set_value(card.dump());
+    CHECK_THAT(error_of([&] { read_onnx_bytes(serialize_onnx(no_preprocess), "x"); }),
+               Contains("model card: preprocess: missing"));
+
+    onnx::ModelProto tampered = proto;
+    std::string* raw = tampered.mutable_graph()->mutable_initializer(0)->mutable_raw_data();
+    (*raw)[0] = static_cast<char>((*raw)[0] ^ 1);
+    CHECK_THAT(error_of([&] { read_onnx_bytes(serialize_onnx(tampered), "tampered"); }),
+               Contains("do not match the model card's SHA-256"));
+    ReadOptions trusting;
+    trusting.verify_weights = false;
+    CHECK_NOTHROW(read_onnx_bytes(serialize_onnx(tampered), "tampered", trusting));
+  }
+  SECTION("ONNX Runtime errors become loupe errors") {
+    CHECK_THAT(error_of([&] { OrtSession((dir.path / "missing.onnx").string()); }), Contains("ONNX Runtime"));
+    const OrtSession session = OrtSession::from_bytes(exported_bytes(), two_threads());
+    Tensor wrong;
+    wrong.shape = {1, 3, 16, 16};
+    wrong.data.assign(3 * 16 * 16, 0.0f);
+    CHECK_THAT(error_of([&] { session.run(wrong); }), Contains("ONNX Runtime"));
+  }
+  SECTION("a run folder that is not one") {
+    CHECK_THAT(error_of([&] { run_export((dir.path / "nothing").string(), ""); }, &code), Contains("not a folder"));
+    fs::create_directories(dir.path / "run");
+    CHECK_THAT(error_of([&] { run_export((dir.path / "run").string(), ""); }), Contains("config.json"));
+  }
+}
+
