@@ -1,5 +1,7 @@
 #include "balance.h"
 
+#include "random.h"
+
 #include <algorithm>
 #include <random>
 
@@ -23,17 +25,6 @@ Balancing parse_balancing(const std::string& text) {
               "balancing: unknown value '" + text + "'; expected none, undersample, oversample or class_weights");
 }
 
-namespace {
-
-uint64_t bounded(std::mt19937_64& rng, uint64_t n) {
-  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-  uint64_t v;
-  do v = rng(); while (v >= limit);
-  return v % n;
-}
-
-}  // namespace
-
 BalancedTraining balance_training(const Dataset& dataset, const std::vector<size_t>& train, Balancing mode,
                                   uint64_t seed) {
   const size_t n_classes = dataset.classes.size();
@@ -55,7 +46,7 @@ BalancedTraining balance_training(const Dataset& dataset, const std::vector<size
       size_t smallest = SIZE_MAX;
       for (const auto& m : by_class) smallest = std::min(smallest, m.size());
       for (auto& members : by_class) {
-        for (size_t i = members.size(); i > 1; --i) std::swap(members[i - 1], members[bounded(rng, i)]);
+        shuffle_in_place(members, rng);
         out.indices.insert(out.indices.end(), members.begin(), members.begin() + static_cast<std::ptrdiff_t>(smallest));
       }
       break;
@@ -65,7 +56,7 @@ BalancedTraining balance_training(const Dataset& dataset, const std::vector<size
       for (const auto& m : by_class) largest = std::max(largest, m.size());
       for (const auto& members : by_class) {
         out.indices.insert(out.indices.end(), members.begin(), members.end());
-        for (size_t k = members.size(); k < largest; ++k) out.indices.push_back(members[bounded(rng, members.size())]);
+        for (size_t k = members.size(); k < largest; ++k) out.indices.push_back(members[uniform_index(rng, members.size())]);
       }
       break;
     }

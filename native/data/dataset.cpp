@@ -1,5 +1,7 @@
 #include "dataset.h"
 
+#include "random.h"
+
 #include <zip.h>
 
 #include <algorithm>
@@ -169,15 +171,6 @@ std::vector<uint8_t> read_zip_entry(zip_t* archive, const std::string& name, con
     fail(where + ": " + name + " is truncated or damaged");
   }
   return bytes;
-}
-
-// Deterministic on every platform: mt19937_64's output is specified by the standard, and this
-// bounded draw (Lemire-free simple rejection) does not depend on the library's distributions.
-uint64_t bounded(std::mt19937_64& rng, uint64_t n) {
-  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-  uint64_t v;
-  do v = rng(); while (v >= limit);
-  return v % n;
 }
 
 }  // namespace
@@ -449,7 +442,7 @@ Split stratified_split(const Dataset& dataset, const SplitSpec& spec) {
   std::mt19937_64 rng(spec.seed);
   for (size_t c = 0; c < by_class.size(); ++c) {
     auto& indices = by_class[c];
-    for (size_t i = indices.size(); i > 1; --i) std::swap(indices[i - 1], indices[bounded(rng, i)]);
+    shuffle_in_place(indices, rng);
     const size_t n = indices.size();
     const size_t n_test = static_cast<size_t>(std::lround(double(n) * test_fraction));
     const size_t n_val = static_cast<size_t>(std::lround(double(n) * val_fraction));

@@ -1,5 +1,7 @@
 #include "loader.h"
 
+#include "random.h"
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -22,12 +24,7 @@ uint64_t mix(uint64_t x) {
 std::vector<size_t> shuffled_order(const std::vector<size_t>& indices, uint64_t seed, int epoch) {
   std::vector<size_t> order = indices;
   std::mt19937_64 rng(mix(seed ^ mix(static_cast<uint64_t>(epoch) + 1)));
-  for (size_t i = order.size(); i > 1; --i) {
-    const uint64_t limit = UINT64_MAX - UINT64_MAX % i;
-    uint64_t v;
-    do v = rng(); while (v >= limit);
-    std::swap(order[i - 1], order[v % i]);
-  }
+  data::shuffle_in_place(order, rng);
   return order;
 }
 

@@ -192,6 +192,19 @@ struct TrainerState {
   }
 };
 
+// tmp + rename: a crash or a full disk leaves the previous file intact.
+void save_archive_atomic(torch::serialize::OutputArchive& archive, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  try {
+    archive.save_to(tmp);
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw Error(ErrorCode::Io, path + ": write failed (disk full?): " + e.what() + "; the previous version is kept");
+  }
+  fs::rename(tmp, path);
+}
+
 void save_checkpoint(const std::string& path, models::Classifier& model, torch::optim::Optimizer& optimizer,
                      const TrainerState& state) {
   torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
@@ -200,16 +213,7 @@ void save_checkpoint(const std::string& path, models::Classifier& model, torch::
   archive.write("model", model_archive);
   archive.write("optimizer", optimizer_archive);
   archive.write("trainer_state", torch::IValue(state.to_json().dump()));
-  const std::string tmp = path + ".tmp";
-  try {
-    archive.save_to(tmp);
-  } catch (const std::exception& e) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw Error(ErrorCode::Io, path + ": checkpoint write failed (disk full?): " + e.what() +
-                                   "; the previous checkpoint is kept");
-  }
-  fs::rename(tmp, path);
+  save_archive_atomic(archive, path);
 }
 
 TrainerState load_checkpoint(const std::string& path, models::Classifier& model, torch::optim::Optimizer& optimizer) {
@@ -279,15 +283,7 @@ void configure_threads(int threads) {
 void save_model_file(models::Classifier& model, const std::string& path) {
   torch::serialize::OutputArchive archive;
   model.save(archive);
-  const std::string tmp = path + ".tmp";
-  try {
-    archive.save_to(tmp);
-  } catch (const std::exception& e) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw Error(ErrorCode::Io, path + ": write failed (disk full?): " + e.what());
-  }
-  fs::rename(tmp, path);
+  save_archive_atomic(archive, path);
 }
 
 void load_model_file(models::Classifier& model, const std::string& path) {

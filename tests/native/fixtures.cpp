@@ -56,4 +56,13 @@ void write_shapes_dataset(const std::filesystem::path& root, const std::vector<s
   }
 }
 
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
 }  // namespace loupe::test

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,5 +26,8 @@ Image shape_image(int width, int height, int channels, int cls, uint64_t seed);
 // root/<class>/<i>.png for each class, `per_class` images of side `size`.
 void write_shapes_dataset(const std::filesystem::path& root, const std::vector<std::string>& classes, int per_class,
                           int size, int channels = 3);
+
+// The message of the loupe::Error that `fn` throws, or "no error".
+std::string error_of(const std::function<void()>& fn);
 
 }  // namespace loupe::test

@@ -20,15 +20,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
 std::vector<uint8_t> npy_u8(const std::vector<int64_t>& shape, const std::vector<uint8_t>& data) {
   std::string dims;
   for (int64_t d : shape) dims += std::to_string(d) + ",";
@@ -93,16 +84,16 @@ TEST_CASE("image folder: classes, counts, and every unusable file listed with a 
 
 TEST_CASE("bad data sets give clear errors", "[data][bad-input]") {
   const test::TempDir dir;
-  CHECK_THAT(error_of([&] { load_dataset((dir.path / "missing").string()); }), Contains("no such file or folder"));
+  CHECK_THAT(test::error_of([&] { load_dataset((dir.path / "missing").string()); }), Contains("no such file or folder"));
   fs::create_directories(dir.path / "empty");
-  CHECK_THAT(error_of([&] { load_dataset((dir.path / "empty").string()); }), Contains("no class sub-folders"));
+  CHECK_THAT(test::error_of([&] { load_dataset((dir.path / "empty").string()); }), Contains("no class sub-folders"));
   test::write_shapes_dataset(dir.path / "one", {"only"}, 4, 16);
-  CHECK_THAT(error_of([&] { load_dataset((dir.path / "one").string()); }), Contains("only one class"));
+  CHECK_THAT(test::error_of([&] { load_dataset((dir.path / "one").string()); }), Contains("only one class"));
   test::write_shapes_dataset(dir.path / "hollow", {"a", "b"}, 4, 16);
   for (const auto& f : fs::directory_iterator(dir.path / "hollow" / "b")) std::ofstream(f.path()) << "x";
-  CHECK_THAT(error_of([&] { load_dataset((dir.path / "hollow").string()); }), Contains("class 'b' has no usable images"));
+  CHECK_THAT(test::error_of([&] { load_dataset((dir.path / "hollow").string()); }), Contains("class 'b' has no usable images"));
   std::ofstream(dir.path / "data.bin") << "x";
-  CHECK_THAT(error_of([&] { load_dataset((dir.path / "data.bin").string()); }), Contains("expected a folder"));
+  CHECK_THAT(test::error_of([&] { load_dataset((dir.path / "data.bin").string()); }), Contains("expected a folder"));
 }
 
 TEST_CASE("CSV manifest with relative paths and a split column", "[data]") {
@@ -126,9 +117,9 @@ TEST_CASE("CSV manifest with relative paths and a split column", "[data]") {
   CHECK(split.train.size() + split.val.size() + split.test.size() == 6);
 
   std::ofstream(dir.path / "bad.csv") << "file,label\nx.png,a\n";
-  CHECK_THAT(error_of([&] { read_manifest((dir.path / "bad.csv").string()); }), Contains("'path' and 'label'"));
+  CHECK_THAT(test::error_of([&] { read_manifest((dir.path / "bad.csv").string()); }), Contains("'path' and 'label'"));
   std::ofstream(dir.path / "bad_split.csv") << "path,label,split\nimages/neg/a.png,neg,holdout\n";
-  CHECK_THAT(error_of([&] { read_manifest((dir.path / "bad_split.csv").string()); }), Contains("bad_split.csv:2") && Contains("holdout"));
+  CHECK_THAT(test::error_of([&] { read_manifest((dir.path / "bad_split.csv").string()); }), Contains("bad_split.csv:2") && Contains("holdout"));
 }
 
 TEST_CASE("MedMNIST-style .npz keeps its own split", "[data]") {
@@ -147,7 +138,7 @@ TEST_CASE("MedMNIST-style .npz keeps its own split", "[data]") {
   CHECK(img.channels == 1);
   CHECK(img.data[0] == 200);
   options.npz_class_names = {"only"};
-  CHECK_THAT(error_of([&] { read_npz((dir.path / "tiny.npz").string(), options); }), Contains("class names"));
+  CHECK_THAT(test::error_of([&] { read_npz((dir.path / "tiny.npz").string(), options); }), Contains("class names"));
 }
 
 TEST_CASE("stratified split: exact per-class counts, disjoint, seeded", "[data][split]") {
@@ -186,8 +177,8 @@ TEST_CASE("stratified split: exact per-class counts, disjoint, seeded", "[data][
 
   Dataset tiny = ds;
   tiny.samples.resize(102);  // class b has 2 images: cannot fill train, val and test
-  CHECK_THAT(error_of([&] { stratified_split(tiny, spec); }), Contains("class 'b' has 2 images, too few"));
-  CHECK_THAT(error_of([&] { SplitSpec::from_json({{"tset", 0.2}}); }), Contains("split.tset"));
+  CHECK_THAT(test::error_of([&] { stratified_split(tiny, spec); }), Contains("class 'b' has 2 images, too few"));
+  CHECK_THAT(test::error_of([&] { SplitSpec::from_json({{"tset", 0.2}}); }), Contains("split.tset"));
 }
 
 TEST_CASE("balancing the training split", "[data][balance]") {
@@ -209,7 +200,7 @@ TEST_CASE("balancing the training split", "[data][balance]") {
   CHECK(weighted.class_weights[1] == Approx(12.0 / (2 * 3)));
   CHECK(balance_training(ds, train, Balancing::Undersample, 1).indices ==
         balance_training(ds, train, Balancing::Undersample, 1).indices);
-  CHECK_THAT(error_of([] { parse_balancing("smote"); }), Contains("'smote'"));
+  CHECK_THAT(test::error_of([] { parse_balancing("smote"); }), Contains("'smote'"));
 }
 
 TEST_CASE("augmentation is seeded and does what it says", "[data][augment]") {
@@ -233,6 +224,6 @@ TEST_CASE("augmentation is seeded and does what it says", "[data][augment]") {
   CHECK(augment(img, heavy, c).data != first.data);
   CHECK(first.width == img.width);
   CHECK(first.height == img.height);
-  CHECK_THAT(error_of([] { AugmentSpec::from_json({{"rotation", 10}}); }), Contains("augment.rotation"));
-  CHECK_THAT(error_of([] { AugmentSpec::from_json({{"horizontal_flip", 2}}); }), Contains("outside"));
+  CHECK_THAT(test::error_of([] { AugmentSpec::from_json({{"rotation", 10}}); }), Contains("augment.rotation"));
+  CHECK_THAT(test::error_of([] { AugmentSpec::from_json({{"horizontal_flip", 2}}); }), Contains("outside"));
 }

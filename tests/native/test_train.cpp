@@ -23,15 +23,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
 nlohmann::json small_config(const fs::path& data, int epochs) {
   return {{"name", "unit"},
           {"data", {{"path", data.string()}}},
@@ -152,25 +143,25 @@ TEST_CASE("configs: strict keys, consistent shapes", "[train][config]") {
   CHECK_NOTHROW(TrainConfig::from_json(good));
   nlohmann::json bad = good;
   bad["optimizer"]["learning_rate"] = 0.1;
-  CHECK_THAT(error_of([&] { TrainConfig::from_json(bad); }), Contains("optimizer.learning_rate"));
+  CHECK_THAT(test::error_of([&] { TrainConfig::from_json(bad); }), Contains("optimizer.learning_rate"));
   bad = good;
   bad["optimizer"]["name"] = "lion";
-  CHECK_THAT(error_of([&] { TrainConfig::from_json(bad); }), Contains("optimizer.name") && Contains("'lion'"));
+  CHECK_THAT(test::error_of([&] { TrainConfig::from_json(bad); }), Contains("optimizer.name") && Contains("'lion'"));
   bad = good;
   bad["model"] = {{"architecture", "resnet1000"}};
-  CHECK_THAT(error_of([&] { TrainConfig::from_json(bad); }), Contains("resnet18"));
+  CHECK_THAT(test::error_of([&] { TrainConfig::from_json(bad); }), Contains("resnet18"));
   bad = good;
   bad["model"]["in_channels"] = 1;
-  CHECK_THAT(error_of([&] { TrainConfig::from_json(bad); }), Contains("model.in_channels"));
+  CHECK_THAT(test::error_of([&] { TrainConfig::from_json(bad); }), Contains("model.in_channels"));
   bad = good;
   bad["epochs"] = "ten";
-  CHECK_THAT(error_of([&] { TrainConfig::from_json(bad); }), Contains("epochs"));
+  CHECK_THAT(test::error_of([&] { TrainConfig::from_json(bad); }), Contains("epochs"));
   bad = good;
   bad["batchsize"] = 8;
-  CHECK_THAT(error_of([&] { TrainConfig::from_json(bad); }), Contains("batchsize: unknown key"));
+  CHECK_THAT(test::error_of([&] { TrainConfig::from_json(bad); }), Contains("batchsize: unknown key"));
   bad = good;
   bad.erase("data");
-  CHECK_THAT(error_of([&] { TrainConfig::from_json(bad); }), Contains("data.path"));
+  CHECK_THAT(test::error_of([&] { TrainConfig::from_json(bad); }), Contains("data.path"));
 
   // "extends" merges onto a base file; set_dotted is what grids and --set use.
   std::ofstream(dir.path / "base.json") << good.dump();
@@ -236,7 +227,7 @@ TEST_CASE("a diverging run stops with a reason and keeps nothing half-written", 
   doc["preprocess"]["std"] = 1e-30;
   doc["optimizer"] = {{"name", "sgd"}, {"lr", 10.0}, {"momentum", 0.0}};
   const TrainConfig config = TrainConfig::from_json(doc);
-  const std::string message = error_of([&] { run_training(config, (dir.path / "run").string(), quiet()); });
+  const std::string message = test::error_of([&] { run_training(config, (dir.path / "run").string(), quiet()); });
   CHECK_THAT(message, Contains("loss became") && Contains("lower learning rate"));
   CHECK_FALSE(fs::exists(dir.path / "run" / "checkpoints" / "last.pt.tmp"));
 }
