@@ -1,6 +1,7 @@
 // Entry point of the page: starts ONNX Runtime Web loading, then the C++ app (loupe.js/.wasm),
 // handing it the canvas and the ORT bridge. Everything else happens in C++.
 import createLoupe from './loupe.js';
+import { createImageFiles } from './image_files.js';
 import { createOrtBridge } from './ort_bridge.js';
 
 const overlay = document.getElementById('loading');
@@ -14,7 +15,8 @@ function showFatal(message) {
 
 // window.loupe is the page's test and debugging hook; the app replaces `state` every frame.
 const ortBridge = createOrtBridge();
-window.loupe = { state: { ready: false }, ortBridge };
+const imageFiles = createImageFiles();  // pickers and drag-and-drop work before the app runs
+window.loupe = { state: { ready: false }, ortBridge, imageFiles };
 
 // Start ORT's download (about 14 MB of wasm) now, beside loupe.wasm; the app asks for the result
 // once it runs. Errors are reported by the app, so only keep the promise from going unhandled here.
@@ -30,6 +32,7 @@ try {
   window.loupe.module = await createLoupe({
     canvas,
     ortBridge,
+    imageFiles,
     showFatal,                                    // the app's own unrecoverable errors
     onAbort: (what) => showFatal(String(what)),   // wasm traps, out of memory
   });

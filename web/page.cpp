@@ -14,7 +14,14 @@ EM_JS(void, js_set_canvas_size, (int width, int height), {
 
 EM_JS(void, js_publish_state, (const char* json), {
   const loupe = (window["loupe"] = window["loupe"] || {});
-  loupe["state"] = JSON.parse(UTF8ToString(json));
+  const state = JSON.parse(UTF8ToString(json));
+  // The image list is sent only when it changed (it can be long): keep the previous one otherwise.
+  const previous = loupe["state"] && loupe["state"]["images"];
+  if (state["images"] && !("list" in state["images"]) && previous) {
+    state["images"]["list"] = previous["list"];
+    state["images"]["rows"] = previous["rows"];
+  }
+  loupe["state"] = state;
 });
 
 EM_JS(void, js_hide_loading_overlay, (), {

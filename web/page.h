@@ -24,7 +24,8 @@ CanvasLayout page_canvas_layout();
 // whenever the size equals the screen's (GLFW emulation quirk), which throws without a user gesture.
 void page_set_canvas_size(int width, int height);
 
-// Mirrors the app state to `window.loupe.state` (a JSON object) for tests and debugging.
+// Mirrors the app state to `window.loupe.state` (a JSON object) for tests and debugging. When
+// state.images has no "list" (unchanged since the last frame), the previous list and rows are kept.
 void page_publish_state(const std::string& json);
 
 // Hides the HTML "Loading..." overlay once the first frame is on screen.

@@ -1,0 +1,95 @@
+// The user's local image files: a file picker (several files), a folder picker and drag-and-drop
+// onto the page. Only File handles are kept here; bytes are read one file at a time when the app
+// asks (read()), so a folder of thousands of images costs almost nothing until it is processed.
+// Nothing is uploaded: files are read with the File API inside this tab.
+//
+// The two <input type=file> elements are in index.html (#open-files, #open-folder): hidden, and
+// the app's "Open" buttons click them. This file knows nothing of the Emscripten module.
+
+// Largest file read into memory at once. The decoder rejects images above 64 megapixels anyway;
+// this stops a multi-gigabyte non-image from being read just to be rejected.
+export const MAX_FILE_BYTES = 512 * 1024 * 1024;
+
+const byPath = (a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+
+// A dropped FileSystemEntry, walked into [{ file, path }]. readEntries() returns at most 100
+// entries per call, so it is called until it returns none.
+async function collectEntry(entry, out) {
+  if (entry.isFile) {
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+    out.push({ file, path: entry.fullPath.replace(/^\//, '') });
+  } else if (entry.isDirectory) {
+    const reader = entry.createReader();
+    for (;;) {
+      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (batch.length === 0) break;
+      for (const child of batch) await collectEntry(child, out);
+    }
+  }
+}
+
+export function createImageFiles({ document: doc = document, target = window } = {}) {
+  const files = [];   // { file, path }, by index
+  let listener = null;
+  let announced = 0;  // files[0..announced) were passed to the listener
+
+  function announce() {
+    if (!listener) return;
+    for (; announced < files.length; ++announced) {
+      const { file, path } = files[announced];
+      listener(announced, file.name, path, file.size);
+    }
+  }
+
+  function add(entries) {
+    files.push(...entries.sort(byPath));
+    announce();
+  }
+
+  for (const [id, folder] of [['open-files', false], ['open-folder', true]]) {
+    const input = doc.getElementById(id);
+    if (!input) continue;
+    input.addEventListener('change', () => {
+      add([...input.files].map((file) => ({ file, path: (folder && file.webkitRelativePath) || file.name })));
+      input.value = '';  // picking the same files again fires another change
+    });
+  }
+
+  target.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    if (event.dataTransfer) event.dataTransfer.dropEffect = 'copy';
+  });
+  target.addEventListener('drop', (event) => {
+    event.preventDefault();
+    // The entries must be taken now: the DataTransfer is emptied once this handler returns.
+    const items = [...(event.dataTransfer?.items ?? [])];
+    const entries = items.map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
+    const plain = entries.length ? [] : [...(event.dataTransfer?.files ?? [])];
+    (async () => {
+      const out = plain.map((file) => ({ file, path: file.name }));
+      for (const entry of entries) await collectEntry(entry, out);
+      add(out);
+    })().catch((error) => console.warn(`Loupe: could not read the dropped items: ${error.message}`));
+  });
+
+  return {
+    // listener(index, name, path, size) for every file, those added before listen() first.
+    listen(callback) {
+      listener = callback;
+      announce();
+    },
+    openPicker(folder) {
+      doc.getElementById(folder ? 'open-folder' : 'open-files')?.click();
+    },
+    // Resolves to the file's bytes (an ArrayBuffer).
+    async read(index) {
+      const entry = files[index];
+      if (!entry) throw new Error(`no file #${index}`);
+      if (entry.file.size > MAX_FILE_BYTES) {
+        throw new Error(`file too large (${entry.file.size} bytes; at most ${MAX_FILE_BYTES} are read)`);
+      }
+      return entry.file.arrayBuffer();
+    },
+    get count() { return files.length; },
+  };
+}
