@@ -62,6 +62,15 @@ PY
 cmp -s "$work/straight/checkpoints/last.pt" "$work/killed/checkpoints/last.pt" ||
   python3 -c "print('note: checkpoint files differ byte-wise (archive metadata); histories are identical')"
 
+# Ctrl-C: the run stops cleanly (exit 0, says how to resume), the last finished epoch is kept.
+"$loupe" train -q -c "$config" -o "$work/ctrl-c" "${small[@]}" --set epochs=50 >"$work/ctrl-c.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do [[ -f "$work/ctrl-c/checkpoints/last.pt" ]] && break; sleep 0.05; done
+kill -INT "$pid"
+wait "$pid" || fail "Ctrl-C: non-zero exit"
+grep -q "interrupted after" "$work/ctrl-c.log" || { cat "$work/ctrl-c.log"; fail "Ctrl-C: no clean stop message"; }
+[[ -f "$work/ctrl-c/checkpoints/last.pt" && ! -f "$work/ctrl-c/checkpoints/last.pt.tmp" ]] || fail "Ctrl-C: checkpoint missing"
+
 # Bad models: clear errors, non-zero exit.
 head -c 5000 "$work/run/model.onnx" >"$work/cut.onnx"
 "$loupe" inspect "$work/cut.onnx" >"$work/cut.log" 2>&1 && fail "a truncated model was accepted"
