@@ -1,24 +1,14 @@
 // `loupe`: the native command-line tool. See `loupe --help`.
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
-#if defined(__linux__)
-#include <unistd.h>
-#endif
 
 #include "commands.h"
 #include "loupe/error.h"
 #include "loupe/version.h"
+#include "omp_wait.h"
 
 int main(int argc, char** argv) {
-#if defined(__linux__)
-  // LibTorch's OpenMP threads spin while idle and starve the image-decoding threads on small
-  // machines. libgomp reads OMP_WAIT_POLICY when it is loaded, before main: set it and re-exec once.
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);  // returns only on failure: carry on with spinning threads
-  }
-#endif
+  loupe::train::reexec_with_passive_omp_wait(argv);  // see omp_wait.h
   CLI::App app{"Loupe: train, evaluate and run medical image classifiers.\n"
                "Not a diagnostic device: outputs are for research and demonstration only."};
   app.set_version_flag("--version", std::string("loupe ") + loupe::version());

@@ -14,17 +14,10 @@
 #include <algorithm>
 #include <cstdlib>
 
-#if defined(__linux__)
-#include <unistd.h>
-#endif
+#include "omp_wait.h"
 
 int main(int argc, char** argv) {
-#if defined(__linux__)
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);  // returns only on failure: then carry on with spinning threads
-  }
-#endif
+  loupe::train::reexec_with_passive_omp_wait(argv);  // see omp_wait.h
   int threads = 2;
   if (const char* env = std::getenv("LOUPE_TEST_THREADS")) threads = std::max(1, std::atoi(env));
   at::set_num_threads(threads);
