@@ -2,6 +2,8 @@
 
 #include "random.h"
 
+#include "loupe/dicom.h"
+
 #include <zip.h>
 
 #include <algorithm>
@@ -38,8 +40,29 @@ std::string lower(std::string s) {
 }
 
 bool is_image_extension(const std::string& ext) {
-  static const char* kExtensions[] = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"};
+  static const char* kExtensions[] = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"};
   return std::any_of(std::begin(kExtensions), std::end(kExtensions), [&](const char* e) { return ext == e; });
+}
+
+// DICOM files often have no extension ("IM000123") or a UID as their name ("1.2.840....4.7"):
+// those are recognised by their content, "DICM" at byte 128 (132 bytes read).
+bool is_dicom_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  uint8_t head[132];
+  in.read(reinterpret_cast<char*>(head), sizeof head);
+  return in.gcount() == static_cast<std::streamsize>(sizeof head) && is_dicom(head, sizeof head);
+}
+
+// A DICOM file's attributes (pixel data skipped): no pixel data, multi-frame, an undecodable
+// transfer syntax, unsupported layouts and the size limits are found while scanning.
+std::string dicom_problem(const std::string& path) {
+  try {
+    check_dicom(read_dicom_file_header(path));
+    return "";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    return message.rfind(path + ": ", 0) == 0 ? message.substr(path.size() + 2) : message;
+  }
 }
 
 // Reads just the first bytes and parses the header: finds empty, truncated and non-image files
@@ -50,6 +73,7 @@ std::string header_problem(const std::string& path) {
   std::vector<uint8_t> head(64 * 1024);
   in.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
   head.resize(static_cast<size_t>(in.gcount()));
+  if (is_dicom(head)) return dicom_problem(path);
   try {
     const ImageHeader h = read_image_header(head.data(), head.size());
     const DecodeLimits limits;
@@ -224,11 +248,7 @@ Dataset scan_image_folder(const std::string& root, const LoadOptions& options) {
     std::sort(files.begin(), files.end());
     for (const auto& file : files) {
       const std::string ext = lower(file.extension().string());
-      if (ext == ".dcm") {
-        ds.skipped.push_back({file.string(), "DICOM is not supported yet"});
-        continue;
-      }
-      if (!is_image_extension(ext)) {
+      if (!is_image_extension(ext) && !is_dicom_file(file)) {
         ds.skipped.push_back({file.string(), "not an image file extension"});
         continue;
       }

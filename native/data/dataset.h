@@ -5,8 +5,8 @@
 //   // split.train / split.val / split.test hold sample indices; split.to_json(ds) is saved in the run folder
 //
 // Three layouts:
-//   - an image folder with one sub-folder per class (png, jpg, jpeg, bmp, tif, tiff; dcm is listed
-//     and skipped until DICOM support lands);
+//   - an image folder with one sub-folder per class (png, jpg, jpeg, bmp, tif, tiff, dcm, dicom,
+//     and DICOM files under any other name or none, recognised by their content);
 //   - a CSV manifest with a header row naming `path`, `label` and optionally `split`
 //     (train/val/test); relative paths are relative to the CSV's folder;
 //   - a MedMNIST-style .npz (`train_images`, `train_labels`, `val_*`, `test_*`), split included.

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "loupe/dicom.h"
 #include "loupe/export/model_card.h"
 #include "loupe/export/ort_session.h"
 #include "loupe/export/run_export.h"
@@ -60,7 +61,15 @@ namespace {
 bool is_image_path(const fs::path& p) {
   std::string ext = p.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" || ext == ".tif" || ext == ".tiff";
+  if (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" || ext == ".tif" || ext == ".tiff" ||
+      ext == ".dcm" || ext == ".dicom") {
+    return true;
+  }
+  // DICOM files are often named without an extension, or by a UID: recognised by their content.
+  std::ifstream in(p, std::ios::binary);
+  uint8_t head[132];
+  in.read(reinterpret_cast<char*>(head), sizeof head);
+  return in.gcount() == static_cast<std::streamsize>(sizeof head) && is_dicom(head, sizeof head);
 }
 
 std::string csv_field(const std::string& s) {

@@ -18,7 +18,7 @@ void add_preprocess_command(CLI::App& app) {
     bool imagenet = false;
   };
   auto opt = std::make_shared<Options>();
-  cmd->add_option("image", opt->image_path, "Image file (PNG, JPEG, BMP, TIFF)")->required();
+  cmd->add_option("image", opt->image_path, "Image file (PNG, JPEG, BMP, TIFF, DICOM)")->required();
   cmd->add_option("--spec", opt->spec_path, "PreprocessSpec JSON file (default: RGB 224x224, x/255)");
   cmd->add_flag("--imagenet", opt->imagenet, "Use ImageNet mean/std at 224x224 instead of a spec file");
   cmd->add_option("-o,--out", opt->out_path, "Output .npy file")->required();

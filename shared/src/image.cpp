@@ -9,6 +9,9 @@
 #include <opencv2/imgproc.hpp>
 #include <string>
 
+#include "internal.h"
+#include "loupe/dicom.h"
+
 namespace loupe {
 
 const char* to_string(ErrorCode code) {
@@ -34,6 +37,18 @@ const char* to_string(ImageFormat format) {
     case ImageFormat::Tiff: return "TIFF";
   }
   return "image";
+}
+
+// libjpeg pads a truncated scan with grey and only warns; for a medical image silently invented
+// pixels are worse than an error. Entropy-coded data escapes 0xFF as FF 00, so an FF D9 pair
+// at or near the end is the real end-of-image marker (an EXIF thumbnail's EOI sits much earlier).
+bool detail::jpeg_has_end_marker(const uint8_t* d, size_t n) {
+  if (n < 2) return false;
+  const size_t window = std::min<size_t>(n, 4096);  // tolerate trailing bytes some writers append
+  for (size_t i = n - 1; i > n - window; --i) {
+    if (d[i - 1] == 0xFF && d[i] == 0xD9) return true;
+  }
+  return false;
 }
 
 namespace {
@@ -141,17 +156,6 @@ ImageHeader parse_tiff(const uint8_t* d, size_t n) {
   return h;
 }
 
-// libjpeg pads a truncated scan with grey and only warns; for a medical image silently invented
-// pixels are worse than an error. Entropy-coded data escapes 0xFF as FF 00, so an FF D9 pair
-// at or near the end is the real end-of-image marker (an EXIF thumbnail's EOI sits much earlier).
-bool jpeg_has_end_marker(const uint8_t* d, size_t n) {
-  const size_t window = std::min<size_t>(n, 4096);  // tolerate trailing bytes some writers append
-  for (size_t i = n - 1; i > n - window; --i) {
-    if (d[i - 1] == 0xFF && d[i] == 0xD9) return true;
-  }
-  return false;
-}
-
 // [SECTION] Conversion from OpenCV's BGR(A) Mat to the core's RGB(A) Image.
 
 Image to_image(const cv::Mat& decoded) {
@@ -189,11 +193,21 @@ ImageHeader read_image_header(const uint8_t* data, size_t size) {
                     (data[0] == 'M' && data[1] == 'M' && data[3] == 43))) {
     return parse_tiff(data, size);
   }
+  if (is_dicom(data, size)) {
+    // ImageFormat has no DICOM member: DICOM attributes are read by dicom.h (read_dicom_file_header,
+    // check_dicom), and decode_image() dispatches DICOM bytes there before calling this.
+    throw Error(ErrorCode::UnsupportedImage,
+                "DICOM file: its header is read with loupe::read_dicom_file_header / check_dicom (dicom.h), "
+                "not read_image_header; decode_image() decodes it");
+  }
   throw Error(ErrorCode::UnknownFormat, "not a supported image: the content is not PNG, JPEG, BMP or TIFF (" +
                                             std::to_string(size) + " bytes)");
 }
 
 Image decode_image(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+  // DICOM: natively DCMTK parses it; in the browser the page parses it first (web/dicom.mjs) and
+  // decode_dicom() says so. Either way the pixel math is dicom_to_image()'s.
+  if (is_dicom(data, size)) return decode_dicom(data, size, limits);
   const ImageHeader header = read_image_header(data, size);
   const uint64_t pixels = uint64_t(header.width) * uint64_t(header.height);
   const std::string dims = std::to_string(header.width) + "x" + std::to_string(header.height);
@@ -206,7 +220,7 @@ Image decode_image(const uint8_t* data, size_t size, const DecodeLimits& limits)
     throw Error(ErrorCode::ImageTooSmall, "image is " + dims + " pixels; the smallest accepted is " +
                                               std::to_string(limits.min_side) + "x" + std::to_string(limits.min_side));
   }
-  if (header.format == ImageFormat::Jpeg && !jpeg_has_end_marker(data, size)) {
+  if (header.format == ImageFormat::Jpeg && !detail::jpeg_has_end_marker(data, size)) {
     corrupt(header.format, "no end-of-image marker: the file is truncated (" + std::to_string(size) + " bytes)");
   }
 #ifndef LOUPE_HAVE_TIFF

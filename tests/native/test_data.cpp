@@ -10,6 +10,7 @@
 
 #include "augment.h"
 #include "balance.h"
+#include "../core/dicom_fixtures.h"
 #include "dataset.h"
 #include "fixtures.h"
 
@@ -94,6 +95,52 @@ TEST_CASE("bad data sets give clear errors", "[data][bad-input]") {
   CHECK_THAT(test::error_of([&] { load_dataset((dir.path / "hollow").string()); }), Contains("class 'b' has no usable images"));
   std::ofstream(dir.path / "data.bin") << "x";
   CHECK_THAT(test::error_of([&] { load_dataset((dir.path / "data.bin").string()); }), Contains("expected a folder"));
+}
+
+TEST_CASE("image folder: DICOM by extension or by content, bad DICOM skipped with the reason", "[data][dicom]") {
+  const test::TempDir dir;
+  const fs::path made = dir.path / "made";
+  fs::create_directories(made);
+  test::write_dicom_fixtures(made.string());  // written with DCMTK from ../shared/data images
+  const fs::path root = dir.path / "data";
+  fs::create_directories(root / "mri");
+  fs::create_directories(root / "xray");
+  const std::pair<const char*, fs::path> layout[] = {
+      {"chest_dx_16bit_mono2.dcm", root / "xray" / "a.dcm"},
+      {"chest_big_endian_no_extension", root / "xray" / "IM000001"},      // no extension
+      {"chest_rle.dcm", root / "xray" / "1.2.826.0.1.3680043.2.1125.7"},  // named by its UID
+      {"chest_jpeg_lossless.dcm", root / "xray" / "b.DCM"},
+      {"brain_mr_8bit_mono1.dcm", root / "mri" / "a.dcm"},
+      {"brain_rle_8bit_mono1.dcm", root / "mri" / "b.dicom"},
+      {"mr_multiframe.dcm", root / "mri" / "multiframe.dcm"},
+      {"report_no_pixel_data.dcm", root / "mri" / "report.dcm"},
+      {"jpeg2000_garbage.dcm", root / "mri" / "IM_J2K"},
+  };
+  for (const auto& [from, to] : layout) fs::copy_file(made / from, to);
+  std::ofstream(root / "mri" / "notes") << "no extension and not DICOM";
+
+  const Dataset ds = scan_image_folder(root.string());
+  CHECK(ds.classes == std::vector<std::string>{"mri", "xray"});
+  CHECK(ds.class_counts() == std::vector<int64_t>{2, 4});
+  std::set<std::string> reasons;
+  for (const auto& s : ds.skipped) reasons.insert(fs::path(s.path).filename().string() + ": " + s.reason);
+  CAPTURE(reasons);
+  REQUIRE(ds.skipped.size() == 4);
+  const auto has = [&](const std::string& prefix, const std::string& text) {
+    return std::any_of(reasons.begin(), reasons.end(), [&](const std::string& r) {
+      return r.rfind(prefix, 0) == 0 && r.find(text) != std::string::npos;
+    });
+  };
+  CHECK(has("IM_J2K: ", "JPEG 2000 compressed DICOM (1.2.840.10008.1.2.4.90) is not supported"));
+  CHECK(has("multiframe.dcm: ", "multi-frame DICOM (3 frames)"));
+  CHECK(has("report.dcm: ", "no pixel data"));
+  CHECK(has("notes: ", "not an image file extension"));
+  for (size_t i = 0; i < ds.samples.size(); ++i) {
+    CAPTURE(ds.samples[i].path);
+    const Image image = ds.load_image(i);
+    CHECK(image.channels == 1);
+    CHECK(image.depth == (ds.samples[i].label == 1 ? PixelDepth::U16 : PixelDepth::U8));
+  }
 }
 
 TEST_CASE("CSV manifest with relative paths and a split column", "[data]") {

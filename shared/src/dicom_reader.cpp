@@ -1,0 +1,265 @@
+// Reading DICOM files natively with DCMTK (dcmdata, plus the dcmjpeg/dcmjpls codecs): the file's
+// attributes and first frame go into DicomPixels, and dicom.cpp's shared math does the rest.
+// Without DCMTK (the wasm build) the page parses DICOM itself and these functions say so.
+//
+// Only the attributes decoding needs and a few descriptive ones are read: nothing
+// patient-identifying leaves DCMTK's dataset, which is freed on return.
+#include "loupe/dicom.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "internal.h"
+
+#ifdef LOUPE_HAVE_DCMTK
+#include <dcmtk/config/osconfig.h>  // must come first
+#include <dcmtk/dcmdata/dcdict.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcistrmb.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
+#include <dcmtk/dcmdata/dcsequen.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpls/djdecode.h>
+#include <dcmtk/oflog/oflog.h>
+
+#include <mutex>
+#endif
+
+namespace loupe {
+
+#ifdef LOUPE_HAVE_DCMTK
+
+namespace {
+
+[[noreturn]] void corrupt(const std::string& what) {
+  throw Error(ErrorCode::CorruptImage, "DICOM file is corrupt: " + what);
+}
+
+// Codec registration and logging are process-wide in DCMTK: done once. DCMTK's own warnings
+// (odd lengths, private tags...) would otherwise go to stderr for every file.
+void init_dcmtk() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    OFLog::configure(OFLogger::FATAL_LOG_LEVEL);
+    DJDecoderRegistration::registerCodecs();    // JPEG baseline, extended, lossless
+    DJLSDecoderRegistration::registerCodecs();  // JPEG-LS
+  });
+  if (!dcmDataDict.isDictionaryLoaded()) {
+    throw Error(ErrorCode::UnsupportedImage,
+                "DCMTK's DICOM data dictionary is not loaded (install DCMTK's dicom.dic or set DCMDICTPATH)");
+  }
+}
+
+std::string trimmed(const OFString& s) {
+  std::string out(s.c_str());
+  const auto first = out.find_first_not_of(" \0", 0, 2);
+  if (first == std::string::npos) return "";
+  const auto last = out.find_last_not_of(" \0", std::string::npos, 2);
+  return out.substr(first, last - first + 1);
+}
+
+// The attributes, without pixel data.
+DicomPixels read_attributes(DcmFileFormat& file) {
+  DcmDataset* ds = file.getDataset();
+  DicomPixels d;
+  const auto u16 = [&](const DcmTagKey& key, int fallback) {
+    Uint16 v = 0;
+    return ds->findAndGetUint16(key, v).good() ? int(v) : fallback;
+  };
+  const auto text = [&](DcmItem* item, const DcmTagKey& key) {
+    OFString s;
+    return item->findAndGetOFString(key, s).good() ? trimmed(s) : std::string();
+  };
+  const auto number = [&](const DcmTagKey& key) -> std::optional<double> {
+    Float64 v = 0;
+    if (ds->findAndGetFloat64(key, v, 0).good() && std::isfinite(v)) return v;
+    return std::nullopt;
+  };
+  d.rows = u16(DCM_Rows, 0);
+  d.columns = u16(DCM_Columns, 0);
+  d.samples_per_pixel = u16(DCM_SamplesPerPixel, 1);
+  d.bits_allocated = u16(DCM_BitsAllocated, 0);
+  d.bits_stored = u16(DCM_BitsStored, 0);
+  d.high_bit = u16(DCM_HighBit, -1);
+  d.pixel_representation = u16(DCM_PixelRepresentation, 0);
+  d.planar_configuration = u16(DCM_PlanarConfiguration, 0);
+  Sint32 frames = 1;
+  if (ds->findAndGetSint32(DCM_NumberOfFrames, frames).good()) d.frames = frames;
+  d.photometric = text(ds, DCM_PhotometricInterpretation);
+  d.transfer_syntax = text(file.getMetaInfo(), DCM_TransferSyntaxUID);
+  if (d.transfer_syntax.empty()) d.transfer_syntax = DcmXfer(ds->getOriginalXfer()).getXferID();
+  d.slope = number(DCM_RescaleSlope).value_or(1.0);
+  d.intercept = number(DCM_RescaleIntercept).value_or(0.0);
+  if (d.slope == 0.0) d.slope = 1.0;  // a zero slope is a writer's mistake, not a black image
+  d.window_center = number(DCM_WindowCenter);
+  d.window_width = number(DCM_WindowWidth);
+  d.voi_lut_function = text(ds, DCM_VOILUTFunction);
+  DcmItem* voi = nullptr;
+  if (ds->findAndGetSequenceItem(DCM_VOILUTSequence, voi, 0).good() && voi != nullptr) {
+    const Uint16* table = nullptr;
+    unsigned long count = 0;
+    Uint16 entries = 0, bits = 16;
+    Uint16 first_unsigned = 0;
+    if (voi->findAndGetUint16Array(DCM_LUTData, table, &count).good() && table != nullptr && count > 0 &&
+        voi->findAndGetUint16(DCM_LUTDescriptor, entries, 0).good()) {
+      voi->findAndGetUint16(DCM_LUTDescriptor, first_unsigned, 1);
+      voi->findAndGetUint16(DCM_LUTDescriptor, bits, 2);
+      // The first mapped value is signed when the pixel data is (PS3.3 C.11.2.1.1).
+      d.voi_lut_first = d.pixel_representation == 1 ? int(static_cast<int16_t>(first_unsigned)) : int(first_unsigned);
+      d.voi_lut_bits = bits;
+      const size_t n = entries == 0 ? 65536 : entries;
+      d.voi_lut.assign(table, table + std::min<size_t>(n, count));
+    }
+  }
+  d.modality = text(ds, DCM_Modality);
+  d.body_part = text(ds, DCM_BodyPartExamined);
+  d.sop_class_uid = text(ds, DCM_SOPClassUID);
+  DcmElement* pixel_data = nullptr;
+  d.has_pixel_data = ds->findAndGetElement(DCM_PixelData, pixel_data).good() && pixel_data != nullptr;
+  if (!d.has_pixel_data && (ds->tagExists(DCM_FloatPixelData) || ds->tagExists(DCM_DoubleFloatPixelData))) {
+    throw Error(ErrorCode::UnsupportedImage,
+                "DICOM with floating-point pixel data (a parametric map) is not supported; integer pixel data is");
+  }
+  return d;
+}
+
+// Uncompressed pixel data of the first frame, as little-endian bytes. DCMTK keeps OW values in
+// host byte order (it swaps big-endian files on reading); OB values are bytes as stored.
+void copy_native_pixels(DcmDataset* ds, DicomPixels& d) {
+  DcmElement* element = nullptr;
+  if (ds->findAndGetElement(DCM_PixelData, element).bad() || element == nullptr) corrupt("pixel data missing");
+  const size_t per_pixel = d.photometric == "YBR_FULL_422" ? 2 : size_t(d.samples_per_pixel) * size_t(d.bits_allocated / 8);
+  const size_t frame_bytes = size_t(d.rows) * size_t(d.columns) * per_pixel;
+  if (element->getVR() == EVR_OW) {
+    Uint16* words = nullptr;
+    if (element->getUint16Array(words).bad() || words == nullptr) corrupt("pixel data (OW) could not be read");
+    const size_t count = std::min<size_t>(element->getLength() / 2, (frame_bytes + 1) / 2);
+    d.pixel_data.resize(count * 2);
+    for (size_t i = 0; i < count; ++i) {
+      d.pixel_data[2 * i] = static_cast<uint8_t>(words[i] & 0xFF);
+      d.pixel_data[2 * i + 1] = static_cast<uint8_t>(words[i] >> 8);
+    }
+    d.pixel_data.resize(std::min(d.pixel_data.size(), frame_bytes));  // an odd frame's pad byte
+  } else {
+    Uint8* bytes = nullptr;
+    if (element->getUint8Array(bytes).bad() || bytes == nullptr) corrupt("pixel data could not be read");
+    const size_t count = std::min<size_t>(element->getLength(), frame_bytes);
+    d.pixel_data.assign(bytes, bytes + count);
+  }
+  d.pixel_syntax = "1.2.840.10008.1.2.1";  // explicit VR little endian, whatever the file had
+}
+
+// All fragments of the (single) frame of encapsulated pixel data, for dicom.cpp to decode.
+void copy_encapsulated_frame(DcmDataset* ds, DicomPixels& d) {
+  DcmElement* element = nullptr;
+  if (ds->findAndGetElement(DCM_PixelData, element).bad() || element == nullptr) corrupt("pixel data missing");
+  DcmPixelSequence* sequence = nullptr;
+  auto* pixel_data = static_cast<DcmPixelData*>(element);
+  if (pixel_data->getEncapsulatedRepresentation(ds->getOriginalXfer(), nullptr, sequence).bad() ||
+      sequence == nullptr) {
+    corrupt("encapsulated pixel data could not be read");
+  }
+  // Item 0 is the basic offset table; the frame's fragments follow.
+  for (unsigned long i = 1; i < sequence->card(); ++i) {
+    DcmPixelItem* item = nullptr;
+    Uint8* bytes = nullptr;
+    if (sequence->getItem(item, i).bad() || item == nullptr || item->getUint8Array(bytes).bad()) {
+      corrupt("pixel data fragment " + std::to_string(i) + " could not be read");
+    }
+    if (bytes != nullptr) d.pixel_data.insert(d.pixel_data.end(), bytes, bytes + item->getLength());
+  }
+  if (d.pixel_data.empty()) corrupt("encapsulated pixel data has no fragments");
+  d.pixel_syntax = d.transfer_syntax;
+}
+
+bool is_syntax(const std::string& uid, std::initializer_list<const char*> uids) {
+  for (const char* u : uids) {
+    if (uid == u) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool dicom_reader_available() { return true; }
+
+DicomPixels read_dicom(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+  if (data == nullptr || size == 0) throw Error(ErrorCode::EmptyInput, "the file is empty (0 bytes)");
+  init_dcmtk();
+  DcmInputBufferStream stream;
+  stream.setBuffer(data, static_cast<offile_off_t>(size));
+  stream.setEos();
+  DcmFileFormat file;
+  file.transferInit();
+  const OFCondition status = file.read(stream, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
+  file.transferEnd();
+  if (status.bad()) {
+    // A syntax DCMTK does not know can stop parsing; name the syntax rather than "corrupt".
+    OFString uid;
+    if (file.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, uid).good() && !trimmed(uid).empty()) {
+      detail::check_dicom_transfer_syntax(trimmed(uid));
+    }
+    corrupt(std::string("the DICOM data set could not be parsed (") + status.text() + "): truncated or damaged");
+  }
+  DicomPixels d = read_attributes(file);
+  check_dicom(d, limits);  // no pixel data, multi-frame, syntax, layout and size: before decompressing
+  DcmDataset* ds = file.getDataset();
+  const std::string& ts = d.transfer_syntax;
+  if (is_syntax(ts, {"1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.50"})) {
+    copy_encapsulated_frame(ds, d);  // RLE and JPEG baseline: dicom.cpp decodes them, as in the browser
+  } else if (DcmXfer(ds->getOriginalXfer()).isEncapsulated()) {
+    const OFCondition decoded = ds->chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
+    if (decoded.bad() || !ds->canWriteXfer(EXS_LittleEndianExplicit)) {
+      corrupt(dicom_transfer_syntax_name(ts) + " pixel data could not be decompressed (" + decoded.text() + ")");
+    }
+    // Decompression may convert colour (YBR -> RGB) and change the layout: read them again.
+    const DicomPixels after = read_attributes(file);
+    d.photometric = after.photometric;
+    d.planar_configuration = after.planar_configuration;
+    d.bits_allocated = after.bits_allocated;
+    d.bits_stored = after.bits_stored;
+    d.high_bit = after.high_bit;
+    copy_native_pixels(ds, d);
+  } else {
+    copy_native_pixels(ds, d);
+  }
+  return d;
+}
+
+DicomPixels read_dicom_file_header(const std::string& path) {
+  init_dcmtk();
+  DcmFileFormat file;
+  // Values above 256 bytes (the pixel data) are left in the file, not loaded.
+  const OFCondition status = file.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, 256, ERM_fileOnly);
+  if (status.bad()) {
+    throw Error(ErrorCode::CorruptImage, path + ": DICOM file could not be parsed (" + status.text() + ")");
+  }
+  return read_attributes(file);
+}
+
+#else  // no DICOM reader in this build (the browser)
+
+namespace {
+[[noreturn]] void no_reader() {
+  throw Error(ErrorCode::UnsupportedImage,
+              "DICOM files are parsed by the page in the browser build (web/dicom.mjs parseDicom, then "
+              "loupe::dicom_pixels_from_json and loupe::dicom_to_image); decode_image() cannot read DICOM bytes here");
+}
+}  // namespace
+
+bool dicom_reader_available() { return false; }
+DicomPixels read_dicom(const uint8_t*, size_t, const DecodeLimits&) { no_reader(); }
+DicomPixels read_dicom_file_header(const std::string&) { no_reader(); }
+
+#endif
+
+Image decode_dicom(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+  return dicom_to_image(read_dicom(data, size, limits), limits);
+}
+
+}  // namespace loupe
