@@ -149,7 +149,7 @@ void add_eval_command(CLI::App& app) {
     std::printf("%s (%zu images), %s weights\n%slog loss: %.4f\n", what.c_str(), samples.size(), opt->weights.c_str(),
                 result["report_text"].get<std::string>().c_str(), result["log_loss"].get<double>());
     const std::string out = (fs::path(opt->run) / ("eval-" + (opt->data.empty() ? opt->split : std::string("data")) + ".json")).string();
-    std::ofstream(out) << result.dump(2) << "\n";
+    train::write_text_atomic(out, result.dump(2) + "\n");
     std::printf("written: %s\n", out.c_str());
   });
 }

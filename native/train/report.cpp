@@ -92,13 +92,7 @@ void write_history(const std::string& run_dir, const std::vector<EpochRecord>& h
   }
   for (const auto& [name, content] : {std::pair{std::string("history.csv"), csv},
                                       std::pair{std::string("history.json"), json.dump(2) + "\n"}}) {
-    const std::string path = (fs::path(run_dir) / name).string();
-    std::ofstream out(path + ".tmp");
-    out << content;
-    out.flush();
-    if (!out) throw Error(ErrorCode::Io, path + ": write failed (disk full?)");
-    out.close();
-    fs::rename(path + ".tmp", path);
+    write_text_atomic((fs::path(run_dir) / name).string(), content);
   }
 }
 

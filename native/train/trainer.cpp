@@ -1,13 +1,17 @@
 #include "trainer.h"
 
+#include <fcntl.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <thread>
 
@@ -26,20 +30,63 @@ namespace {
 // [SECTION] Files: every write goes to a temporary name first, then is renamed into place, so a
 // crash or a full disk never leaves a truncated checkpoint or report behind.
 
-void write_text_atomic(const std::string& path, const std::string& text) {
+// Writes what `fill` produces to PATH.tmp (POSIX write, fsync), then renames it to PATH. On any
+// failure PATH.tmp is removed, PATH is untouched, and Error(Io) names the file and the cause
+// ("No space left on device"). `fill` gets a sink that always reports success: LibTorch 1.13's zip
+// writer aborts the process (an exception from its destructor) when a write comes back short, so
+// the first error is only recorded and later bytes are dropped.
+using Sink = std::function<size_t(const void*, size_t)>;
+
+void write_file_atomic(const std::string& path, const std::function<void(const Sink&)>& fill) {
   const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << text;
-    out.flush();
-    if (!out) {
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      throw Error(ErrorCode::Io, path + ": write failed (disk full?); the previous version is kept");
+  int error = 0;
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) error = errno;
+  const auto sink = [&](const void* data, size_t n) -> size_t {
+    const char* p = static_cast<const char*>(data);
+    for (size_t left = n; left > 0 && error == 0;) {
+      const ssize_t w = ::write(fd, p, left);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) error = w < 0 ? errno : EIO;
+      else {
+        p += w;
+        left -= static_cast<size_t>(w);
+      }
     }
+    return n;
+  };
+  std::string failure;
+  if (error == 0) {
+    try {
+      fill(sink);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+    if (error == 0 && failure.empty() && ::fsync(fd) != 0) error = errno;
   }
-  fs::rename(tmp, path);
+  if (fd >= 0 && ::close(fd) != 0 && error == 0) error = errno;
+  if (error != 0 || !failure.empty()) {
+    ::unlink(tmp.c_str());
+    std::string cause = error ? std::strerror(error) : failure;
+    if (error == ENOSPC || error == EDQUOT) cause += " (the disk is full)";
+    throw Error(ErrorCode::Io, path + ": write failed: " + cause + "; the previous " +
+                                   fs::path(path).filename().string() + " is kept, nothing was replaced");
+  }
+  std::error_code renamed;
+  fs::rename(tmp, path, renamed);
+  if (renamed) {
+    ::unlink(tmp.c_str());
+    throw Error(ErrorCode::Io, path + ": cannot replace it: " + renamed.message() + "; the previous version is kept");
+  }
 }
+
+}  // namespace
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  write_file_atomic(path, [&](const Sink& sink) { sink(text.data(), text.size()); });
+}
+
+namespace {
 
 void write_json(const std::string& path, const nlohmann::json& json) { write_text_atomic(path, json.dump(2) + "\n"); }
 
@@ -194,15 +241,7 @@ struct TrainerState {
 
 // tmp + rename: a crash or a full disk leaves the previous file intact.
 void save_archive_atomic(torch::serialize::OutputArchive& archive, const std::string& path) {
-  const std::string tmp = path + ".tmp";
-  try {
-    archive.save_to(tmp);
-  } catch (const std::exception& e) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw Error(ErrorCode::Io, path + ": write failed (disk full?): " + e.what() + "; the previous version is kept");
-  }
-  fs::rename(tmp, path);
+  write_file_atomic(path, [&](const Sink& sink) { archive.save_to(sink); });
 }
 
 void save_checkpoint(const std::string& path, models::Classifier& model, torch::optim::Optimizer& optimizer,
@@ -413,6 +452,17 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
   const bool higher = config.selection_metric != "val_loss";
   if (state.best_epoch == 0) state.best_value = higher ? -1.0 : std::numeric_limits<double>::infinity();
   std::ofstream history_csv;
+  // A failed write (a full disk) stops the run naming the file and the cause; the checkpoints
+  // already on disk are intact (atomic writes), so --resume continues from the last one.
+  const auto saving = [&](int epoch, const std::function<void()>& write) {
+    try {
+      write();
+    } catch (const Error& e) {
+      throw Error(e.code(), std::string(e.what()) + ". Training stopped while saving epoch " + std::to_string(epoch) +
+                                "; free some space, then continue from the last saved checkpoint with: loupe train "
+                                "--resume -o " + run_dir);
+    }
+  };
 
   for (int epoch = state.epochs_done; epoch < config.epochs && !options.evaluate_only; ++epoch) {
     if (options.interrupt && *options.interrupt) break;
@@ -505,7 +555,7 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
     if (improved) {
       state.best_value = value;
       state.best_epoch = epoch + 1;
-      save_model_file(*model, best_path);
+      saving(epoch + 1, [&] { save_model_file(*model, best_path); });
     }
     const double monitored = metric_of(record, config.early_stopping.monitor);
     // Early stopping tracks its own metric, with min_delta.
@@ -522,8 +572,10 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
         ++state.epochs_without_improvement;
       }
     }
-    save_checkpoint(last_path, *model, *optimizer, state);
-    write_history(run_dir, state.history);
+    saving(epoch + 1, [&] {
+      save_checkpoint(last_path, *model, *optimizer, state);
+      write_history(run_dir, state.history);
+    });
     log("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config.epochs) + ": lr " + fixed(lr, 6) +
         ", train loss " + fixed(record.train_loss) + " acc " + fixed(record.train_accuracy) + ", val loss " +
         fixed(record.val_loss) + " acc " + fixed(record.val_accuracy) + ", " + fixed(record.images_per_second, 1) +

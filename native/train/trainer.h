@@ -95,5 +95,8 @@ void configure_threads(int threads);
 // Saves `model` (eval state) to a file atomically (tmp + rename). Throws Error(Io) when the write fails.
 void save_model_file(models::Classifier& model, const std::string& path);
 void load_model_file(models::Classifier& model, const std::string& path);
+// Writes `text` to `path` atomically: PATH.tmp, fsync, rename. On failure (e.g. a full disk)
+// PATH.tmp is removed, PATH keeps its previous content, and Error(Io) names the file and the cause.
+void write_text_atomic(const std::string& path, const std::string& text);
 
 }  // namespace loupe::train

@@ -232,6 +232,39 @@ TEST_CASE("a diverging run stops with a reason and keeps nothing half-written", 
   CHECK_FALSE(fs::exists(dir.path / "run" / "checkpoints" / "last.pt.tmp"));
 }
 
+TEST_CASE("a full disk while saving: a clear error, the previous file intact, no temporary file", "[train][bad-input]") {
+  if (!fs::exists("/dev/full")) {
+    WARN("no /dev/full: full-disk write test skipped");
+    return;
+  }
+  const test::TempDir dir;
+  models::ModelConfig small;
+  small.architecture = "simple_cnn";
+  small.input_size = 32;
+  small.conv_channels = {8};
+  small.hidden_units = 16;
+  auto model = models::create_model(small);
+  const std::string checkpoint = (dir.path / "best.pt").string(), text = (dir.path / "history.json").string();
+  save_model_file(*model, checkpoint);
+  write_text_atomic(text, "[]\n");
+  const auto size = fs::file_size(checkpoint);
+  for (const std::string& path : {checkpoint, text}) {
+    // The temporary file is /dev/full: every write fails with ENOSPC, as on a full disk. LibTorch's
+    // zip writer must not abort the process on it.
+    fs::create_symlink("/dev/full", path + ".tmp");
+    const std::string message = test::error_of([&] {
+      if (path == checkpoint) save_model_file(*model, path);
+      else write_text_atomic(path, "[1, 2]\n");
+    });
+    CHECK_THAT(message, Contains(path) && Contains("No space left on device") && Contains("is kept"));
+    CHECK_FALSE(fs::exists(fs::symlink_status(path + ".tmp")));
+  }
+  CHECK(fs::file_size(checkpoint) == size);
+  load_model_file(*model, checkpoint);
+  std::ifstream in(text);
+  CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == "[]\n");
+}
+
 TEST_CASE("a grid trains every combination, ranks on validation, tests only the winner", "[train][grid]") {
   const test::TempDir dir;
   test::write_shapes_dataset(dir.path / "data", {"disc", "square"}, 10, 32);
