@@ -2,6 +2,7 @@
 // handing it the canvas and the ORT bridge. Everything else happens in C++.
 import createLoupe from './loupe.js';
 import { createImageFiles } from './image_files.js';
+import { createModelFiles } from './model_files.js';
 import { createOrtBridge } from './ort_bridge.js';
 
 const overlay = document.getElementById('loading');
@@ -15,12 +16,22 @@ function showFatal(message) {
 
 // window.loupe is the page's test and debugging hook; the app replaces `state` every frame.
 const ortBridge = createOrtBridge();
-const imageFiles = createImageFiles();  // pickers and drag-and-drop work before the app runs
-window.loupe = { state: { ready: false }, ortBridge, imageFiles };
+const modelFiles = createModelFiles();
+// Pickers and drag-and-drop work before the app runs; a dropped .onnx file opens as a model.
+const imageFiles = createImageFiles({ onModelFile: (file) => modelFiles.openFile(file) });
+window.loupe = { state: { ready: false }, ortBridge, imageFiles, modelFiles };
 
 // Start ORT's download (about 14 MB of wasm) now, beside loupe.wasm; the app asks for the result
 // once it runs. Errors are reported by the app, so only keep the promise from going unhandled here.
 ortBridge.load().catch(() => {});
+
+// Offline use after the first visit (sw.js). Registered once ORT and the default model are in,
+// so its precaching finds the big files in the HTTP cache instead of downloading them again.
+if ('serviceWorker' in navigator) {
+  Promise.allSettled([ortBridge.load(), modelFiles.firstModel]).then(() =>
+    navigator.serviceWorker.register('./sw.js').catch((error) =>
+      console.warn(`Loupe: offline mode unavailable (service worker: ${error.message})`)));
+}
 
 // A lost WebGL context (GPU reset, too many tabs) cannot be recovered by this app: say so.
 canvas.addEventListener('webglcontextlost', (event) => {
@@ -33,6 +44,7 @@ try {
     canvas,
     ortBridge,
     imageFiles,
+    modelFiles,
     showFatal,                                    // the app's own unrecoverable errors
     onAbort: (what) => showFatal(String(what)),   // wasm traps, out of memory
   });

@@ -27,14 +27,29 @@ static std::string lowercase(std::string text) {
   return text;
 }
 
-std::vector<int> visible_rows(const std::vector<ImageEntry>& entries, const TableView& view) {
+std::string predicted_class(const ImageEntry& entry, const std::vector<std::string>& class_names, int model_id) {
+  const Prediction& p = entry.prediction;
+  if (p.model_id != model_id || p.status != PredictionStatus::done || p.top < 0 ||
+      static_cast<size_t>(p.top) >= class_names.size()) {
+    return {};
+  }
+  return class_names[static_cast<size_t>(p.top)];
+}
+
+std::vector<int> visible_rows(const std::vector<ImageEntry>& entries, const TableView& view,
+                              const std::vector<std::string>& class_names, int model_id) {
   const std::string needle = lowercase(view.filter);
+  const auto confidence = [&](const ImageEntry& entry) {
+    const Prediction& p = entry.prediction;
+    return p.model_id == model_id && p.status == PredictionStatus::done ? p.confidence : -1.0f;
+  };
   std::vector<int> rows;
   rows.reserve(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
     const ImageEntry& entry = entries[i];
     if (needle.empty() || lowercase(entry.path).find(needle) != std::string::npos ||
-        lowercase(status_text(entry)).find(needle) != std::string::npos) {
+        lowercase(status_text(entry)).find(needle) != std::string::npos ||
+        (!class_names.empty() && lowercase(predicted_class(entry, class_names, model_id)).find(needle) != std::string::npos)) {
       rows.push_back(static_cast<int>(i));
     }
   }
@@ -50,6 +65,14 @@ std::vector<int> visible_rows(const std::vector<ImageEntry>& entries, const Tabl
       case Column::status: {
         const std::string sa = status_text(a), sb = status_text(b);
         return sa < sb ? -1 : (sa > sb ? 1 : 0);
+      }
+      case Column::prediction: {
+        const std::string pa = predicted_class(a, class_names, model_id), pb = predicted_class(b, class_names, model_id);
+        return pa < pb ? -1 : (pa > pb ? 1 : 0);
+      }
+      case Column::confidence: {
+        const float ca = confidence(a), cb = confidence(b);
+        return ca < cb ? -1 : (ca > cb ? 1 : 0);
       }
     }
     return 0;

@@ -18,6 +18,23 @@ namespace loupe_web {
 enum class EntryStatus { pending, reading, ok, error };
 const char* to_string(EntryStatus status);
 
+// What the model said about one image. `model_id` names the model that produced it, so opening
+// another model makes every prediction stale at once without touching the entries.
+enum class PredictionStatus { none, running, done, error };
+struct Prediction {
+  int model_id = 0;                  // 0: never predicted
+  PredictionStatus status = PredictionStatus::none;
+  std::vector<float> probabilities;  // one per class, in the model card's class order
+  int top = -1;                      // index of the largest probability
+  float confidence = 0;              // probabilities[top]
+  std::string error;                 // why inference failed (preprocessing or ONNX Runtime)
+  // The model's out-of-distribution check, when it has one (model card "ood"): the distance of
+  // the image's embedding from the training data, and whether it exceeds the card's threshold.
+  bool has_ood = false;
+  float ood_distance = 0;
+  bool out_of_distribution = false;
+};
+
 struct ImageEntry {
   int file_index = 0;     // the File's index in image_files.js
   std::string name;       // file name
@@ -26,19 +43,26 @@ struct ImageEntry {
   EntryStatus status = EntryStatus::pending;
   std::string error;      // why decoding failed (loupe::Error's message)
   int width = 0, height = 0, channels = 0, bits = 0;
+  Prediction prediction;
 };
 
 // Table columns, in display order; the table sorts by one of them.
-enum class Column { name = 0, size = 1, dimensions = 2, status = 3 };
+enum class Column { name = 0, size = 1, dimensions = 2, status = 3, prediction = 4, confidence = 5 };
 
 struct TableView {
-  std::string filter;  // case-insensitive substring of the path or the status text
+  std::string filter;  // case-insensitive substring of the path, the status text or the predicted class
   Column sort_column = Column::name;
   bool ascending = true;
 };
 
 // The entries to show, as indices into `entries`: filtered, then sorted (ties keep file order).
-std::vector<int> visible_rows(const std::vector<ImageEntry>& entries, const TableView& view);
+// `class_names` (the model's) name the predicted class for filtering and sorting; predictions of
+// another model than `model_id` count as none.
+std::vector<int> visible_rows(const std::vector<ImageEntry>& entries, const TableView& view,
+                              const std::vector<std::string>& class_names = {}, int model_id = 0);
+
+// The predicted class name of an entry for model `model_id`, or "" when it has none.
+std::string predicted_class(const ImageEntry& entry, const std::vector<std::string>& class_names, int model_id);
 
 // The status column's text: "ok", the error message, or "pending" / "reading".
 std::string status_text(const ImageEntry& entry);

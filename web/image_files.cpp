@@ -21,23 +21,24 @@ EM_JS(void, js_image_files_open_picker, (int folder), {
 });
 
 EM_JS(void, js_image_files_read, (int request, int index), {
-  const report = (pointer, size, error) => Module["ccall"](
-      "loupe_on_image_file_read", null, ["number", "number", "number", "string"], [request, pointer, size, error]);
+  const report = (pointer, size, dicom, error) => Module["ccall"](
+      "loupe_on_image_file_read", null, ["number", "number", "number", "string", "string"],
+      [request, pointer, size, dicom, error]);
   const files = Module["imageFiles"];
   if (!files) {
-    report(0, 0, "no imageFiles object");
+    report(0, 0, "", "no imageFiles object");
     return;
   }
-  files.read(index).then((buffer) => {
-    const bytes = new Uint8Array(buffer);
+  files.readForDecoding(index).then((file) => {
+    const bytes = file.bytes;
     const pointer = _malloc(Math.max(1, bytes.length));
     if (!pointer) {
-      report(0, 0, "out of memory reading " + bytes.length + " bytes");
+      report(0, 0, "", "out of memory reading " + bytes.length + " bytes");
       return;
     }
     HEAPU8.set(bytes, pointer);  // HEAPU8 after _malloc: memory growth replaces the view
-    report(pointer, bytes.length, "");
-  }, (error) => report(0, 0, String(error && error.message || error)));
+    report(pointer, bytes.length, file.dicom ? JSON.stringify(file.dicom) : "", "");
+  }, (error) => report(0, 0, "", String(error && error.message || error)));
 });
 
 }  // namespace

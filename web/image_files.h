@@ -22,5 +22,8 @@ void image_files_read(int request, int file_index);
 // Defined by the app. Strings live only for the duration of the call.
 extern "C" void loupe_on_image_file_added(int file_index, const char* name, const char* path, double size);
 // On success `bytes` (malloc'd, owned by the callee) holds `size` bytes; on failure it is null and
-// `error` says why.
-extern "C" void loupe_on_image_file_read(int request, unsigned char* bytes, int size, const char* error);
+// `error` says why. For a DICOM file, JS has parsed it (dicom.mjs): `dicom_attributes` is the JSON
+// for loupe::dicom_pixels_from_json() and `bytes` the pixel data; otherwise it is empty and
+// `bytes` is the file.
+extern "C" void loupe_on_image_file_read(int request, unsigned char* bytes, int size, const char* dicom_attributes,
+                                         const char* error);

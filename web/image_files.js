@@ -6,6 +6,8 @@
 // The two <input type=file> elements are in index.html (#open-files, #open-folder): hidden, and
 // the app's "Open" buttons click them. This file knows nothing of the Emscripten module.
 
+import { isDicom, loadDicomParser, parseDicom } from './dicom.mjs';
+
 // Largest file read into memory at once. The decoder rejects images above 64 megapixels anyway;
 // this stops a multi-gigabyte non-image from being read just to be rejected.
 export const MAX_FILE_BYTES = 512 * 1024 * 1024;
@@ -28,7 +30,8 @@ async function collectEntry(entry, out) {
   }
 }
 
-export function createImageFiles({ document: doc = document, target = window } = {}) {
+// onModelFile(file): a dropped .onnx file, which is a model to open rather than an image.
+export function createImageFiles({ document: doc = document, target = window, onModelFile = null } = {}) {
   const files = [];   // { file, path }, by index
   let listener = null;
   let announced = 0;  // files[0..announced) were passed to the listener
@@ -68,11 +71,13 @@ export function createImageFiles({ document: doc = document, target = window } =
     (async () => {
       const out = plain.map((file) => ({ file, path: file.name }));
       for (const entry of entries) await collectEntry(entry, out);
-      add(out);
+      const isModel = ({ path }) => onModelFile && /\.onnx$/i.test(path);
+      for (const { file } of out.filter(isModel)) onModelFile(file);
+      add(out.filter((entry) => !isModel(entry)));
     })().catch((error) => console.warn(`Loupe: could not read the dropped items: ${error.message}`));
   });
 
-  return {
+  const api = {
     // listener(index, name, path, size) for every file, those added before listen() first.
     listen(callback) {
       listener = callback;
@@ -90,6 +95,18 @@ export function createImageFiles({ document: doc = document, target = window } =
       }
       return entry.file.arrayBuffer();
     },
+    // What the app decodes: { bytes } for an image file, or { dicom: attributes, bytes: pixel data }
+    // for a DICOM file (with or without extension), parsed here by dicom-parser (dicom.mjs) without
+    // any patient-identifying attribute; the shared C++ core does the pixel math. Rejects with a
+    // message naming the problem (a damaged DICOM file, say).
+    async readForDecoding(index) {
+      const bytes = new Uint8Array(await api.read(index));
+      if (!isDicom(bytes)) return { bytes };
+      await loadDicomParser(new URL('./dicomParser.min.js', import.meta.url).href);
+      const { attributes, pixels } = parseDicom(bytes);
+      return { dicom: attributes, bytes: pixels };
+    },
     get count() { return files.length; },
   };
+  return api;
 }

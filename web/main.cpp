@@ -1,15 +1,23 @@
-// Loupe in the browser: a Dear ImGui page over loupe::core, drawn on WebGL2.
+// Loupe in the browser: a Dear ImGui page over loupe::core, drawn on WebGL2, classifying with
+// ONNX Runtime Web.
 //
-// Everything the page shows lives in one AppState. Three things write it: the frame loop (frame
-// counter, canvas size, textures), callbacks the JS side calls between frames (ORT status, files
-// added, file bytes read), and the UiActions that draw_app() returns, applied after each frame.
-// draw_app() reads the state and nothing else, and the state is mirrored to `window.loupe.state`
-// every frame so the browser tests can check what is on screen without reading pixels.
+// Everything the page shows lives in one AppState (app.h), drawn by draw_app() (draw.cpp). Three
+// things write it, all here: the frame loop (frame counter, canvas size, textures), callbacks the
+// JS side makes between frames (ORT status, models and files opened, file bytes read, inference
+// results), and the UiActions that draw_app() returns, applied after each frame. The state is
+// mirrored to `window.loupe.state` every frame so the browser tests can check what is on screen
+// without reading pixels.
+//
+// The batch pipeline, one image at a time per slot (at most kMaxWorkInFlight slots): read the
+// file (image_files.js) -> decode and preprocess it with the shared core exactly as the model card
+// says -> run it in ORT Web's worker (ort_bridge.js) -> store the probabilities. Only the selected
+// image's pixels are kept; a batch of thousands holds a few files' bytes at any time.
 //
 // Index:
-//   [SECTION] App state
-//   [SECTION] Drawing
-//   [SECTION] Applying UI actions; reading files one at a time
+//   [SECTION] State for the test hook
+//   [SECTION] The batch: reading, decoding, inference
+//   [SECTION] Models
+//   [SECTION] Applying UI actions
 //   [SECTION] Frame loop (canvas size, device pixel ratio, fonts, the image texture)
 //   [SECTION] Callbacks from JavaScript
 //   [SECTION] main
@@ -31,76 +39,39 @@
 #include <emscripten/heap.h>
 #include <nlohmann/json.hpp>
 
+#include "app.h"
+#include "classify.h"
+#include "image_batch.h"
+#include "image_files.h"
 #include "imgui.h"
 #include "imgui_impl_glfw.h"
 #include "imgui_impl_opengl3.h"
-#include "image_batch.h"
-#include "image_files.h"
+#include "loupe/dicom.h"
+#include "loupe/error.h"
+#include "loupe/heatmap.h"
 #include "loupe/image.h"
+#include "loupe/image_report.h"
+#include "loupe/onnx_model.h"
+#include "loupe/preprocess.h"
 #include "loupe/version.h"
+#include "model_files.h"
 #include "ort_bridge.h"
 #include "page.h"
 
-using loupe_web::Column;
+using loupe_web::AppState;
 using loupe_web::EntryStatus;
 using loupe_web::ImageEntry;
+using loupe_web::ImageView;
+using loupe_web::ModelStatus;
 using loupe_web::OrtStatus;
-using loupe_web::WindowLevel;
-
-//-----------------------------------------------------------------------------------------------
-// [SECTION] App state
-//-----------------------------------------------------------------------------------------------
-
-struct OrtRuntime {
-  OrtStatus status = OrtStatus::loading;
-  std::string version;  // ONNX Runtime Web's, e.g. "1.30.0"
-  int threads = 0;      // wasm threads its sessions use (1 when the page is not cross-origin isolated)
-  std::string error;    // why loading failed
-};
-
-// The selected image, decoded: the only full-resolution pixels the app holds.
-struct ImageView {
-  int entry = -1;           // index into AppState::images; -1 while nothing is decoded
-  loupe::Image image;
-  WindowLevel window;       // display only (gray images)
-  WindowLevel auto_window;  // the image's own min..max: what "Reset" returns to
-  float zoom = 1.0f;        // 1 = fit the panel
-  float pan_x = 0, pan_y = 0;  // offset of the image centre from the panel centre, CSS px
-  unsigned texture = 0;     // GL texture (RGBA8) of the image as displayed
-  int texture_width = 0, texture_height = 0;
-  bool texture_dirty = false;  // the pixels or the window changed: upload before drawing
-};
-
-// A file read in flight. A few run at once so the browser's file reads overlap decoding (one at a
-// time, a batch would advance by one file per frame); only these few files' bytes are in memory.
-struct FileRead {
-  int request = 0;
-  int entry = -1;
-};
-constexpr size_t kMaxReadsInFlight = 8;
-
-struct AppState {
-  loupe::BuildInfo build;
-  loupe_web::PageInfo page;
-  OrtRuntime ort;
-  std::vector<ImageEntry> images;  // every file opened, in the order added
-  loupe_web::TableView table;
-  int selected = -1;               // index into images
-  bool scroll_to_selected = false; // keyboard moved the selection: bring it into view this frame
-  long images_revision = 0;        // bumped when images or the table view change (test hook)
-  size_t scan_cursor = 0;          // images before this one are no longer pending
-  std::vector<FileRead> reads;  // in flight, at most kMaxReadsInFlight
-  int next_request = 1;
-  ImageView view;
-  int max_texture_side = 4096;
-  long frames = 0;  // frames rendered so far; the first one makes the app "ready"
-  int canvas_width = 0, canvas_height = 0;  // backbuffer, device pixels
-  double pixel_ratio = 1;
-};
+using loupe_web::PredictionStatus;
+using loupe_web::UiActions;
 
 static AppState g_app;
 
-static const char* to_string(OrtStatus status) {
+namespace loupe_web {
+
+const char* to_string(OrtStatus status) {
   switch (status) {
     case OrtStatus::loading: return "loading";
     case OrtStatus::ready: return "ready";
@@ -108,6 +79,64 @@ static const char* to_string(OrtStatus status) {
   }
   return "unknown";
 }
+
+const char* to_string(ModelStatus status) {
+  switch (status) {
+    case ModelStatus::none: return "none";
+    case ModelStatus::loading: return "loading";
+    case ModelStatus::ready: return "ready";
+    case ModelStatus::failed: return "failed";
+  }
+  return "unknown";
+}
+
+const std::vector<std::string>& active_classes(const AppState& app) {
+  static const std::vector<std::string> none;
+  return app.model.status == ModelStatus::ready ? app.model.info.card.class_names : none;
+}
+
+int heat_map_class(const AppState& app) {
+  const CamResult& cam = app.cam;
+  if (!app.heat_map.visible || app.model.status != ModelStatus::ready || cam.entry != app.selected ||
+      cam.model_id != app.model.id || cam.values.empty() || app.selected < 0) {
+    return -1;
+  }
+  const Prediction& p = app.images[static_cast<size_t>(app.selected)].prediction;
+  const int cls = app.heat_map.class_index >= 0 ? app.heat_map.class_index : p.model_id == app.model.id ? p.top : -1;
+  return cls >= 0 && cls < cam.classes ? cls : -1;
+}
+
+// An entry has a prediction (or one running) from the active model.
+static bool has_prediction(const AppState& app, const ImageEntry& entry) {
+  return app.model.id > 0 && entry.prediction.model_id == app.model.id &&
+         entry.prediction.status != PredictionStatus::none;
+}
+
+std::string probability_note(const Model& model) {
+  if (model.temperature <= 0) return model.scores_output == "probabilities" ? "not calibrated" : "softmax of the logits, not calibrated";
+  char note[160];
+  std::snprintf(note, sizeof note, "calibrated on the validation split (temperature scaling, T = %.3g)", model.temperature);
+  return note;
+}
+
+BatchProgress batch_progress(const AppState& app) {
+  BatchProgress progress;
+  if (app.model.status != ModelStatus::ready) return progress;
+  for (const ImageEntry& entry : app.images) {
+    if (entry.status == EntryStatus::error) continue;
+    ++progress.total;
+    const bool finished = has_prediction(app, entry) && entry.prediction.status != PredictionStatus::running;
+    progress.done += finished;
+  }
+  progress.running = !app.reads.empty() || !app.runs.empty() || progress.done < progress.total;
+  return progress;
+}
+
+}  // namespace loupe_web
+
+//-----------------------------------------------------------------------------------------------
+// [SECTION] State for the test hook
+//-----------------------------------------------------------------------------------------------
 
 static nlohmann::json images_json(const AppState& app, bool with_list) {
   int ok = 0, failed = 0;
@@ -135,23 +164,65 @@ static nlohmann::json images_json(const AppState& app, bool with_list) {
   // The list can hold thousands of entries: it is sent only when it changed (page.cpp keeps the
   // previous one otherwise).
   if (with_list) {
+    const std::vector<std::string>& classes = loupe_web::active_classes(app);
     nlohmann::json list = nlohmann::json::array();
     for (const ImageEntry& entry : app.images) {
-      list.push_back({{"name", entry.name}, {"path", entry.path}, {"size", entry.size_bytes},
-                      {"status", loupe_web::status_text(entry)}, {"ok", entry.status == EntryStatus::ok},
-                      {"width", entry.width}, {"height", entry.height}, {"channels", entry.channels},
-                      {"bits", entry.bits}});
+      nlohmann::json item = {{"name", entry.name}, {"path", entry.path}, {"size", entry.size_bytes},
+                             {"status", loupe_web::status_text(entry)}, {"ok", entry.status == EntryStatus::ok},
+                             {"width", entry.width}, {"height", entry.height}, {"channels", entry.channels},
+                             {"bits", entry.bits}};
+      const loupe_web::Prediction& p = entry.prediction;
+      if (has_prediction(app, entry)) {
+        item["prediction"] = {
+            {"status", p.status == PredictionStatus::done ? "done" : p.status == PredictionStatus::error ? "error" : "running"},
+            {"predicted", loupe_web::predicted_class(entry, classes, app.model.id)},
+            {"confidence", p.confidence}, {"probabilities", p.probabilities}, {"error", p.error}};
+        if (p.has_ood) item["prediction"]["ood"] = {{"distance", p.ood_distance}, {"flagged", p.out_of_distribution}};
+      }
+      list.push_back(std::move(item));
     }
     json["list"] = std::move(list);
-    json["rows"] = loupe_web::visible_rows(app.images, app.table);
+    json["rows"] = loupe_web::visible_rows(app.images, app.table, classes, app.model.id);
+  }
+  return json;
+}
+
+static nlohmann::json model_json(const AppState& app) {
+  const loupe_web::Model& model = app.model;
+  nlohmann::json json = {{"status", to_string(model.status)}, {"id", model.id}, {"file", model.file},
+                         {"source", model.source}, {"error", app.model_error},
+                         {"loading", app.model_load ? app.model_load->file : ""}};
+  if (model.status == ModelStatus::ready) {
+    const loupe::ModelCard& card = model.info.card;
+    json["name"] = card.name;
+    json["architecture"] = card.architecture;
+    json["classes"] = card.class_names;
+    json["input"] = {card.input_channels, card.input_height, card.input_width};
+    json["scoresOutput"] = model.scores_output;
+    json["weightsSha256"] = model.weights_sha256;
+    json["weightsVerified"] = !card.weights_sha256.empty() && card.weights_sha256 == model.weights_sha256;
+    json["disclaimer"] = card.disclaimer;
+    json["oodOutput"] = model.ood_output;
+    json["oodThreshold"] = model.ood_threshold;
+    json["temperature"] = model.temperature;
   }
   return json;
 }
 
 // The test hook's shape: window.loupe.state. Keep keys stable, tests depend on them.
-static nlohmann::json to_json(const AppState& app, bool with_image_list) {
-  return {
+static nlohmann::json state_json(const AppState& app, bool with_image_list) {
+  const loupe_web::BatchProgress progress = loupe_web::batch_progress(app);
+  nlohmann::json json = {
       {"images", images_json(app, with_image_list)},
+      {"model", model_json(app)},
+      {"batch", {{"total", progress.total}, {"done", progress.done}, {"running", progress.running},
+                 {"paused", app.paused}, {"inFlight", app.reads.size() + app.runs.size()}}},
+      {"showEvaluation", app.show_evaluation},
+      {"heatMap", {{"visible", app.heat_map.visible}, {"class", loupe_web::heat_map_class(app)},
+                   {"opacity", app.heat_map.opacity}, {"camEntry", app.cam.entry},
+                   {"camShape", {app.cam.classes, app.cam.height, app.cam.width}},
+                   {"drawn", app.view.heat_ready && app.view.heat_texture_class >= 0 &&
+                                 app.view.heat_texture_class == loupe_web::heat_map_class(app)}}},
       // The wasm heap only grows: its size is the app's peak memory (JS-side File handles aside).
       {"memory", {{"heapBytes", emscripten_get_heap_size()}}},
       {"ready", app.frames > 0},
@@ -163,439 +234,116 @@ static nlohmann::json to_json(const AppState& app, bool with_image_list) {
       {"crossOriginIsolated", app.page.cross_origin_isolated},
       {"hardwareConcurrency", app.page.hardware_concurrency},
       {"canvas", {{"width", app.canvas_width}, {"height", app.canvas_height}, {"pixelRatio", app.pixel_ratio}}},
-      {"ort", {{"status", to_string(app.ort.status)}, {"version", app.ort.version},
+      {"ort", {{"status", to_string(app.ort.status)}, {"version", app.ort.version}, {"backend", app.ort.backend},
                {"threads", app.ort.threads}, {"error", app.ort.error}}},
   };
+  if (with_image_list && app.model.status == ModelStatus::ready) {
+    const loupe_web::Evaluation evaluation =
+        loupe_web::evaluate(app.images, app.model.info.card.class_names, app.model.id);
+    nlohmann::json eval = {{"labelled", evaluation.labelled}, {"unlabelled", evaluation.unlabelled},
+                           {"failed", evaluation.failed}, {"outOfDistribution", evaluation.out_of_distribution}};
+    if (evaluation.report) {
+      eval["report"] = evaluation.report->to_json();
+      eval["text"] = evaluation.report->to_text(3);
+      eval["matrix"] = evaluation.matrix->to_json();
+    }
+    json["evaluation"] = std::move(eval);
+  }
+  return json;
 }
 
 //-----------------------------------------------------------------------------------------------
-// [SECTION] Drawing: a function of AppState only
-//-----------------------------------------------------------------------------------------------
-
-namespace colours {
-const ImVec4 local{0.40f, 0.82f, 0.50f, 1.0f};    // the "processing is local" promise
-const ImVec4 caution{0.96f, 0.72f, 0.28f, 1.0f};  // "not a diagnostic device", degraded modes
-const ImVec4 error{0.96f, 0.42f, 0.38f, 1.0f};
-const ImVec4 dim{0.58f, 0.60f, 0.66f, 1.0f};
-}  // namespace colours
-
-static ImVec2 badge_size(const char* text) {
-  const ImVec2 text_size = ImGui::CalcTextSize(text);
-  return {text_size.x + 16.0f, text_size.y + 4.0f};
-}
-
-// A pill-shaped, tinted label at the cursor.
-static void draw_badge(const char* text, const ImVec4& colour) {
-  const ImVec2 size = badge_size(text);
-  const ImVec2 min = ImGui::GetCursorScreenPos();
-  const ImVec2 max{min.x + size.x, min.y + size.y};
-  ImDrawList* draw_list = ImGui::GetWindowDrawList();
-  const ImVec4 fill{colour.x, colour.y, colour.z, 0.14f};
-  draw_list->AddRectFilled(min, max, ImGui::ColorConvertFloat4ToU32(fill), size.y * 0.5f);
-  draw_list->AddRect(min, max, ImGui::ColorConvertFloat4ToU32(colour), size.y * 0.5f);
-  draw_list->AddText({min.x + 8.0f, min.y + 2.0f}, ImGui::ColorConvertFloat4ToU32(colour), text);
-  ImGui::Dummy(size);
-}
-
-static const char* const kLocalBadge = "Processing is local: no image leaves this device";
-static const char* const kNotDiagnosticBadge = "Not a diagnostic device";
-
-static void draw_menu_bar() {
-  if (!ImGui::BeginMainMenuBar()) return;
-  const ImGuiStyle& style = ImGui::GetStyle();
-  const char* const subtitle = "medical image classifiers, in your browser";
-  const float badges_width = badge_size(kLocalBadge).x + style.ItemSpacing.x + badge_size(kNotDiagnosticBadge).x;
-  const float badges_x = ImGui::GetWindowWidth() - badges_width - style.WindowPadding.x;
-
-  ImGui::Text("Loupe");
-  // The subtitle is the first thing to go on a narrow window; the badges never go.
-  ImGui::SameLine();
-  if (ImGui::GetCursorPosX() + ImGui::CalcTextSize(subtitle).x + style.ItemSpacing.x < badges_x) {
-    ImGui::TextColored(colours::dim, "%s", subtitle);
-    ImGui::SameLine();
-  }
-  ImGui::SetCursorPosX(std::max(ImGui::GetCursorPosX(), badges_x));
-  draw_badge(kLocalBadge, colours::local);
-  if (ImGui::IsItemHovered()) {
-    ImGui::SetTooltip(
-        "Images and models are opened from this device and processed inside this tab.\n"
-        "The page's Content-Security-Policy forbids connections to any other origin.");
-  }
-  ImGui::SameLine();
-  draw_badge(kNotDiagnosticBadge, colours::caution);
-  if (ImGui::IsItemHovered()) {
-    ImGui::SetTooltip("For research and education. Not for clinical decisions.");
-  }
-  ImGui::EndMainMenuBar();
-}
-
-// Two-column key/value rows inside a sidebar section.
-static bool begin_facts(const char* id) {
-  if (!ImGui::BeginTable(id, 2, ImGuiTableFlags_SizingFixedFit)) return false;
-  ImGui::TableSetupColumn("key", ImGuiTableColumnFlags_WidthFixed, 96.0f);
-  ImGui::TableSetupColumn("value", ImGuiTableColumnFlags_WidthStretch);
-  return true;
-}
-
-static void fact_key(const char* key) {
-  ImGui::TableNextRow();
-  ImGui::TableNextColumn();
-  ImGui::TextColored(colours::dim, "%s", key);
-  ImGui::TableNextColumn();
-}
-
-static void section_title(const char* title) {
-  ImGui::Spacing();
-  ImGui::Text("%s", title);
-  ImGui::Separator();
-}
-
-static void draw_runtime_section(const AppState& app) {
-  section_title("ONNX Runtime Web");
-  if (!begin_facts("ort")) return;
-  fact_key("Status");
-  switch (app.ort.status) {
-    case OrtStatus::loading: {
-      static const char* const dots[] = {"", ".", "..", "..."};
-      ImGui::Text("Loading%s", dots[(app.frames / 20) % 4]);
-      break;
-    }
-    case OrtStatus::ready: ImGui::TextColored(colours::local, "Ready"); break;
-    case OrtStatus::failed: ImGui::TextColored(colours::error, "Failed to load"); break;
-  }
-  if (app.ort.status == OrtStatus::ready) {
-    fact_key("Version");
-    ImGui::Text("%s", app.ort.version.c_str());
-    fact_key("Backend");
-    ImGui::Text("wasm, SIMD");
-    fact_key("Threads");
-    if (app.ort.threads > 1) {
-      ImGui::Text("%d", app.ort.threads);
-    } else {
-      ImGui::TextColored(colours::caution, "%d (single-threaded)", app.ort.threads);
-    }
-  }
-  ImGui::EndTable();
-  if (app.ort.status == OrtStatus::failed) {
-    ImGui::PushStyleColor(ImGuiCol_Text, colours::error);
-    ImGui::TextWrapped("%s", app.ort.error.c_str());
-    ImGui::PopStyleColor();
-  }
-}
-
-static void draw_browser_section(const AppState& app) {
-  section_title("Browser");
-  if (!begin_facts("browser")) return;
-  fact_key("Isolated");
-  if (app.page.cross_origin_isolated) {
-    ImGui::TextColored(colours::local, "Yes (threads available)");
-  } else {
-    ImGui::TextColored(colours::caution, "No");
-  }
-  fact_key("CPU cores");
-  ImGui::Text("%d", app.page.hardware_concurrency);
-  fact_key("Canvas");
-  ImGui::Text("%d x %d px @ %.2gx", app.canvas_width, app.canvas_height, app.pixel_ratio);
-  ImGui::EndTable();
-  if (!app.page.cross_origin_isolated) {
-    ImGui::PushStyleColor(ImGuiCol_Text, colours::caution);
-    ImGui::TextWrapped(
-        "Without cross-origin isolation ORT runs on one thread. Serve the page with "
-        "scripts/serve, which sends the COOP/COEP headers.");
-    ImGui::PopStyleColor();
-  }
-}
-
-static void draw_build_section(const AppState& app) {
-  section_title("Build");
-  if (!begin_facts("build")) return;
-  fact_key("Loupe");
-  ImGui::Text("%s (%s)", app.build.loupe_version.c_str(), app.build.target.c_str());
-  fact_key("OpenCV");
-  ImGui::Text("%s", app.build.opencv_version.c_str());
-  fact_key("Compiler");
-  ImGui::TextWrapped("%s", app.build.compiler.c_str());
-  fact_key("ImGui");
-  ImGui::Text("%s", IMGUI_VERSION);
-  ImGui::EndTable();
-}
-
-// Centred while it fits, wrapped when the window is narrow.
-static void centered_text(const char* text, const ImVec4& colour) {
-  const float width = ImGui::GetContentRegionAvail().x;
-  const float text_width = ImGui::CalcTextSize(text).x;
-  if (text_width < width) ImGui::SetCursorPosX(ImGui::GetCursorPosX() + (width - text_width) * 0.5f);
-  ImGui::PushStyleColor(ImGuiCol_Text, colour);
-  ImGui::TextWrapped("%s", text);
-  ImGui::PopStyleColor();
-}
-
-// What the user did this frame. draw_app() only reads AppState; the frame loop applies these.
-struct UiActions {
-  bool open_files = false, open_folder = false;
-  int select = -1;  // an entry clicked in the table
-  int step = 0;     // keyboard (see on_key): rows to move in the table as shown, + down, - up
-  std::optional<std::string> filter;
-  std::optional<std::pair<Column, bool>> sort;  // column, ascending
-  float zoom_factor = 1.0f;
-  float zoom_anchor_x = 0, zoom_anchor_y = 0;  // cursor relative to the panel centre
-  float pan_dx = 0, pan_dy = 0;
-  std::optional<WindowLevel> window;
-  bool reset_view = false;
-};
-
-static std::string human_size(double bytes) {
-  char text[32];
-  if (bytes < 1024) std::snprintf(text, sizeof text, "%.0f B", bytes);
-  else if (bytes < 1024 * 1024) std::snprintf(text, sizeof text, "%.1f KB", bytes / 1024);
-  else std::snprintf(text, sizeof text, "%.1f MB", bytes / (1024 * 1024));
-  return text;
-}
-
-static void draw_open_buttons(UiActions& actions) {
-  if (ImGui::Button("Open images...")) actions.open_files = true;
-  ImGui::SameLine();
-  if (ImGui::Button("Open folder...")) actions.open_folder = true;
-}
-
-static void draw_empty_workspace(UiActions& actions) {
-  const float line = ImGui::GetTextLineHeightWithSpacing();
-  ImGui::SetCursorPosY(ImGui::GetCursorPosY() + (ImGui::GetContentRegionAvail().y - 4.0f * line) * 0.5f);
-  centered_text("No images opened (and no model loaded yet)", ImGui::GetStyle().Colors[ImGuiCol_Text]);
-  centered_text("Open images or a folder, or drop them onto the page. They are read inside this tab, never uploaded.",
-                colours::dim);
-  const float buttons = ImGui::CalcTextSize("Open images...Open folder...").x + 4.0f * ImGui::GetStyle().FramePadding.x +
-                        ImGui::GetStyle().ItemSpacing.x;
-  ImGui::SetCursorPosX(ImGui::GetCursorPosX() + std::max(0.0f, (ImGui::GetContentRegionAvail().x - buttons) * 0.5f));
-  draw_open_buttons(actions);
-}
-
-static void draw_batch_table(const AppState& app, UiActions& actions) {
-  char filter[256];
-  std::snprintf(filter, sizeof filter, "%s", app.table.filter.c_str());
-  ImGui::SetNextItemWidth(-1.0f);
-  if (ImGui::InputTextWithHint("##filter", "Filter by path or status", filter, sizeof filter)) actions.filter = filter;
-
-  const ImGuiTableFlags flags = ImGuiTableFlags_Sortable | ImGuiTableFlags_RowBg | ImGuiTableFlags_ScrollY |
-                                ImGuiTableFlags_BordersInnerV | ImGuiTableFlags_Resizable | ImGuiTableFlags_SizingFixedFit;
-  if (!ImGui::BeginTable("batch", 4, flags)) return;
-  ImGui::TableSetupScrollFreeze(0, 1);
-  ImGui::TableSetupColumn("Name", ImGuiTableColumnFlags_WidthStretch | ImGuiTableColumnFlags_DefaultSort, 1.0f,
-                          static_cast<ImGuiID>(Column::name));
-  ImGui::TableSetupColumn("Size", ImGuiTableColumnFlags_WidthFixed, 64.0f, static_cast<ImGuiID>(Column::size));
-  ImGui::TableSetupColumn("Pixels", ImGuiTableColumnFlags_WidthFixed, 76.0f, static_cast<ImGuiID>(Column::dimensions));
-  ImGui::TableSetupColumn("Status", ImGuiTableColumnFlags_WidthStretch, 0.9f, static_cast<ImGuiID>(Column::status));
-  ImGui::TableHeadersRow();
-  if (ImGuiTableSortSpecs* specs = ImGui::TableGetSortSpecs(); specs && specs->SpecsDirty) {
-    if (specs->SpecsCount > 0) {
-      const ImGuiTableColumnSortSpecs& spec = specs->Specs[0];
-      actions.sort = {static_cast<Column>(spec.ColumnUserID), spec.SortDirection != ImGuiSortDirection_Descending};
-    }
-    specs->SpecsDirty = false;  // ImGui's own flag: the request is in `actions` now
-  }
-
-  const std::vector<int> rows = loupe_web::visible_rows(app.images, app.table);
-  const auto selected_row = std::find(rows.begin(), rows.end(), app.selected);
-  ImGuiListClipper clipper;
-  clipper.Begin(static_cast<int>(rows.size()));
-  if (app.scroll_to_selected && selected_row != rows.end()) {
-    const int at = static_cast<int>(selected_row - rows.begin());
-    clipper.ForceDisplayRangeByIndices(at, at + 1);
-  }
-  while (clipper.Step()) {
-    for (int row = clipper.DisplayStart; row < clipper.DisplayEnd; ++row) {
-      const int index = rows[static_cast<size_t>(row)];
-      const ImageEntry& entry = app.images[static_cast<size_t>(index)];
-      ImGui::TableNextRow();
-      ImGui::TableNextColumn();
-      ImGui::PushID(index);
-      if (ImGui::Selectable(entry.path.c_str(), index == app.selected, ImGuiSelectableFlags_SpanAllColumns)) {
-        actions.select = index;
-      }
-      if (index == app.selected && app.scroll_to_selected) ImGui::SetScrollHereY(0.5f);
-      if (ImGui::IsItemHovered() && entry.status == EntryStatus::error) ImGui::SetTooltip("%s", entry.error.c_str());
-      ImGui::PopID();
-      ImGui::TableNextColumn();
-      ImGui::TextUnformatted(human_size(entry.size_bytes).c_str());
-      ImGui::TableNextColumn();
-      if (entry.width > 0) ImGui::Text("%dx%d", entry.width, entry.height);
-      ImGui::TableNextColumn();
-      const std::string status = loupe_web::status_text(entry);
-      const ImVec4 colour = entry.status == EntryStatus::ok      ? colours::local
-                            : entry.status == EntryStatus::error ? colours::error
-                                                                 : colours::dim;
-      ImGui::TextColored(colour, "%s", status.c_str());
-      if (ImGui::IsItemHovered() && entry.status == EntryStatus::error) ImGui::SetTooltip("%s", entry.error.c_str());
-    }
-  }
-  ImGui::EndTable();
-}
-
-static void draw_viewer(const AppState& app, UiActions& actions) {
-  if (app.selected < 0) return;
-  const ImageEntry& entry = app.images[static_cast<size_t>(app.selected)];
-  ImGui::TextUnformatted(entry.path.c_str());
-  if (entry.status == EntryStatus::error) {
-    ImGui::PushStyleColor(ImGuiCol_Text, colours::error);
-    ImGui::TextWrapped("Cannot open this file: %s", entry.error.c_str());
-    ImGui::PopStyleColor();
-    return;
-  }
-  const ImageView& view = app.view;
-  if (view.entry != app.selected || view.texture == 0) {
-    ImGui::TextColored(colours::dim, "Decoding...");
-    return;
-  }
-  const loupe::Image& image = view.image;
-  ImGui::TextColored(colours::dim, "%dx%d, %s, %d-bit, %.0f%%", image.width, image.height,
-                     image.channels == 1 ? "gray" : image.channels == 3 ? "RGB" : "RGBA",
-                     image.depth == loupe::PixelDepth::U16 ? 16 : 8, view.zoom * 100.0f);
-  if (image.channels == 1) {
-    // Both sliders share what the labels and the reset button leave of the line.
-    const ImGuiStyle& style = ImGui::GetStyle();
-    const float fixed = ImGui::CalcTextSize("WindowLevelReset view").x + 2.0f * style.FramePadding.x +
-                        2.0f * style.ItemInnerSpacing.x + 2.0f * style.ItemSpacing.x;
-    const float slider_width = std::max(60.0f, (ImGui::GetContentRegionAvail().x - fixed) * 0.5f);
-    WindowLevel window = view.window;
-    ImGui::SetNextItemWidth(slider_width);
-    bool changed = ImGui::SliderFloat("Window", &window.width, 0.002f, 1.0f, "%.3f");
-    ImGui::SameLine();
-    ImGui::SetNextItemWidth(slider_width);
-    changed |= ImGui::SliderFloat("Level", &window.level, 0.0f, 1.0f, "%.3f");
-    if (changed) actions.window = window;
-    ImGui::SameLine();
-  }
-  if (ImGui::Button("Reset view")) actions.reset_view = true;
-  if (ImGui::IsItemHovered()) {
-    ImGui::SetTooltip("Fit the image and restore its own window/level.\n"
-                      "Wheel: zoom. Drag: pan. Up/down or j/k: previous/next image.");
-  }
-
-  const ImVec2 origin = ImGui::GetCursorScreenPos();
-  const ImVec2 avail = ImGui::GetContentRegionAvail();
-  if (avail.x < 8.0f || avail.y < 8.0f) return;
-  ImGui::InvisibleButton("image", avail);
-  const ImGuiIO& io = ImGui::GetIO();
-  const ImVec2 centre{origin.x + avail.x * 0.5f, origin.y + avail.y * 0.5f};
-  if (ImGui::IsItemActive() && ImGui::IsMouseDragging(ImGuiMouseButton_Left, 0.0f)) {
-    actions.pan_dx = io.MouseDelta.x;
-    actions.pan_dy = io.MouseDelta.y;
-  }
-  if (ImGui::IsItemHovered() && io.MouseWheel != 0.0f) {
-    // Emscripten 3.1.6's GLFW passes the DOM's deltaY as is: pixels (about 100 a notch), positive
-    // when scrolling down. Scrolling up zooms in, 20% a notch.
-    actions.zoom_factor = std::pow(1.2f, std::clamp(-io.MouseWheel / 100.0f, -5.0f, 5.0f));
-    actions.zoom_anchor_x = io.MousePos.x - centre.x;
-    actions.zoom_anchor_y = io.MousePos.y - centre.y;
-  }
-  const float fit = std::min(avail.x / static_cast<float>(image.width), avail.y / static_cast<float>(image.height));
-  const float half_w = static_cast<float>(image.width) * fit * view.zoom * 0.5f;
-  const float half_h = static_cast<float>(image.height) * fit * view.zoom * 0.5f;
-  const ImVec2 mid{centre.x + view.pan_x, centre.y + view.pan_y};
-  ImDrawList* draw_list = ImGui::GetWindowDrawList();
-  draw_list->PushClipRect(origin, {origin.x + avail.x, origin.y + avail.y}, true);
-  draw_list->AddRectFilled(origin, {origin.x + avail.x, origin.y + avail.y}, IM_COL32(0, 0, 0, 255));
-  draw_list->AddImage(reinterpret_cast<ImTextureID>(static_cast<intptr_t>(view.texture)),
-                      {mid.x - half_w, mid.y - half_h}, {mid.x + half_w, mid.y + half_h});
-  draw_list->PopClipRect();
-}
-
-static void draw_workspace(const AppState& app, UiActions& actions) {
-  if (app.images.empty()) {
-    draw_empty_workspace(actions);
-    return;
-  }
-  draw_open_buttons(actions);
-  ImGui::SameLine();
-  int ok = 0, failed = 0;
-  for (const ImageEntry& entry : app.images) {
-    ok += entry.status == EntryStatus::ok;
-    failed += entry.status == EntryStatus::error;
-  }
-  const int pending = static_cast<int>(app.images.size()) - ok - failed;
-  ImGui::TextColored(colours::dim, "%zu files: %d ok, %d failed%s", app.images.size(), ok, failed,
-                     pending > 0 ? ", reading..." : "");
-  if (pending > 0) {
-    ImGui::SameLine();
-    const float done = static_cast<float>(ok + failed) / static_cast<float>(app.images.size());
-    ImGui::ProgressBar(done, {-1.0f, 0.0f});
-  }
-
-  const float table_width = std::min(520.0f, ImGui::GetContentRegionAvail().x * 0.55f);
-  ImGui::BeginChild("batch", {table_width, 0.0f}, false);
-  draw_batch_table(app, actions);
-  ImGui::EndChild();
-  ImGui::SameLine();
-  ImGui::BeginChild("viewer", {0.0f, 0.0f}, false, ImGuiWindowFlags_NoScrollbar | ImGuiWindowFlags_NoScrollWithMouse);
-  draw_viewer(app, actions);
-  ImGui::EndChild();
-}
-
-static void draw_app(const AppState& app, UiActions& actions) {
-  draw_menu_bar();
-
-  // One undecorated window covering the rest of the page: sidebar | workspace, footer below.
-  const ImGuiViewport* viewport = ImGui::GetMainViewport();
-  ImGui::SetNextWindowPos(viewport->WorkPos);
-  ImGui::SetNextWindowSize(viewport->WorkSize);
-  const ImGuiWindowFlags flags = ImGuiWindowFlags_NoDecoration | ImGuiWindowFlags_NoMove |
-                                 ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoBringToFrontOnFocus;
-  ImGui::Begin("Loupe", nullptr, flags);
-  const char* const footer =
-      "Research and education use only. Not a diagnostic device: do not use its output for clinical decisions.";
-  const ImGuiStyle& style = ImGui::GetStyle();
-  const float footer_height =
-      ImGui::CalcTextSize(footer, nullptr, false, ImGui::GetContentRegionAvail().x).y + 2.0f * style.ItemSpacing.y;
-
-  ImGui::BeginChild("sidebar", {320.0f, -footer_height}, true);
-  draw_runtime_section(app);
-  draw_browser_section(app);
-  draw_build_section(app);
-  ImGui::EndChild();
-
-  ImGui::SameLine();
-  ImGui::BeginChild("workspace", {0.0f, -footer_height}, true);
-  draw_workspace(app, actions);
-  ImGui::EndChild();
-
-  ImGui::PushStyleColor(ImGuiCol_Text, colours::dim);
-  ImGui::TextWrapped("%s", footer);
-  ImGui::PopStyleColor();
-  ImGui::End();
-}
-
-//-----------------------------------------------------------------------------------------------
-// [SECTION] Applying UI actions; reading files one at a time
+// [SECTION] The batch: reading, decoding, inference
 //-----------------------------------------------------------------------------------------------
 
 static bool reading(const AppState& app, int entry) {
-  return std::any_of(app.reads.begin(), app.reads.end(), [&](const FileRead& read) { return read.entry == entry; });
+  return std::any_of(app.reads.begin(), app.reads.end(),
+                     [&](const loupe_web::FileRead& read) { return read.entry == entry; });
 }
 
-// Asks JS for the next files to decode, up to kMaxReadsInFlight: the selected image first when its
-// pixels are not held, then the pending entries of the batch in order. Called after every change.
-static void pump_reads(AppState& app) {
-  while (app.reads.size() < kMaxReadsInFlight) {
-    int entry = -1;
-    if (app.selected >= 0 && app.view.entry != app.selected &&
-        app.images[static_cast<size_t>(app.selected)].status != EntryStatus::error && !reading(app, app.selected)) {
-      entry = app.selected;
-    } else {
-      while (app.scan_cursor < app.images.size() && app.images[app.scan_cursor].status != EntryStatus::pending) {
+// The entry's file must be read: never decoded yet, or decoded but not classified by the active
+// model (pixels are not kept, so classifying means reading the file again).
+static bool needs_read(const AppState& app, size_t index) {
+  const ImageEntry& entry = app.images[index];
+  if (entry.status == EntryStatus::pending) return true;
+  if (entry.status != EntryStatus::ok) return false;
+  return app.model.status == ModelStatus::ready && !app.paused && !has_prediction(app, entry);
+}
+
+// Preprocesses `image` as the model card says and hands it to ORT. Failures (an image the
+// preprocessing rejects) become the entry's prediction error; the batch goes on.
+static void start_inference(AppState& app, int index, const loupe::Image& image) {
+  ImageEntry& entry = app.images[static_cast<size_t>(index)];
+  const loupe_web::Model& model = app.model;
+  entry.prediction = loupe_web::Prediction{};
+  entry.prediction.model_id = model.id;
+  ++app.images_revision;
+  loupe::Tensor input;
+  try {
+    input = loupe::preprocess(image, model.info.card.preprocess);
+  } catch (const std::exception& error) {
+    entry.prediction.status = PredictionStatus::error;
+    entry.prediction.error = std::string("preprocessing: ") + error.what();
+    return;
+  }
+  entry.prediction.status = PredictionStatus::running;
+  // The selected image also gets its class activation maps, for the heat map (same forward pass).
+  const bool with_cam = index == app.selected && model.info.card.has_output("cam");
+  const loupe_web::InferenceRun run{app.next_request++, index, model.id, with_cam};
+  app.runs.push_back(run);
+  const nlohmann::json dims = input.shape;
+  nlohmann::json outputs = {model.scores_output};
+  if (!model.ood_output.empty()) outputs.push_back(model.ood_output);
+  if (with_cam) outputs.push_back("cam");
+  loupe_web::ort_bridge_run(run.request, model.session, input.data.data(), input.data.size(), dims.dump(),
+                            outputs.dump());
+}
+
+// Starts the next pieces of work, up to kMaxWorkInFlight: the selected image first (its pixels
+// for the viewer, its prediction), then the batch in order. Called after every change.
+static void pump(AppState& app) {
+  const bool model_ready = app.model.status == ModelStatus::ready;
+  while (app.reads.size() + app.runs.size() < loupe_web::kMaxWorkInFlight) {
+    int next = -1;
+    if (app.selected >= 0) {
+      ImageEntry& selected = app.images[static_cast<size_t>(app.selected)];
+      const bool decoded = app.view.entry == app.selected && !app.view.image.empty();
+      const bool running = std::any_of(app.runs.begin(), app.runs.end(),
+                                       [&](const loupe_web::InferenceRun& r) { return r.entry == app.selected; });
+      // Its heat map needs the "cam" output, which batch runs do not ask for: run it again.
+      const bool needs_cam = model_ready && app.model.info.card.has_output("cam") &&
+                             (app.cam.entry != app.selected || app.cam.model_id != app.model.id);
+      if (decoded && model_ready && selected.status == EntryStatus::ok && !running &&
+          (!has_prediction(app, selected) || needs_cam)) {
+        start_inference(app, app.selected, app.view.image);  // the pixels are here: no need to read
+        continue;
+      }
+      if (!decoded && selected.status != EntryStatus::error && !reading(app, app.selected)) next = app.selected;
+    }
+    while (next < 0 && app.scan_cursor < app.images.size()) {
+      if (needs_read(app, app.scan_cursor) && !reading(app, static_cast<int>(app.scan_cursor))) {
+        next = static_cast<int>(app.scan_cursor);
+      } else {
         ++app.scan_cursor;
       }
-      if (app.scan_cursor < app.images.size()) entry = static_cast<int>(app.scan_cursor);
     }
-    if (entry < 0) return;
-    ImageEntry& image = app.images[static_cast<size_t>(entry)];
+    if (next < 0) return;
+    ImageEntry& image = app.images[static_cast<size_t>(next)];
     if (image.status == EntryStatus::pending) {
       image.status = EntryStatus::reading;
       ++app.images_revision;
     }
-    const FileRead read{app.next_request++, entry};
+    const loupe_web::FileRead read{app.next_request++, next};
     app.reads.push_back(read);
     loupe_web::image_files_read(read.request, image.file_index);
   }
+}
+
+// Everything not yet classified by the active model is looked at again (a new model, a resume).
+static void rescan(AppState& app) {
+  app.scan_cursor = 0;
+  ++app.images_revision;
+  pump(app);
 }
 
 static void select_entry(AppState& app, int entry) {
@@ -606,12 +354,126 @@ static void select_entry(AppState& app, int entry) {
   app.view.image = loupe::Image{};
   app.view.zoom = 1.0f;
   app.view.pan_x = app.view.pan_y = 0.0f;
-  pump_reads(app);
+  pump(app);
 }
+
+//-----------------------------------------------------------------------------------------------
+// [SECTION] Models
+//-----------------------------------------------------------------------------------------------
+
+// The model's bytes arrived: read its card with the shared core (the same checks as `loupe
+// inspect`), then let ORT open it. The active model stays until the new one is up.
+static void open_model_bytes(AppState& app, const unsigned char* bytes, size_t size, const std::string& file,
+                             const std::string& source) {
+  loupe::OnnxModelInfo info;
+  try {
+    info = loupe::read_onnx_model(bytes, size, file);
+  } catch (const std::exception& error) {
+    app.model_error = std::string("Cannot use this model: ") + error.what();
+    return;
+  }
+  app.model_error.clear();
+  loupe_web::ModelLoad load;
+  load.request = app.next_request++;
+  load.file = file;
+  load.source = source;
+  nlohmann::json ranges = nlohmann::json::array();
+  for (const loupe::ByteRange& range : info.weight_ranges) ranges.push_back({range.offset, range.size});
+  load.info = std::move(info);
+  app.model_load = std::move(load);
+  loupe_web::ort_bridge_create_session(app.model_load->request, bytes, size, ranges.dump());
+}
+
+static void activate_model(AppState& app, int session, const std::string& weights_sha256) {
+  static int next_model_id = 1;
+  loupe_web::ModelLoad load = std::move(*app.model_load);
+  app.model_load.reset();
+  if (app.model.session > 0) loupe_web::ort_bridge_release_session(app.model.session);
+  loupe_web::Model& model = app.model;
+  model.id = next_model_id++;
+  model.status = ModelStatus::ready;
+  model.file = load.file;
+  model.source = load.source;
+  model.info = std::move(*load.info);
+  model.session = session;
+  model.weights_sha256 = weights_sha256;
+  model.scores_output = model.info.card.has_output("probabilities") ? "probabilities" : "logits";
+  // The card's out-of-distribution check and calibration (model_card.h); absent in older models.
+  const loupe::ModelCard& card = model.info.card;
+  model.ood_output.clear();
+  model.ood_threshold = 0;
+  if (card.ood.is_object() && card.ood.value("threshold", nlohmann::json()).is_number()) {
+    const std::string output = card.ood.value("output", std::string());
+    if (card.has_output(output)) {
+      model.ood_output = output;
+      model.ood_threshold = card.ood["threshold"].get<double>();
+    }
+  }
+  model.temperature = 0;
+  if (model.scores_output == "probabilities" && card.calibration.is_object() &&
+      card.calibration.value("temperature", nlohmann::json()).is_number()) {
+    model.temperature = card.calibration["temperature"].get<double>();
+  }
+  // Runs of the previous model still in flight are dropped when they answer (their model_id).
+  app.paused = false;
+  rescan(app);
+}
+
+// The selected image's report (shared core: loupe/image_report.h), saved as a PNG download.
+static void save_report(const AppState& app) {
+  if (app.selected < 0 || app.view.entry != app.selected || app.model.status != ModelStatus::ready) return;
+  const ImageEntry& entry = app.images[static_cast<size_t>(app.selected)];
+  const loupe::ModelCard& card = app.model.info.card;
+  loupe::ImageReport report;
+  report.file_name = entry.path;
+  report.created_utc = loupe_web::page_now_iso8601();
+  report.model_name = card.name;
+  report.model_file = app.model.file;
+  report.architecture = card.architecture;
+  report.weights_sha256 = app.model.weights_sha256;
+  report.class_names = card.class_names;
+  if (entry.prediction.model_id == app.model.id && entry.prediction.status == PredictionStatus::done) {
+    report.probabilities = entry.prediction.probabilities;
+  }
+  report.disclaimer = card.disclaimer;
+  report.probability_note = loupe_web::probability_note(app.model);
+  const loupe_web::Prediction& p = entry.prediction;
+  if (p.model_id == app.model.id && p.has_ood) {
+    char status[200];
+    std::snprintf(status, sizeof status, "%s (distance %.1f, threshold %.1f)",
+                  p.out_of_distribution ? "this image does not look like the model's training data; its output is not reliable"
+                                        : "within the range of the training data",
+                  static_cast<double>(p.ood_distance), app.model.ood_threshold);
+    report.ood_status = status;
+    report.out_of_distribution = p.out_of_distribution;
+  }
+  const int cls = loupe_web::heat_map_class(app);
+  if (cls >= 0) {
+    const loupe_web::CamResult& cam = app.cam;
+    const size_t plane = static_cast<size_t>(cam.height) * static_cast<size_t>(cam.width);
+    report.heat_map = loupe::class_activation_map(cam.values.data() + plane * static_cast<size_t>(cls), cam.height, cam.width);
+    report.heat_map_class = card.class_names[static_cast<size_t>(cls)];
+    report.preprocess = card.preprocess;
+    report.heat_map_opacity = app.heat_map.opacity;
+  }
+  try {
+    const std::vector<uint8_t> png = loupe::encode_png(loupe::render_image_report(app.view.image, report));
+    std::string stem = entry.name.substr(0, entry.name.find_last_of('.'));
+    loupe_web::page_download_bytes("loupe-report-" + stem + ".png", "image/png", png);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "Loupe: cannot make the report: %s\n", error.what());
+  }
+}
+
+//-----------------------------------------------------------------------------------------------
+// [SECTION] Applying UI actions
+//-----------------------------------------------------------------------------------------------
 
 static void apply(AppState& app, const UiActions& actions) {
   if (actions.open_files) loupe_web::image_files_open_picker(false);
   if (actions.open_folder) loupe_web::image_files_open_picker(true);
+  if (actions.open_model) loupe_web::model_files_open_picker();
+  if (actions.open_shipped) loupe_web::model_files_open_shipped(*actions.open_shipped);
   if (actions.filter) {
     app.table.filter = *actions.filter;
     ++app.images_revision;
@@ -621,9 +483,36 @@ static void apply(AppState& app, const UiActions& actions) {
     app.table.ascending = actions.sort->second;
     ++app.images_revision;
   }
+  if (actions.cancel_batch) {
+    app.paused = true;  // runs in flight finish; nothing new starts (the selected image excepted)
+    ++app.images_revision;
+  }
+  if (actions.resume_batch) {
+    app.paused = false;
+    rescan(app);
+  }
+  if (actions.show_evaluation) app.show_evaluation = *actions.show_evaluation;
+  if (actions.save_report) save_report(app);
+  if (actions.heat_map) {
+    app.heat_map = *actions.heat_map;
+    app.view.heat_dirty = true;
+  }
+  if (actions.export_csv && app.model.status == ModelStatus::ready) {
+    const std::vector<int> rows =
+        loupe_web::visible_rows(app.images, app.table, app.model.info.card.class_names, app.model.id);
+    std::vector<int> all(app.images.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
+    // Every image, in the table's order when no filter hides some, else in file order.
+    const std::vector<int>& order = rows.size() == all.size() ? rows : all;
+    const std::string stem = app.model.info.card.name.empty() ? std::string("loupe") : app.model.info.card.name;
+    loupe_web::page_download("loupe-results-" + stem + ".csv", "text/csv",
+                             loupe_web::results_csv(app.images, order, app.model.info.card.class_names, app.model.id,
+                                                    !app.model.ood_output.empty()));
+  }
   if (actions.select >= 0) select_entry(app, actions.select);
   if (actions.step != 0) {
-    const std::vector<int> rows = loupe_web::visible_rows(app.images, app.table);
+    const std::vector<int> rows =
+        loupe_web::visible_rows(app.images, app.table, loupe_web::active_classes(app), app.model.id);
     if (!rows.empty()) {
       const auto at = std::find(rows.begin(), rows.end(), app.selected);
       long position = at == rows.end() ? 0 : (at - rows.begin()) + actions.step;
@@ -655,7 +544,6 @@ static void apply(AppState& app, const UiActions& actions) {
   }
 }
 
-//-----------------------------------------------------------------------------------------------
 // [SECTION] Frame loop
 //-----------------------------------------------------------------------------------------------
 
@@ -664,15 +552,47 @@ struct Platform {
   GLFWwindow* window = nullptr;
   double font_pixel_ratio = 0;  // the ratio the font atlas was rasterised for
   GLFWkeyfun imgui_key_callback = nullptr;
+  GLFWcursorposfun imgui_cursor_callback = nullptr;
+  GLFWmousebuttonfun imgui_button_callback = nullptr;
+  GLFWscrollfun imgui_scroll_callback = nullptr;
+  GLFWcharfun imgui_char_callback = nullptr;
   int key_steps = 0;  // next/previous presses since the last frame
+  // Idle frames are skipped: an app that draws nothing new should not burn a core (on machines
+  // without a GPU the browser rasterises every frame in software, which also slows ORT down).
+  // Input, a callback from JS or a resize wakes the loop; it then draws a few more frames so
+  // hover states and animations settle, and at least one frame a second regardless.
+  bool woken = true;
+  int frames_to_draw = 0;
+  double last_frame_ms = 0;
 };
 static Platform g_platform;
+
+// Something may have changed: draw the next frames.
+static void wake() { g_platform.woken = true; }
+
+static void on_cursor(GLFWwindow* window, double x, double y) {
+  if (g_platform.imgui_cursor_callback) g_platform.imgui_cursor_callback(window, x, y);
+  wake();
+}
+static void on_button(GLFWwindow* window, int button, int action, int mods) {
+  if (g_platform.imgui_button_callback) g_platform.imgui_button_callback(window, button, action, mods);
+  wake();
+}
+static void on_scroll(GLFWwindow* window, double dx, double dy) {
+  if (g_platform.imgui_scroll_callback) g_platform.imgui_scroll_callback(window, dx, dy);
+  wake();
+}
+static void on_char(GLFWwindow* window, unsigned int c) {
+  if (g_platform.imgui_char_callback) g_platform.imgui_char_callback(window, c);
+  wake();
+}
 
 // Next/previous image keys, counted as they arrive. ImGui 1.86 only sees which keys are down at
 // each frame, so a press and release between two frames (a quick tap, a test's keyboard.press)
 // would be lost; counting presses in the GLFW callback keeps every one.
 static void on_key(GLFWwindow* window, int key, int scancode, int action, int mods) {
   if (g_platform.imgui_key_callback) g_platform.imgui_key_callback(window, key, scancode, action, mods);
+  wake();
   if (action != GLFW_PRESS && action != GLFW_REPEAT) return;
   if (key == GLFW_KEY_DOWN || key == GLFW_KEY_J) ++g_platform.key_steps;
   if (key == GLFW_KEY_UP || key == GLFW_KEY_K) --g_platform.key_steps;
@@ -739,18 +659,70 @@ static void upload_view_texture(ImageView& view, int max_side) {
   view.texture_height = height;
 }
 
+// The heat map of the selected image as an RGBA8 texture the size of the image's texture.
+static void upload_heat_texture(AppState& app) {
+  ImageView& view = app.view;
+  view.heat_dirty = false;
+  const int cls = loupe_web::heat_map_class(app);
+  view.heat_texture_class = cls;
+  view.heat_ready = false;
+  if (cls < 0 || view.entry != app.selected || view.texture_width <= 0) return;
+  const loupe_web::CamResult& cam = app.cam;
+  std::vector<uint8_t> rgba;
+  try {
+    const size_t plane = static_cast<size_t>(cam.height) * static_cast<size_t>(cam.width);
+    const loupe::HeatMap map = loupe::class_activation_map(cam.values.data() + plane * static_cast<size_t>(cls),
+                                                           cam.height, cam.width);
+    rgba = loupe::heat_map_overlay(map, app.model.info.card.preprocess, view.image.width, view.image.height,
+                                   view.texture_width, view.texture_height);
+  } catch (const std::exception&) {
+    return;  // a degenerate map: no overlay (the image stays)
+  }
+  if (view.heat_texture == 0) {
+    GLuint texture = 0;
+    glGenTextures(1, &texture);
+    view.heat_texture = texture;
+  }
+  glBindTexture(GL_TEXTURE_2D, view.heat_texture);
+  glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MIN_FILTER, GL_LINEAR);
+  glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MAG_FILTER, GL_LINEAR);
+  glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_S, GL_CLAMP_TO_EDGE);
+  glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_T, GL_CLAMP_TO_EDGE);
+  glPixelStorei(GL_UNPACK_ALIGNMENT, 1);
+  glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA8, view.texture_width, view.texture_height, 0, GL_RGBA, GL_UNSIGNED_BYTE,
+               rgba.data());
+  glBindTexture(GL_TEXTURE_2D, 0);
+  view.heat_ready = true;
+}
+
 static void frame() {
   AppState& app = g_app;
+  const int canvas_width = app.canvas_width, canvas_height = app.canvas_height;
+  const double pixel_ratio = app.pixel_ratio;
   fit_canvas_to_window(app);
+  if (app.canvas_width != canvas_width || app.canvas_height != canvas_height || app.pixel_ratio != pixel_ratio) wake();
+  const double now = emscripten_get_now();
+  if (g_platform.woken) {
+    g_platform.woken = false;
+    g_platform.frames_to_draw = 20;
+  } else if (g_platform.frames_to_draw <= 0 && now - g_platform.last_frame_ms < 1000.0 && app.frames > 0) {
+    return;  // nothing new to draw
+  }
+  --g_platform.frames_to_draw;
+  g_platform.last_frame_ms = now;
   if (app.pixel_ratio != g_platform.font_pixel_ratio) rebuild_fonts_for(app.pixel_ratio);
 
   ImGui_ImplOpenGL3_NewFrame();
   ImGui_ImplGlfw_NewFrame();
   use_css_pixels(app.pixel_ratio);
-  if (app.view.texture_dirty) upload_view_texture(app.view, app.max_texture_side);
+  if (app.view.texture_dirty) {
+    upload_view_texture(app.view, app.max_texture_side);
+    app.view.heat_dirty = true;
+  }
+  if (app.view.heat_dirty || app.view.heat_texture_class != loupe_web::heat_map_class(app)) upload_heat_texture(app);
   ImGui::NewFrame();
   UiActions actions;
-  draw_app(app, actions);
+  loupe_web::draw_app(app, actions);
   ImGui::Render();
   // Keys move the selection unless the user is typing (the filter box).
   if (!ImGui::GetIO().WantTextInput) actions.step = g_platform.key_steps;
@@ -771,25 +743,155 @@ static void frame() {
   const bool streaming = !app.reads.empty();
   const bool with_list = published_revision != app.images_revision && (!streaming || app.frames % 30 == 0);
   if (with_list) published_revision = app.images_revision;
-  loupe_web::page_publish_state(to_json(app, with_list).dump());
+  nlohmann::json state = state_json(app, with_list);
+  nlohmann::json widgets = nlohmann::json::object();
+  for (const auto& [id, rect] : actions.widgets) widgets[id] = rect;
+  state["widgets"] = std::move(widgets);
+  loupe_web::page_publish_state(state.dump());
 }
 
 //-----------------------------------------------------------------------------------------------
-// [SECTION] Callbacks from JavaScript (see ort_bridge.h)
+
+//-----------------------------------------------------------------------------------------------
+// [SECTION] Callbacks from JavaScript (see ort_bridge.h, model_files.h, image_files.h)
 //-----------------------------------------------------------------------------------------------
 
-extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_ort_status(int status, const char* version, int threads,
-                                                         const char* error) {
-  OrtRuntime& ort = g_app.ort;
+extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_ort_status(int status, const char* version, const char* backend,
+                                                         int threads, const char* error) {
+  wake();
+  loupe_web::OrtRuntime& ort = g_app.ort;
   ort.status = static_cast<OrtStatus>(status);
   ort.version = version ? version : "";
+  ort.backend = backend ? backend : "";
   ort.threads = threads;
   ort.error = error ? error : "";
+}
+
+extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_shipped_models(const char* manifest_json, const char* error) {
+  wake();
+  AppState& app = g_app;
+  app.shipped_error = error ? error : "";
+  if (manifest_json && *manifest_json) {
+    app.shipped_models = nlohmann::json::parse(manifest_json, nullptr, /*allow_exceptions=*/false);
+    if (app.shipped_models.is_discarded()) {
+      app.shipped_models = nullptr;
+      app.shipped_error = "models/models.json is not valid JSON";
+    }
+  }
+}
+
+extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_model_file(unsigned char* bytes, double size, const char* name,
+                                                         const char* source, const char* error) {
+  wake();
+  std::unique_ptr<unsigned char, void (*)(void*)> owned(bytes, std::free);
+  AppState& app = g_app;
+  const std::string file = name ? name : "model";
+  if (!bytes) {
+    app.model_error = "Cannot open " + file + ": " + (error ? error : "unknown error");
+    return;
+  }
+  open_model_bytes(app, bytes, static_cast<size_t>(size), file, source ? source : "file");
+}
+
+extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_ort_session(int request, int session, const char* weights_sha256,
+                                                          const char* error) {
+  wake();
+  AppState& app = g_app;
+  if (!app.model_load || app.model_load->request != request) {  // superseded by a newer model
+    if (session > 0) loupe_web::ort_bridge_release_session(session);
+    return;
+  }
+  const std::string file = app.model_load->file;
+  if (session <= 0) {
+    app.model_error = "ONNX Runtime cannot run " + file + ": " + (error ? error : "unknown error");
+    app.model_load.reset();
+    return;
+  }
+  const std::string hash = weights_sha256 ? weights_sha256 : "";
+  const std::string& expected = app.model_load->info->card.weights_sha256;
+  if (!expected.empty() && hash != expected) {
+    app.model_error = file + ": the weights do not match the model card's SHA-256 (" + expected.substr(0, 12) +
+                      "... vs " + hash.substr(0, 12) + "...): the file was modified or damaged";
+    app.model_load.reset();
+    loupe_web::ort_bridge_release_session(session);
+    return;
+  }
+  activate_model(app, session, hash);
+}
+
+// Keeps the "cam" output ([1, classes, h, w]) of the selected image's run.
+static void store_cam(AppState& app, int entry, const nlohmann::json& layout, const float* data, int count) {
+  for (const nlohmann::json& output : layout) {
+    if (output.value("name", "") != "cam") continue;
+    const nlohmann::json dims = output.value("dims", nlohmann::json::array());
+    if (dims.size() != 4 || !dims[1].is_number_integer() || !dims[2].is_number_integer() || !dims[3].is_number_integer()) return;
+    loupe_web::CamResult cam;
+    cam.entry = entry;
+    cam.model_id = app.model.id;
+    cam.classes = dims[1].get<int>();
+    cam.height = dims[2].get<int>();
+    cam.width = dims[3].get<int>();
+    const size_t offset = output.value("offset", size_t{0});
+    const size_t size = static_cast<size_t>(cam.classes) * static_cast<size_t>(cam.height) * static_cast<size_t>(cam.width);
+    if (size == 0 || offset + size > static_cast<size_t>(count)) return;
+    cam.values.assign(data + offset, data + offset + size);
+    app.cam = std::move(cam);
+    app.view.heat_dirty = true;
+  }
+}
+
+extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_ort_run(int request, float* data, int count, const char* layout_json,
+                                                      const char* error) {
+  wake();
+  std::unique_ptr<float, void (*)(void*)> owned(data, std::free);
+  AppState& app = g_app;
+  const auto run = std::find_if(app.runs.begin(), app.runs.end(),
+                                [&](const loupe_web::InferenceRun& r) { return r.request == request; });
+  if (run == app.runs.end()) return;
+  const loupe_web::InferenceRun done = *run;
+  app.runs.erase(run);
+  if (done.model_id == app.model.id) {
+    ImageEntry& entry = app.images[static_cast<size_t>(done.entry)];
+    ++app.images_revision;
+    const size_t classes = app.model.info.card.class_names.size();
+    const nlohmann::json layout = nlohmann::json::parse(layout_json ? layout_json : "[]", nullptr, false);
+    std::string problem = data ? "" : std::string(error ? error : "unknown error");
+    const float* scores = nullptr;
+    if (problem.empty()) {
+      for (const nlohmann::json& output : layout) {
+        if (output.value("name", "") != app.model.scores_output) continue;
+        const size_t offset = output.value("offset", size_t{0});
+        if (offset + classes <= static_cast<size_t>(count)) scores = data + offset;
+      }
+      if (!scores) problem = "the model's '" + app.model.scores_output + "' output has fewer values than classes";
+    }
+    if (!problem.empty()) {
+      entry.prediction.status = PredictionStatus::error;
+      entry.prediction.error = problem;
+    } else if (app.model.scores_output == "probabilities") {
+      entry.prediction = loupe_web::make_prediction(app.model.id, std::vector<float>(scores, scores + classes));
+    } else {
+      entry.prediction = loupe_web::make_prediction(app.model.id, loupe_web::softmax(scores, classes));
+    }
+    if (problem.empty() && !app.model.ood_output.empty()) {
+      for (const nlohmann::json& output : layout) {
+        const size_t offset = output.value("offset", size_t{0});
+        if (output.value("name", "") != app.model.ood_output || offset >= static_cast<size_t>(count)) continue;
+        entry.prediction.has_ood = true;
+        entry.prediction.ood_distance = data[offset];
+        // NaN (a degenerate embedding) is flagged too: no distance means no reason to trust it.
+        entry.prediction.out_of_distribution = !(data[offset] <= app.model.ood_threshold);
+      }
+    }
+    if (problem.empty() && done.with_cam) store_cam(app, done.entry, layout, data, count);
+  }
+  pump(app);
 }
 
 // A file was opened (picker, folder or drop). Only its name and size: bytes come when it is read.
 extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_image_file_added(int file_index, const char* name, const char* path,
                                                                double size) {
+  wake();
   AppState& app = g_app;
   ImageEntry entry;
   entry.file_index = file_index;
@@ -799,17 +901,26 @@ extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_image_file_added(int file_index, c
   app.images.push_back(std::move(entry));
   ++app.images_revision;
   if (app.selected < 0) select_entry(app, static_cast<int>(app.images.size()) - 1);
-  pump_reads(app);
+  pump(app);
 }
 
-// The bytes of the file in flight: decode them with the shared core, keep the metadata, and keep
-// the pixels only when this is the selected image.
+// The bytes of a file in flight: decode them with the shared core, keep the metadata, classify
+// the image when the active model has not, and keep the pixels only when it is the selected image.
+// A DICOM file arrives parsed by the page (attributes + pixel data); the pixel math is the core's.
+static loupe::Image decode_file(const unsigned char* bytes, size_t size, const char* dicom_attributes) {
+  if (!dicom_attributes || !*dicom_attributes) return loupe::decode_image(bytes, size);
+  const nlohmann::json attributes = nlohmann::json::parse(dicom_attributes, nullptr, /*allow_exceptions=*/false);
+  if (attributes.is_discarded()) throw loupe::Error(loupe::ErrorCode::CorruptImage, "DICOM attributes are not valid JSON");
+  return loupe::dicom_to_image(loupe::dicom_pixels_from_json(attributes, bytes, size));
+}
+
 extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_image_file_read(int request, unsigned char* bytes, int size,
-                                                              const char* error) {
+                                                              const char* dicom_attributes, const char* error) {
+  wake();
   std::unique_ptr<unsigned char, void (*)(void*)> owned(bytes, std::free);
   AppState& app = g_app;
   const auto read = std::find_if(app.reads.begin(), app.reads.end(),
-                                 [&](const FileRead& r) { return r.request == request; });
+                                 [&](const loupe_web::FileRead& r) { return r.request == request; });
   if (read == app.reads.end()) return;
   const int index = read->entry;
   app.reads.erase(read);
@@ -820,7 +931,7 @@ extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_image_file_read(int request, unsig
     entry.error = std::string("could not read the file: ") + (error ? error : "unknown error");
   } else {
     try {
-      loupe::Image image = loupe::decode_image(bytes, static_cast<size_t>(std::max(size, 0)));
+      loupe::Image image = decode_file(bytes, static_cast<size_t>(std::max(size, 0)), dicom_attributes);
       owned.reset();  // the file's bytes are not needed once decoded
       entry.status = EntryStatus::ok;
       entry.error.clear();
@@ -828,6 +939,10 @@ extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_image_file_read(int request, unsig
       entry.height = image.height;
       entry.channels = image.channels;
       entry.bits = image.depth == loupe::PixelDepth::U16 ? 16 : 8;
+      if (app.model.status == ModelStatus::ready && !has_prediction(app, entry) &&
+          (!app.paused || index == app.selected)) {
+        start_inference(app, index, image);
+      }
       if (index == app.selected) {
         ImageView& view = app.view;
         view.entry = index;
@@ -841,9 +956,11 @@ extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_image_file_read(int request, unsig
       entry.error = decode_error.what();
     }
   }
-  pump_reads(app);
+  pump(app);
 }
 
+//-----------------------------------------------------------------------------------------------
+// [SECTION] main
 //-----------------------------------------------------------------------------------------------
 // [SECTION] main
 //-----------------------------------------------------------------------------------------------
@@ -885,6 +1002,10 @@ int main() {
   set_style();
   ImGui_ImplGlfw_InitForOpenGL(g_platform.window, true);
   g_platform.imgui_key_callback = glfwSetKeyCallback(g_platform.window, on_key);
+  g_platform.imgui_cursor_callback = glfwSetCursorPosCallback(g_platform.window, on_cursor);
+  g_platform.imgui_button_callback = glfwSetMouseButtonCallback(g_platform.window, on_button);
+  g_platform.imgui_scroll_callback = glfwSetScrollCallback(g_platform.window, on_scroll);
+  g_platform.imgui_char_callback = glfwSetCharCallback(g_platform.window, on_char);
   ImGui_ImplOpenGL3_Init("#version 300 es");
 
   g_app.build = loupe::build_info();
@@ -893,6 +1014,7 @@ int main() {
   glGetIntegerv(GL_MAX_TEXTURE_SIZE, &max_texture_side);
   g_app.max_texture_side = std::clamp(static_cast<int>(max_texture_side), 256, 4096);
   loupe_web::ort_bridge_load();
+  loupe_web::model_files_listen();
   loupe_web::image_files_listen();
 
   // The browser owns the loop: frame() runs on every requestAnimationFrame. `true` unwinds main()

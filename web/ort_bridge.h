@@ -11,6 +11,10 @@
 // because memory growth replaces the buffer.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
 namespace loupe_web {
 
 enum class OrtStatus { loading = 0, ready = 1, failed = 2 };
@@ -19,8 +23,33 @@ enum class OrtStatus { loading = 0, ready = 1, failed = 2 };
 // usually just waits for it). Answered once by loupe_on_ort_status.
 void ort_bridge_load();
 
+// Opens a session on the model in [bytes, bytes + size) (copied: the caller may free them on
+// return) and hashes its weights: `weight_ranges_json` is [[offset, size], ...] into the bytes.
+// Answered once by loupe_on_ort_session with the same request id.
+void ort_bridge_create_session(int request, const uint8_t* bytes, size_t size, const std::string& weight_ranges_json);
+
+// Runs `session` on one input tensor (copied before this returns) of shape `dims_json` ([1, C, H, W]),
+// asking for the outputs named in `outputs_json` (["probabilities", "cam"]). Answered once by
+// loupe_on_ort_run with the same request id.
+void ort_bridge_run(int request, int session, const float* input, size_t count, const std::string& dims_json,
+                    const std::string& outputs_json);
+
+// Closes a session (a model replaced by another). Runs already queued on it finish first.
+void ort_bridge_release_session(int session);
+
 }  // namespace loupe_web
 
-// Defined by the app. `status` is an OrtStatus; `version` and `threads` are meaningful when ready,
-// `error` when failed. The strings live only for the duration of the call.
-extern "C" void loupe_on_ort_status(int status, const char* version, int threads, const char* error);
+// Defined by the app. `status` is an OrtStatus; `version`, `backend` ("wasm" or "webgpu") and
+// `threads` are meaningful when ready, `error` when failed. The strings live only for the
+// duration of the call.
+extern "C" void loupe_on_ort_status(int status, const char* version, const char* backend, int threads,
+                                    const char* error);
+
+// A session opened (`session` > 0, `weights_sha256` = the hex SHA-256 of the weight ranges), or
+// not (`session` = 0, `error` says why).
+extern "C" void loupe_on_ort_session(int request, int session, const char* weights_sha256, const char* error);
+
+// Outputs of a run: `data` (malloc'd, the app frees it) holds `count` floats, the outputs one after
+// another as `layout_json` says: [{"name", "dims": [...], "offset": first float}, ...]. On failure
+// `data` is null and `error` says why.
+extern "C" void loupe_on_ort_run(int request, float* data, int count, const char* layout_json, const char* error);

@@ -36,14 +36,57 @@ function selfTestModel() {
   return new Uint8Array([...integer(1, 8), ...message(7, graph), ...message(8, integer(2, 13))]);
 }
 
-export function createOrtBridge({ ortUrl = new URL('./ort/', import.meta.url).href, numThreads } = {}) {
+// Hex SHA-256 of the bytes in `ranges` ([[offset, size], ...]) of `bytes`, concatenated: how a
+// model card's weights_sha256 is computed (the raw_data of every initializer, in file order).
+export async function sha256OfRanges(bytes, ranges) {
+  let total = 0;
+  for (const [, size] of ranges) total += size;
+  const joined = new Uint8Array(total);
+  let at = 0;
+  for (const [offset, size] of ranges) {
+    joined.set(bytes.subarray(offset, offset + size), at);
+    at += size;
+  }
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', joined));
+  return [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+// A real GPU for WebGPU, or null. Software adapters (SwiftShader's "fallback adapter") are
+// refused: on a CPU the wasm backend with threads is faster.
+export async function findGpuAdapter() {
+  try {
+    const adapter = await navigator.gpu?.requestAdapter({ powerPreference: 'high-performance' });
+    if (!adapter || adapter.isFallbackAdapter || adapter.info?.isFallbackAdapter) return null;
+    return adapter;
+  } catch {
+    return null;
+  }
+}
+
+// The ORT build for each backend: the WebGPU one (ort.webgpu.min.mjs + its "asyncify" wasm, about
+// 27 MB) is downloaded only on machines with a GPU; everyone else gets the plain wasm build.
+const RUNTIMES = {
+  wasm: { script: 'ort.wasm.min.mjs', providers: ['wasm'] },
+  webgpu: { script: 'ort.webgpu.min.mjs', providers: ['webgpu', 'wasm'] },
+};
+
+export function createOrtBridge({ ortUrl = new URL('./ort/', import.meta.url).href, numThreads, proxy = true,
+                                  webgpu = true } = {}) {
   let loading = null;
+  const sessions = new Map();  // id -> { session, queue }
+  let nextSessionId = 1;
+  let runtime = RUNTIMES.wasm;
 
   async function loadRuntime() {
-    const ort = await import(`${ortUrl}ort.wasm.min.mjs`);
+    const backend = webgpu && (await findGpuAdapter()) ? 'webgpu' : 'wasm';
+    runtime = RUNTIMES[backend];
+    const ort = await import(`${ortUrl}${runtime.script}`);
     ort.env.wasm.wasmPaths = ortUrl;
     ort.env.wasm.numThreads = numThreads ?? defaultThreadCount();
-    ort.env.wasm.proxy = false;  // the app runs sessions itself; results arrive via promises
+    // On the wasm backend ORT runs in its own worker (started from its .mjs, this origin), so
+    // inference never blocks the page's main thread: the UI keeps drawing while a batch runs.
+    // (The proxy worker is wasm-only; WebGPU work is asynchronous on the GPU anyway.)
+    ort.env.wasm.proxy = proxy && backend === 'wasm';
 
     const session = await ort.InferenceSession.create(selfTestModel(), { executionProviders: ['wasm'] });
     try {
@@ -53,15 +96,67 @@ export function createOrtBridge({ ortUrl = new URL('./ort/', import.meta.url).hr
       await session.release();
     }
     // numThreads is read back: ORT lowers it to 1 when threads turn out to be unavailable.
-    return { ort, version: ort.env.versions.web ?? ort.env.versions.common, threads: ort.env.wasm.numThreads };
+    return { ort, backend, version: ort.env.versions.web ?? ort.env.versions.common, threads: ort.env.wasm.numThreads };
   }
 
-  return {
-    // Resolves to { ort, version, threads }; rejects with the reason ORT could not start.
+  function entry(id) {
+    const found = sessions.get(id);
+    if (!found) throw new Error(`no ONNX Runtime session #${id} (the model was closed)`);
+    return found;
+  }
+
+  const bridge = {
+    sha256OfRanges,
+
+    // Resolves to { ort, backend, version, threads }; rejects with the reason ORT could not start.
     // Safe to call many times: loads once.
     load() {
       loading ??= loadRuntime();
       return loading;
     },
+
+    // A session for the model in `bytes` (a Uint8Array this bridge may keep). Resolves to
+    // { id, inputNames, outputNames }; rejects with ORT's reason (not an ONNX model, an operator
+    // the wasm backend lacks, ...).
+    async createSession(bytes) {
+      const { ort } = await bridge.load();
+      const session = await ort.InferenceSession.create(bytes, {
+        executionProviders: runtime.providers,  // WebGPU falls back to wasm for what it cannot run
+        graphOptimizationLevel: 'all',
+      });
+      const id = nextSessionId++;
+      sessions.set(id, { session, queue: Promise.resolve() });
+      return { id, inputNames: session.inputNames, outputNames: session.outputNames };
+    },
+
+    // Runs session `id` on one float32 input; resolves to { name: { data: Float32Array, dims } }
+    // for the requested outputs. Runs of one session are queued: ORT's wasm backend runs one at a time.
+    run(id, input, dims, outputNames) {
+      const found = entry(id);
+      const result = found.queue.then(async () => {
+        const { ort } = await bridge.load();
+        const feeds = { [found.session.inputNames[0]]: new ort.Tensor('float32', input, dims) };
+        const outputs = await found.session.run(feeds, outputNames);
+        const out = {};
+        for (const name of outputNames) {
+          const tensor = outputs[name];
+          if (!tensor) throw new Error(`the model has no output '${name}'`);
+          out[name] = { data: tensor.data, dims: [...tensor.dims] };
+          tensor.dispose?.();
+        }
+        return out;
+      });
+      found.queue = result.catch(() => {});
+      return result;
+    },
+
+    async releaseSession(id) {
+      const found = sessions.get(id);
+      if (!found) return;
+      sessions.delete(id);
+      await found.queue;
+      await found.session.release();
+    },
   };
+  return bridge;
 }

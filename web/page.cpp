@@ -1,6 +1,9 @@
 #include "page.h"
 
 #include <emscripten.h>
+
+#include <cstdint>
+#include <cstdlib>
 #include <emscripten/html5.h>
 
 namespace {
@@ -15,13 +18,37 @@ EM_JS(void, js_set_canvas_size, (int width, int height), {
 EM_JS(void, js_publish_state, (const char* json), {
   const loupe = (window["loupe"] = window["loupe"] || {});
   const state = JSON.parse(UTF8ToString(json));
-  // The image list is sent only when it changed (it can be long): keep the previous one otherwise.
+  // The image list (and the evaluation computed from it) is sent only when it changed (it can be
+  // long): keep the previous one otherwise.
   const previous = loupe["state"] && loupe["state"]["images"];
   if (state["images"] && !("list" in state["images"]) && previous) {
     state["images"]["list"] = previous["list"];
     state["images"]["rows"] = previous["rows"];
+    // The evaluation is computed with the list, and kept with it.
+    if (!("evaluation" in state) && "evaluation" in loupe["state"]) state["evaluation"] = loupe["state"]["evaluation"];
   }
   loupe["state"] = state;
+});
+
+EM_JS(void, js_download, (const char* file_name, const char* mime_type, const uint8_t* data, int size, int is_text), {
+  const content = is_text ? UTF8ToString(data) : HEAPU8.slice(data, data + size);
+  const blob = new Blob([content], {type: UTF8ToString(mime_type)});
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = UTF8ToString(file_name);
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+});
+
+EM_JS(char*, js_now_iso8601, (), {
+  const text = new Date().toISOString();
+  const size = lengthBytesUTF8(text) + 1;
+  const pointer = _malloc(size);
+  stringToUTF8(text, pointer, size);
+  return pointer;
 });
 
 EM_JS(void, js_hide_loading_overlay, (), {
@@ -57,6 +84,21 @@ CanvasLayout page_canvas_layout() {
 void page_set_canvas_size(int width, int height) { js_set_canvas_size(width, height); }
 
 void page_publish_state(const std::string& json) { js_publish_state(json.c_str()); }
+
+void page_download(const std::string& file_name, const std::string& mime_type, const std::string& text) {
+  js_download(file_name.c_str(), mime_type.c_str(), reinterpret_cast<const uint8_t*>(text.c_str()), 0, 1);
+}
+
+void page_download_bytes(const std::string& file_name, const std::string& mime_type, const std::vector<uint8_t>& bytes) {
+  js_download(file_name.c_str(), mime_type.c_str(), bytes.data(), static_cast<int>(bytes.size()), 0);
+}
+
+std::string page_now_iso8601() {
+  char* text = js_now_iso8601();
+  std::string out = text ? text : "";
+  std::free(text);
+  return out;
+}
 
 void page_hide_loading_overlay() { js_hide_loading_overlay(); }
 

@@ -2,7 +2,9 @@
 // Thin EM_JS wrappers; see app.mjs for the page's side.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace loupe_web {
 
@@ -25,8 +27,19 @@ CanvasLayout page_canvas_layout();
 void page_set_canvas_size(int width, int height);
 
 // Mirrors the app state to `window.loupe.state` (a JSON object) for tests and debugging. When
-// state.images has no "list" (unchanged since the last frame), the previous list and rows are kept.
+// state.images has no "list" (unchanged since the last frame), the previous list and rows (and
+// state.evaluation) are kept.
 void page_publish_state(const std::string& json);
+
+// Saves `text` as a file named `file_name` through the browser's download (a Blob URL: the data
+// never leaves the tab except into the user's downloads).
+void page_download(const std::string& file_name, const std::string& mime_type, const std::string& text);
+
+// The same for binary data (a PNG report).
+void page_download_bytes(const std::string& file_name, const std::string& mime_type, const std::vector<uint8_t>& bytes);
+
+// The browser's current time, ISO 8601 UTC ("2026-11-24T06:00:00.000Z").
+std::string page_now_iso8601();
 
 // Hides the HTML "Loading..." overlay once the first frame is on screen.
 void page_hide_loading_overlay();

@@ -191,3 +191,46 @@ export function colourStats({ pixels, channels }) {
   const total = pixels.length / channels;
   return { distinct: counts.size, dominantShare: Math.max(...counts.values()) / total };
 }
+
+// A hand-encoded ONNX model with a Loupe model card, for "Open model..." tests: input
+// [batch, 3, size, size] -> GlobalAveragePool -> Flatten -> logits [batch, 3] (the channel means),
+// classes Covid-19 / No_findings / Pneumonia. Options make it bad on purpose: no card, a card whose
+// input size differs from the graph's, an operator ONNX Runtime does not have.
+const varint = (n) => {
+  const bytes = [];
+  for (; n > 127; n = Math.floor(n / 128)) bytes.push((n % 128) | 128);
+  bytes.push(n);
+  return bytes;
+};
+const integer = (field, value) => [...varint(field << 3), ...varint(value)];
+const message = (field, bytes) => [...varint((field << 3) | 2), ...varint(bytes.length), ...bytes];
+const string = (field, text) => message(field, [...new TextEncoder().encode(text)]);
+const dim = (value) => (typeof value === 'number' ? message(1, integer(1, value)) : message(1, string(2, value)));
+const tensorValue = (name, dims) =>
+  [...string(1, name), ...message(2, message(1, [...integer(1, 1), ...message(2, dims.flatMap(dim))]))];
+const node = (inputs, outputs, op) =>
+  [...inputs.flatMap((n) => string(1, n)), ...outputs.flatMap((n) => string(2, n)), ...string(4, op)];
+
+export function encodeTinyModel({ card = true, cardSize = 8, graphSize = 8, op = 'GlobalAveragePool' } = {}) {
+  const graph = [
+    ...message(1, node(['input'], ['pooled'], op)),
+    ...message(1, node(['pooled'], ['logits'], 'Flatten')),
+    ...string(2, 'tiny'),
+    ...message(11, tensorValue('input', ['batch', 3, graphSize, graphSize])),
+    ...message(12, tensorValue('logits', ['batch', 3])),
+  ];
+  const cardJson = {
+    format: 'loupe.model_card', format_version: 1, name: 'tiny-test-model', version: '1',
+    architecture: 'tiny', model: { architecture: 'tiny', num_classes: 3 },
+    class_names: ['Covid-19', 'No_findings', 'Pneumonia'],
+    input: { name: 'input', layout: 'NCHW', dtype: 'float32', batch: 'dynamic', channels: 3, height: cardSize, width: cardSize },
+    preprocess: { color: 'rgb', width: cardSize, height: cardSize, resize: 'stretch', interpolation: 'area',
+                  crop_fraction: 1.0, pad_value: 0.0, mean: [0.5], std: [0.5] },
+    outputs: [{ name: 'logits', shape: ['batch', 3], description: 'channel means' }],
+    training_data: null, test_metrics: null, weights_sha256: '',
+    intended_use: 'browser tests', disclaimer: 'Not a diagnostic device.',
+  };
+  const metadata = card ? message(14, [...string(1, 'loupe.model_card'), ...string(2, JSON.stringify(cardJson))]) : [];
+  return Buffer.from([...integer(1, 8), ...string(2, 'loupe-test'), ...message(7, graph),
+                      ...message(8, integer(2, 13)), ...metadata]);
+}

@@ -2,6 +2,8 @@
 //
 //   #include <loupe/loupe.h>
 //
+//   loupe::OnnxModelInfo model = loupe::read_onnx_model(onnx.data(), onnx.size(), "model.onnx");
+//   const loupe::ModelCard& card = model.card;                         // onnx_model.h, model_card.h
 //   loupe::Image image = loupe::decode_image(bytes);                   // image.h
 //   loupe::Tensor input = loupe::preprocess(image, card.preprocess);   // preprocess.h
 //   ... run the model (LibTorch natively, ONNX Runtime natively or in the browser) ...
@@ -12,5 +14,7 @@
 #include "loupe/error.h"
 #include "loupe/image.h"
 #include "loupe/metrics.h"
+#include "loupe/model_card.h"
+#include "loupe/onnx_model.h"
 #include "loupe/preprocess.h"
 #include "loupe/version.h"

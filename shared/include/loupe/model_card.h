@@ -1,0 +1,120 @@
+// The model card every exported ONNX file carries: what the model classifies, how its input is
+// preprocessed, what it was trained and tested on, and what it must not be used for. Both sides
+// read it with this code: `loupe inspect` / `loupe predict` natively and the web page in the
+// browser (onnx_model.h reads it out of the ONNX file).
+//
+//   loupe::OnnxModelInfo info = loupe::read_onnx_model(bytes.data(), bytes.size(), "model.onnx");
+//   const loupe::ModelCard& card = info.card;
+//   loupe::Tensor x = loupe::preprocess(image, card.preprocess);     // the exact training recipe
+//   ... run the model, then card.class_names[argmax(logits)] ...
+//
+// Where it lives: ModelProto.metadata_props, key "loupe.model_card" (kModelCardKey), one JSON
+// document (ModelCard::to_json()). `loupe export` also writes it as a sidecar MODEL.card.json.
+//
+// The card (format "loupe.model_card", format_version 1):
+//   name, version, description       what the run was called; the model's version string
+//   created_utc                      ISO 8601, e.g. "2025-05-20T14:03:07Z"
+//   architecture, model              the zoo name and the full model config JSON (the native
+//                                    ModelConfig, native/models/.../model_config.h; the shared core
+//                                    keeps it as JSON and checks only architecture and num_classes)
+//   class_names                      in logit order; their count equals the logits' width
+//   input                            {"name": "input", "layout": "NCHW", "dtype": "float32",
+//                                     "batch": "dynamic", "channels": C, "height": H, "width": W}
+//   preprocess                       the exact PreprocessSpec JSON (preprocess.h)
+//   outputs                          one entry per graph output: {"name", "shape", "description"};
+//                                    shapes use "batch" for the dynamic dimension
+//   training_data                    {"folder", "kind", "classes", "class_counts", "images",
+//                                     "split": {"seed", "val", "test", "train_images", ...}} or null
+//   test_metrics                     the held-out test report of the run (accuracy, balanced
+//                                    accuracy, per-class precision/recall/F1/support, confusion
+//                                    matrix, log loss) or null when the run has none
+//   calibration                      temperature scaling of "probabilities" (softmax(logits / T)),
+//                                    fitted at export on the validation split: {"method":
+//                                    "temperature_scaling", "temperature", "fitted_on", "ece_bins",
+//                                    "val": {"ece_before", "ece_after", "nll_before", "nll_after"},
+//                                    "test": {...}} or null
+//   ood                              out-of-distribution check: {"method":
+//                                    "mahalanobis_shared_covariance", "output": "ood_distance",
+//                                    "threshold", "threshold_quantile", "dims", "fitted_on",
+//                                    "val_false_alarm_rate", "test_false_alarm_rate"} or null; an
+//                                    image whose output value exceeds threshold is flagged
+//   weights_sha256, weights_digest   SHA-256 (hex) of the weights, and how it is computed: the
+//                                    raw_data bytes of every graph initializer, concatenated in
+//                                    file order (OnnxModelInfo::weight_ranges in onnx_model.h)
+//   intended_use, disclaimer         research / education text and the "not a diagnostic device"
+//                                    statement
+//   producer                         {"name": "loupe", "version", "opset"}
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "loupe/preprocess.h"
+
+namespace loupe {
+
+// metadata_props key of the card.
+inline constexpr const char* kModelCardKey = "loupe.model_card";
+inline constexpr const char* kModelCardFormat = "loupe.model_card";
+inline constexpr int kModelCardFormatVersion = 1;
+
+inline constexpr const char* kDefaultIntendedUse =
+    "Research, education and demonstration: classifying images like those of the training data set "
+    "described in this card, preprocessed exactly as the 'preprocess' entry says.";
+inline constexpr const char* kDisclaimer =
+    "Loupe is not a diagnostic device. This model's outputs are for research, education and "
+    "demonstration only and must not be used for clinical decisions.";
+
+// One graph output as described in the card.
+struct CardOutput {
+  std::string name;                 // "logits", "probabilities", "embedding", "cam", "feature_map"
+  nlohmann::json shape;             // e.g. ["batch", 2]
+  std::string description;
+};
+
+struct ModelCard {
+  std::string name;
+  std::string version = "1";
+  std::string description;
+  std::string created_utc;
+  std::string architecture;
+  // The model config JSON, as written ({"architecture": ..., "num_classes": ..., ...}). The native
+  // side turns it into a models::ModelConfig (strict); the browser only displays it.
+  nlohmann::json model;
+  std::vector<std::string> class_names;
+  int input_channels = 3;
+  int input_height = 224;
+  int input_width = 224;
+  PreprocessSpec preprocess;
+  std::vector<CardOutput> outputs;
+  nlohmann::json training_data;   // null when unknown
+  nlohmann::json test_metrics;    // null when the run has no test report
+  // Temperature scaling of the "probabilities" output, fitted at export on the validation split:
+  // {"method", "temperature", "fitted_on", "ece_bins", "val": {...}, "test": {...}}; null if none.
+  nlohmann::json calibration;
+  // Out-of-distribution check: {"method", "output" (a graph output, e.g. "ood_distance"),
+  // "threshold", "threshold_quantile", "dims", "fitted_on", "val_false_alarm_rate",
+  // "test_false_alarm_rate"}; images whose distance exceeds the threshold are flagged. Null if none.
+  nlohmann::json ood;
+  std::string weights_sha256;
+  std::string intended_use = kDefaultIntendedUse;
+  std::string disclaimer = kDisclaimer;
+  std::string producer_version;   // Loupe version that wrote the file
+  int opset = 0;
+
+  bool has_output(const std::string& output_name) const;
+
+  nlohmann::json to_json() const;
+  // Strict about what a consumer relies on (format, class_names, input, preprocess, outputs,
+  // preprocess through PreprocessSpec::from_json; model must be an object); throws
+  // Error(InvalidSpec) naming the key ("model card: class_names: ..."). Checks that the entries
+  // agree: architecture with model.architecture, the class count with model.num_classes (where the
+  // model JSON has them), the preprocess spec's channels and size with the input; calibration and
+  // ood are null or objects, calibration.temperature (when present, or the method is
+  // temperature_scaling) finite and > 0, ood.output one of the outputs and ood.threshold finite. Unknown keys are
+  // kept out of the struct but are not errors (newer writers may add some).
+  static ModelCard from_json(const nlohmann::json& json);
+};
+
+}  // namespace loupe

@@ -1,0 +1,189 @@
+// The model card's JSON form (model_card.h).
+#include "loupe/model_card.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "loupe/error.h"
+
+namespace loupe {
+
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void bad_card(const std::string& key, const std::string& message) {
+  throw Error(ErrorCode::InvalidSpec, "model card: " + key + ": " + message);
+}
+
+const json& require(const json& j, const std::string& key) {
+  if (!j.contains(key)) bad_card(key, "missing");
+  return j.at(key);
+}
+
+std::string require_string(const json& j, const std::string& key) {
+  const json& v = require(j, key);
+  if (!v.is_string()) bad_card(key, "expected a string");
+  return v.get<std::string>();
+}
+
+std::string optional_string(const json& j, const std::string& key) {
+  if (!j.contains(key) || j.at(key).is_null()) return {};
+  if (!j.at(key).is_string()) bad_card(key, "expected a string");
+  return j.at(key).get<std::string>();
+}
+
+int require_positive_int(const json& j, const std::string& key, const std::string& name) {
+  const json& v = require(j, key);
+  if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 1000000) {
+    bad_card(name, "expected a positive integer");
+  }
+  return v.get<int>();
+}
+
+}  // namespace
+
+bool ModelCard::has_output(const std::string& output_name) const {
+  return std::any_of(outputs.begin(), outputs.end(), [&](const CardOutput& o) { return o.name == output_name; });
+}
+
+json ModelCard::to_json() const {
+  json outs = json::array();
+  for (const auto& o : outputs) outs.push_back({{"name", o.name}, {"shape", o.shape}, {"description", o.description}});
+  json card = {{"format", kModelCardFormat},
+          {"format_version", kModelCardFormatVersion},
+          {"name", name},
+          {"version", version},
+          {"description", description},
+          {"created_utc", created_utc},
+          {"architecture", architecture},
+          {"model", model},
+          {"class_names", class_names},
+          {"input",
+           {{"name", "input"}, {"layout", "NCHW"}, {"dtype", "float32"}, {"batch", "dynamic"},
+            {"channels", input_channels}, {"height", input_height}, {"width", input_width}}},
+          {"preprocess", preprocess.to_json()},
+          {"outputs", outs},
+          {"training_data", training_data},
+          {"test_metrics", test_metrics},
+          {"weights_sha256", weights_sha256},
+          {"weights_digest", "SHA-256 of the raw_data bytes of every graph initializer, concatenated in file order"},
+          {"intended_use", intended_use},
+          {"disclaimer", disclaimer},
+          {"producer", {{"name", "loupe"}, {"version", producer_version}, {"opset", opset}}}};
+  // Written only when present, so cards of models without them stay as they were.
+  if (!calibration.is_null()) card["calibration"] = calibration;
+  if (!ood.is_null()) card["ood"] = ood;
+  return card;
+}
+
+ModelCard ModelCard::from_json(const json& j) {
+  if (!j.is_object()) bad_card("(document)", "expected a JSON object");
+  if (require_string(j, "format") != kModelCardFormat) bad_card("format", "expected '" + std::string(kModelCardFormat) + "'");
+  const json& fv = require(j, "format_version");
+  if (!fv.is_number_integer()) bad_card("format_version", "expected an integer");
+  if (fv.get<int64_t>() > kModelCardFormatVersion) {
+    bad_card("format_version", std::to_string(fv.get<int64_t>()) + " is newer than this Loupe reads (" +
+                                   std::to_string(kModelCardFormatVersion) + "): update Loupe");
+  }
+  ModelCard card;
+  card.name = optional_string(j, "name");
+  card.version = optional_string(j, "version");
+  card.description = optional_string(j, "description");
+  card.created_utc = optional_string(j, "created_utc");
+  card.architecture = require_string(j, "architecture");
+  card.model = require(j, "model");
+  if (!card.model.is_object()) bad_card("model", "expected a JSON object");
+  const json& names = require(j, "class_names");
+  if (!names.is_array() || names.empty()) bad_card("class_names", "expected a non-empty array of strings");
+  for (const auto& n : names) {
+    if (!n.is_string()) bad_card("class_names", "expected a non-empty array of strings");
+    card.class_names.push_back(n.get<std::string>());
+  }
+  const json& input = require(j, "input");
+  if (!input.is_object()) bad_card("input", "expected an object");
+  card.input_channels = require_positive_int(input, "channels", "input.channels");
+  card.input_height = require_positive_int(input, "height", "input.height");
+  card.input_width = require_positive_int(input, "width", "input.width");
+  const json& preprocess_json = require(j, "preprocess");
+  try {
+    card.preprocess = PreprocessSpec::from_json(preprocess_json);
+  } catch (const Error& e) {
+    bad_card("preprocess", e.what());
+  }
+  const json& outs = require(j, "outputs");
+  if (!outs.is_array() || outs.empty()) bad_card("outputs", "expected a non-empty array");
+  for (const auto& o : outs) {
+    if (!o.is_object()) bad_card("outputs", "expected objects with a name");
+    CardOutput out;
+    out.name = require_string(o, "name");
+    out.shape = o.value("shape", json::array());
+    out.description = optional_string(o, "description");
+    card.outputs.push_back(out);
+  }
+  if (!card.has_output("logits")) bad_card("outputs", "no 'logits' output listed");
+  card.training_data = j.value("training_data", json());
+  card.test_metrics = j.value("test_metrics", json());
+  card.calibration = j.value("calibration", json());
+  card.ood = j.value("ood", json());
+  card.weights_sha256 = optional_string(j, "weights_sha256");
+  card.intended_use = optional_string(j, "intended_use");
+  card.disclaimer = optional_string(j, "disclaimer");
+  if (j.contains("producer") && j.at("producer").is_object()) {
+    const json& producer = j.at("producer");
+    card.producer_version = optional_string(producer, "version");
+    if (producer.contains("opset")) {
+      const json& opset_json = producer.at("opset");
+      if (!opset_json.is_number_integer() || opset_json.get<int64_t>() < 0 || opset_json.get<int64_t>() > 1000000) {
+        bad_card("producer.opset", "expected a non-negative integer");
+      }
+      card.opset = opset_json.get<int>();
+    }
+  }
+
+  // Consistency between the entries a consumer combines. The rest of "model" is the native
+  // ModelConfig's business (models::ModelConfig::from_json).
+  if (card.model.contains("architecture") && card.model.at("architecture").is_string() &&
+      card.architecture != card.model.at("architecture").get<std::string>()) {
+    bad_card("architecture", "'" + card.architecture + "' differs from model.architecture '" +
+                                 card.model.at("architecture").get<std::string>() + "'");
+  }
+  if (card.model.contains("num_classes") && card.model.at("num_classes").is_number_integer() &&
+      static_cast<int64_t>(card.class_names.size()) != card.model.at("num_classes").get<int64_t>()) {
+    bad_card("class_names", std::to_string(card.class_names.size()) + " names but model.num_classes is " +
+                                std::to_string(card.model.at("num_classes").get<int64_t>()));
+  }
+  if (card.preprocess.channels() != card.input_channels) {
+    bad_card("preprocess.color", std::string("'") + to_string(card.preprocess.color) + "' gives " +
+                                     std::to_string(card.preprocess.channels()) + " channels but input.channels is " +
+                                     std::to_string(card.input_channels));
+  }
+  if (card.preprocess.width != card.input_width || card.preprocess.height != card.input_height) {
+    bad_card("preprocess", "size " + std::to_string(card.preprocess.width) + "x" + std::to_string(card.preprocess.height) +
+                               " differs from the input size " + std::to_string(card.input_width) + "x" +
+                               std::to_string(card.input_height));
+  }
+  // Calibration and the out-of-distribution check: free-form objects (newer writers may add keys
+  // or methods), except for what a consumer acts on.
+  const auto finite_number = [](const json& parent, const char* key) {
+    return parent.contains(key) && parent.at(key).is_number() && std::isfinite(parent.at(key).get<double>());
+  };
+  if (!card.calibration.is_null()) {
+    if (!card.calibration.is_object()) bad_card("calibration", "expected an object or null");
+    if ((card.calibration.contains("temperature") || card.calibration.value("method", json()) == "temperature_scaling") &&
+        (!finite_number(card.calibration, "temperature") || card.calibration.at("temperature").get<double>() <= 0)) {
+      bad_card("calibration.temperature", "expected a finite number > 0");
+    }
+  }
+  if (!card.ood.is_null()) {
+    if (!card.ood.is_object()) bad_card("ood", "expected an object or null");
+    if (!card.ood.contains("output") || !card.ood.at("output").is_string()) bad_card("ood.output", "expected a string");
+    if (!card.has_output(card.ood.at("output").get<std::string>())) {
+      bad_card("ood.output", "'" + card.ood.at("output").get<std::string>() + "' is not one of the card's outputs");
+    }
+    if (!finite_number(card.ood, "threshold")) bad_card("ood.threshold", "expected a finite number");
+  }
+  return card;
+}
+
+}  // namespace loupe

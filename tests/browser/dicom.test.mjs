@@ -1,0 +1,174 @@
+// DICOM in the browser: files the test writes from a real chest X-ray (16-bit with Rescale
+// Intercept, MONOCHROME2 and MONOCHROME1, one without a file extension) are parsed by the page
+// (dicom-parser, web/dicom.mjs), decoded by the shared core and classified; the probabilities
+// equal `loupe predict`'s on the same files (natively DCMTK reads them, the same core does the
+// pixel math). Damaged, JPEG 2000 and multi-frame files get messages naming the problem, and the
+// patient's name written into every file never reaches the page's state or the CSV.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+
+import {
+  artifactsDir, assertNoProblems, decodePng, describeEvents, launchBrowser, openPage, publicDir, repoRoot,
+  requireBuiltSite, startSite, waitForApp,
+} from './helpers.mjs';
+
+const dataDir = path.resolve(repoRoot, process.env.LOUPE_DATA_DIR ?? '../shared/data');
+const xrayDir = path.join(dataDir, 'chest-xray-covid');
+const loupeCli = path.resolve(repoRoot, process.env.LOUPE_CLI ?? 'build/native/native/loupe');
+const PATIENT = 'Doe^Jane-Secret';
+
+// --- a minimal DICOM Part 10 writer (explicit VR little endian unless told otherwise) -------------
+const LONG_VRS = new Set(['OB', 'OW', 'UN', 'SQ', 'UT']);
+function element(group, elem, vr, value) {
+  let data = typeof value === 'string' ? Buffer.from(value, 'latin1') : Buffer.from(value);
+  if (data.length % 2) data = Buffer.concat([data, Buffer.from(vr === 'UI' || vr === 'OB' ? [0] : [0x20])]);
+  const head = Buffer.alloc(LONG_VRS.has(vr) ? 12 : 8);
+  head.writeUInt16LE(group, 0);
+  head.writeUInt16LE(elem, 2);
+  head.write(vr, 4, 'latin1');
+  if (LONG_VRS.has(vr)) head.writeUInt32LE(data.length, 8);
+  else head.writeUInt16LE(data.length, 6);
+  return Buffer.concat([head, data]);
+}
+const us = (n) => { const b = Buffer.alloc(2); b.writeUInt16LE(n); return b; };
+function writeDicom({ rows, columns, pixels, bitsStored = 16, photometric = 'MONOCHROME2', intercept = 0,
+                      transferSyntax = '1.2.840.10008.1.2.1', frames = 1 }) {
+  const meta = Buffer.concat([
+    element(0x0002, 0x0001, 'OB', [0, 1]),
+    element(0x0002, 0x0002, 'UI', '1.2.840.10008.5.1.4.1.1.1.1'),
+    element(0x0002, 0x0003, 'UI', '1.2.826.0.1.3680043.2.1125.1'),
+    element(0x0002, 0x0010, 'UI', transferSyntax),
+  ]);
+  const groupLength = Buffer.alloc(4);
+  groupLength.writeUInt32LE(meta.length);
+  const body = [
+    element(0x0008, 0x0016, 'UI', '1.2.840.10008.5.1.4.1.1.1.1'),
+    element(0x0008, 0x0060, 'CS', 'DX'),
+    element(0x0010, 0x0010, 'PN', PATIENT),
+    element(0x0010, 0x0020, 'LO', 'ID-424242'),
+    element(0x0028, 0x0002, 'US', us(1)),
+    element(0x0028, 0x0004, 'CS', photometric),
+  ];
+  if (frames > 1) body.push(element(0x0028, 0x0008, 'IS', String(frames)));
+  body.push(
+    element(0x0028, 0x0010, 'US', us(rows)),
+    element(0x0028, 0x0011, 'US', us(columns)),
+    element(0x0028, 0x0100, 'US', us(16)),
+    element(0x0028, 0x0101, 'US', us(bitsStored)),
+    element(0x0028, 0x0102, 'US', us(bitsStored - 1)),
+    element(0x0028, 0x0103, 'US', us(0)),
+    element(0x0028, 0x1052, 'DS', String(intercept)),
+    element(0x0028, 0x1053, 'DS', '1'),
+    element(0x7fe0, 0x0010, 'OW', pixels));
+  return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), element(0x0002, 0x0000, 'UL', groupLength), meta, ...body]);
+}
+
+let site, browser, scratch;
+before(async () => {
+  requireBuiltSite();
+  scratch = mkdtempSync(path.join(tmpdir(), 'loupe-dicom-'));
+  site = await startSite();
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  await site?.close();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+test('DICOM files are parsed in the page, classified like loupe predict, and keep the patient out', async (t) => {
+  if (!existsSync(xrayDir)) return t.skip(`no data at ${xrayDir} (set LOUPE_DATA_DIR)`);
+  assert.ok(existsSync(loupeCli), `no native CLI at ${loupeCli}: build it first (scripts/build native)`);
+  const manifest = JSON.parse(readFileSync(path.join(publicDir, 'models/models.json'), 'utf8'));
+  const model = path.join(publicDir, 'models', manifest.default);
+
+  // A real X-ray (8-bit gray PNG) as 12-bit stored values with a Rescale Intercept, as a detector
+  // would write it; MONOCHROME1 stores the inverse.
+  const cls = readdirSync(xrayDir).sort()[0];
+  const png = decodePng(readFileSync(path.join(xrayDir, cls, readdirSync(path.join(xrayDir, cls)).sort()[0])));
+  assert.equal(png.channels, 1);
+  const stored = (invert) => {
+    const out = Buffer.alloc(png.width * png.height * 2);
+    for (let i = 0; i < png.width * png.height; ++i) out.writeUInt16LE((invert ? 255 - png.pixels[i] : png.pixels[i]) * 16 + 3, i * 2);
+    return out;
+  };
+  const dir = path.join(scratch, 'dicom');
+  mkdirSync(dir, { recursive: true });
+  const files = {
+    'xray-mono2.dcm': writeDicom({ rows: png.height, columns: png.width, pixels: stored(false), bitsStored: 12, intercept: -1024 }),
+    'xray-mono1.dcm': writeDicom({ rows: png.height, columns: png.width, pixels: stored(true), bitsStored: 12,
+                                   photometric: 'MONOCHROME1', intercept: -1024 }),
+    'IM000001': writeDicom({ rows: png.height, columns: png.width, pixels: stored(false), bitsStored: 12, intercept: -1024 }),
+  };
+  const bad = {
+    'truncated.dcm': [files['xray-mono2.dcm'].subarray(0, 700), /DICOM|truncated|damaged/i],
+    'jpeg2000.dcm': [writeDicom({ rows: 64, columns: 64, pixels: Buffer.alloc(512, 7), transferSyntax: '1.2.840.10008.1.2.4.90' }),
+                     /JPEG 2000/],
+    'multiframe.dcm': [writeDicom({ rows: 16, columns: 16, pixels: Buffer.alloc(16 * 16 * 2 * 3), frames: 3 }), /frame/i],
+  };
+  for (const [name, bytes] of Object.entries(files)) writeFileSync(path.join(dir, name), bytes);
+  for (const [name, [bytes]] of Object.entries(bad)) writeFileSync(path.join(dir, name), bytes);
+
+  // Natively: DCMTK reads the same files, the same core decodes and preprocesses them.
+  const nativeJson = path.join(scratch, 'native.json');
+  execFileSync(loupeCli, ['predict', '-m', model, '-o', nativeJson, '-q', ...Object.keys(files).map((n) => path.join(dir, n))],
+               { stdio: ['ignore', 'pipe', 'pipe'] });
+  const native = JSON.parse(readFileSync(nativeJson, 'utf8'));
+  const nativeByName = new Map(native.predictions.map((p) => [path.basename(p.path), p]));
+
+  const { context, page, events } = await openPage(browser, site.url);
+  try {
+    await waitForApp(page, events);
+    await page.waitForFunction(() => window.loupe.state.model?.status === 'ready', null, { timeout: 90_000 });
+    await page.setInputFiles('#open-folder', dir);
+    const count = Object.keys(files).length + Object.keys(bad).length;
+    try {
+      await page.waitForFunction((count) => {
+        const { images, batch } = window.loupe.state;
+        return images.count === count && images.pending === 0 && images.list?.length === count &&
+          batch.done === batch.total && batch.inFlight === 0;
+      }, count, { timeout: 120_000, polling: 250 });
+    } catch (error) {
+      const state = await page.evaluate(() => window.loupe.state);
+      assert.fail(`DICOM batch did not settle: ${JSON.stringify(state.images.list)}\n${describeEvents(events)}`);
+    }
+    const state = await page.evaluate(() => window.loupe.state);
+    const byName = new Map(state.images.list.map((e) => [e.name, e]));
+    let maxDiff = 0;
+    for (const name of Object.keys(files)) {
+      const entry = byName.get(name);
+      assert.ok(entry?.ok, `${name}: ${entry?.status}`);
+      assert.deepEqual([entry.width, entry.height, entry.channels, entry.bits], [png.width, png.height, 1, 16], name);
+      const reference = nativeByName.get(name);
+      assert.ok(reference?.probabilities, `${name}: native ${JSON.stringify(reference)}`);
+      assert.equal(entry.prediction?.predicted, reference.predicted, `${name}: top class`);
+      maxDiff = Math.max(maxDiff, ...entry.prediction.probabilities.map((p, i) => Math.abs(p - reference.probabilities[i])));
+    }
+    console.log(`DICOM browser vs loupe predict: max abs difference ${maxDiff.toExponential(3)}`);
+    assert.ok(maxDiff <= 1e-4, `max abs difference ${maxDiff}`);
+    // MONOCHROME1 is inverted on decoding: the same picture, the same prediction.
+    assert.deepEqual(byName.get('xray-mono1.dcm').prediction.probabilities, byName.get('xray-mono2.dcm').prediction.probabilities);
+
+    for (const [name, [, message]] of Object.entries(bad)) {
+      const entry = byName.get(name);
+      assert.equal(entry.ok, false, `${name} should fail`);
+      assert.match(entry.status, message, `${name}: ${entry.status}`);
+    }
+
+    const [download] = await Promise.all([page.waitForEvent('download'), (async () => {
+      const [x, y, w, h] = await page.evaluate(() => window.loupe.state.widgets.exportCsv);
+      await page.mouse.click(x + w / 2, y + h / 2);
+    })()]);
+    const csv = readFileSync(await download.path(), 'utf8');
+    const everything = JSON.stringify(state) + csv;
+    assert.ok(!everything.includes('Doe') && !everything.includes('424242'), 'patient attributes reached the page state or CSV');
+    await page.screenshot({ path: path.join(artifactsDir(), 'web-dicom.png') });
+    assertNoProblems(events, site.origin);
+  } finally {
+    await context.close();
+  }
+});

@@ -1,0 +1,71 @@
+// The per-image report: a picture with the image, its heat map, the probabilities and the statement.
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <vector>
+
+#include "loupe/error.h"
+#include "loupe/image_report.h"
+
+namespace {
+
+loupe::Image gray16(int width, int height) {
+  loupe::Image image;
+  image.width = width;
+  image.height = height;
+  image.channels = 1;
+  image.depth = loupe::PixelDepth::U16;
+  image.data.resize(static_cast<size_t>(width) * height * 2);
+  auto* samples = reinterpret_cast<uint16_t*>(image.data.data());
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) samples[y * width + x] = static_cast<uint16_t>(1000 + 10 * x);  // a ramp
+  }
+  return image;
+}
+
+const uint8_t* pixel(const loupe::Image& image, int x, int y) {
+  return &image.data[(static_cast<size_t>(y) * image.width + x) * 3];
+}
+
+loupe::ImageReport basic_report() {
+  loupe::ImageReport report;
+  report.file_name = "chest/Pneumonia/a.png";
+  report.created_utc = "2026-11-24T06:00:00Z";
+  report.model_name = "test model";
+  report.class_names = {"Covid-19", "No_findings", "Pneumonia"};
+  report.probabilities = {0.1f, 0.2f, 0.7f};
+  return report;
+}
+
+}  // namespace
+
+TEST_CASE("render_image_report draws the image, its heat map and the warnings", "[report]") {
+  const loupe::Image image = gray16(200, 200);
+  const loupe::Image plain = loupe::render_image_report(image, basic_report());
+  REQUIRE(plain.width == 1400);
+  REQUIRE(plain.height == 820);
+  REQUIRE(plain.channels == 3);
+  // The 16-bit ramp is shown through its own range: dark on the left, bright on the right.
+  CHECK(pixel(plain, 20, 400)[0] < 30);
+  CHECK(pixel(plain, 780, 400)[0] > 225);
+  CHECK(pixel(plain, 400, 400)[0] == pixel(plain, 400, 400)[2]);  // gray
+
+  loupe::ImageReport with_heat = basic_report();
+  const std::vector<float> cam = {0.0f, 0.0f, 0.0f, 1.0f};  // hot at the bottom right
+  with_heat.heat_map = loupe::class_activation_map(cam.data(), 2, 2);
+  with_heat.preprocess.width = with_heat.preprocess.height = 64;
+  with_heat.heat_map_opacity = 0.8f;
+  const loupe::Image heat = loupe::render_image_report(image, with_heat);
+  const uint8_t* hot = pixel(heat, 700, 700);
+  CHECK(hot[0] > hot[2] + 60);  // red dominates where the map is hot
+  CHECK(pixel(heat, 100, 100)[2] > pixel(heat, 100, 100)[0]);  // blue where it is cold
+
+  // The right-hand panel differs when an out-of-distribution warning is drawn.
+  loupe::ImageReport ood = basic_report();
+  ood.ood_status = "this image does not look like the training data";
+  ood.out_of_distribution = true;
+  const loupe::Image warned = loupe::render_image_report(image, ood);
+  CHECK(warned.data != plain.data);
+
+  CHECK_THROWS_AS(loupe::render_image_report(loupe::Image{}, basic_report()), loupe::Error);
+}

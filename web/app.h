@@ -1,0 +1,182 @@
+// The app's state and what the user did in one frame: the contract between drawing (draw.cpp, a
+// function of AppState only) and everything that changes the state (main.cpp: the frame loop,
+// applying UiActions, and the callbacks JavaScript makes between frames).
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "image_batch.h"
+#include "loupe/image.h"
+#include "loupe/onnx_model.h"
+#include "loupe/version.h"
+#include "ort_bridge.h"
+#include "page.h"
+
+namespace loupe_web {
+
+struct OrtRuntime {
+  OrtStatus status = OrtStatus::loading;
+  std::string version;  // ONNX Runtime Web's, e.g. "1.30.0"
+  std::string backend;  // "wasm" (SIMD, threads) or "webgpu" (a GPU was found; wasm as fallback)
+  int threads = 0;      // wasm threads its sessions use (1 when the page is not cross-origin isolated)
+  std::string error;    // why loading failed
+};
+
+// The classifier. One model is active at a time; opening another replaces it only once it has
+// loaded, so a bad file never costs the user the model (and the results) they had.
+enum class ModelStatus { none, loading, ready, failed };
+struct Model {
+  int id = 0;                     // > 0 once ready; predictions carry it (image_batch.h)
+  ModelStatus status = ModelStatus::none;
+  std::string file;               // file name, as opened or shipped
+  std::string source;             // "shipped" or "file"
+  loupe::OnnxModelInfo info;      // the card and the graph, read by the shared core
+  int session = 0;                // ONNX Runtime Web session
+  std::string scores_output;      // "probabilities" when the graph has it, else "logits"
+  std::string ood_output;         // the card's out-of-distribution output ("" when none)
+  double ood_threshold = 0;       // distances above this are flagged
+  double temperature = 0;         // > 0 when "probabilities" are temperature-calibrated
+  std::string weights_sha256;     // as hashed in the browser
+};
+
+// A model being read or opened; becomes AppState::model when its session is up.
+struct ModelLoad {
+  int request = 0;
+  std::string file, source;
+  std::optional<loupe::OnnxModelInfo> info;
+};
+
+// The selected image, decoded: the only full-resolution pixels the app holds.
+struct ImageView {
+  int entry = -1;           // index into AppState::images; -1 while nothing is decoded
+  loupe::Image image;
+  WindowLevel window;       // display only (gray images)
+  WindowLevel auto_window;  // the image's own min..max: what "Reset" returns to
+  float zoom = 1.0f;        // 1 = fit the panel
+  float pan_x = 0, pan_y = 0;  // offset of the image centre from the panel centre, CSS px
+  unsigned texture = 0;     // GL texture (RGBA8) of the image as displayed
+  int texture_width = 0, texture_height = 0;
+  bool texture_dirty = false;  // the pixels or the window changed: upload before drawing
+  unsigned heat_texture = 0;   // GL texture (RGBA8) of the heat map over the image, same size
+  int heat_texture_class = -1; // the class it was built for; -1: none
+  bool heat_ready = false;     // heat_texture holds that class's map
+  bool heat_dirty = false;     // the CAM, the class or the image changed: rebuild before drawing
+};
+
+// The class activation maps of the selected image (the model's "cam" output), kept for that image
+// only: [classes, height, width].
+struct CamResult {
+  int entry = -1;
+  int model_id = 0;
+  int classes = 0, height = 0, width = 0;
+  std::vector<float> values;
+};
+
+// How the heat map is shown (the user's choices; they survive changing images).
+struct HeatMapView {
+  bool visible = true;
+  int class_index = -1;   // -1: the predicted class
+  float opacity = 0.45f;
+};
+
+// A file read in flight. A few run at once so the browser's file reads overlap decoding (one at a
+// time, a batch would advance by one file per frame); only these few files' bytes are in memory.
+struct FileRead {
+  int request = 0;
+  int entry = -1;
+};
+// An inference in flight: its input tensor is in ORT's hands, nothing is held here.
+struct InferenceRun {
+  int request = 0;
+  int entry = -1;
+  int model_id = 0;
+  bool with_cam = false;  // the selected image's run also asks for the "cam" output
+};
+// Reads plus runs in flight. Bounds memory (each holds one file or one input tensor) while
+// keeping ORT busy: the next image is decoded while the previous one runs.
+constexpr size_t kMaxWorkInFlight = 8;
+
+struct AppState {
+  loupe::BuildInfo build;
+  PageInfo page;
+  OrtRuntime ort;
+  Model model;
+  std::optional<ModelLoad> model_load;
+  std::string model_error;        // why the last model could not be opened (cleared by the next)
+  nlohmann::json shipped_models;  // models/models.json, or null
+  std::string shipped_error;
+  std::vector<ImageEntry> images;  // every file opened, in the order added
+  TableView table;
+  int selected = -1;               // index into images
+  bool scroll_to_selected = false; // keyboard moved the selection: bring it into view this frame
+  long images_revision = 0;        // bumped when images, predictions or the table view change
+  size_t scan_cursor = 0;          // entries before this one need no more work
+  bool paused = false;             // the user cancelled the batch: no new inference starts
+  std::vector<FileRead> reads;     // in flight
+  std::vector<InferenceRun> runs;  // in flight
+  int next_request = 1;
+  ImageView view;
+  CamResult cam;
+  HeatMapView heat_map;
+  bool show_evaluation = false;
+  int max_texture_side = 4096;
+  long frames = 0;  // frames rendered so far; the first one makes the app "ready"
+  int canvas_width = 0, canvas_height = 0;  // backbuffer, device pixels
+  double pixel_ratio = 1;
+};
+
+// What the user did this frame. draw_app() only reads AppState; the frame loop applies these.
+struct UiActions {
+  bool open_files = false, open_folder = false, open_model = false;
+  std::optional<std::string> open_shipped;  // a file from the shipped models' manifest
+  int select = -1;  // an entry clicked in the table
+  int step = 0;     // keyboard (see on_key): rows to move in the table as shown, + down, - up
+  std::optional<std::string> filter;
+  std::optional<std::pair<Column, bool>> sort;  // column, ascending
+  float zoom_factor = 1.0f;
+  float zoom_anchor_x = 0, zoom_anchor_y = 0;  // cursor relative to the panel centre
+  float pan_dx = 0, pan_dy = 0;
+  std::optional<WindowLevel> window;
+  bool reset_view = false;
+  bool cancel_batch = false, resume_batch = false;
+  bool export_csv = false;
+  bool save_report = false;  // the selected image's report (PNG)
+  std::optional<bool> show_evaluation;
+  std::optional<HeatMapView> heat_map;
+  // Screen rectangles (CSS px: x, y, width, height) of the main buttons drawn this frame, by id.
+  // Published in window.loupe.state.widgets so browser tests click the real buttons where they are.
+  std::vector<std::pair<std::string, std::vector<float>>> widgets;
+};
+
+// Per-image work still to do with the active model.
+struct BatchProgress {
+  int total = 0;      // images that can be classified (decoded or still pending)
+  int done = 0;       // predicted or failed, with the active model
+  bool running = false;
+};
+BatchProgress batch_progress(const AppState& app);
+
+// The class whose heat map is shown for the selected image, or -1 when there is none to show
+// (no CAM output, no CAM yet, heat map hidden).
+int heat_map_class(const AppState& app);
+
+// How the shown probabilities were obtained ("calibrated on the validation split (temperature
+// scaling, T = 1.4)", "not calibrated").
+std::string probability_note(const Model& model);
+
+// The class names of the active model (empty when none is ready).
+const std::vector<std::string>& active_classes(const AppState& app);
+
+// Draws the whole page for this frame (draw.cpp).
+void draw_app(const AppState& app, UiActions& actions);
+
+const char* to_string(OrtStatus status);
+const char* to_string(ModelStatus status);
+
+}  // namespace loupe_web
