@@ -502,32 +502,32 @@ static void draw_probabilities(const AppState& app, const ImageEntry& entry, UiA
     wrapped(colours::error, "Inference failed: " + prediction.error);
     return;
   }
-  if (prediction.has_ood && prediction.out_of_distribution) {
-    // Not a confident answer: the warning comes first and the classes are shown dimmed.
-    ImGui::TextColored(colours::error, "Outside the training data: this image does not look like what the model "
-                                       "was trained on (distance %.1f > %.1f).",
-                       prediction.ood_distance, app.model.ood_threshold);
-    ImGui::TextColored(colours::dim, "Model output, not reliable here: %s (%.1f%%)",
-                       classes[static_cast<size_t>(prediction.top)].c_str(), prediction.confidence * 100.0f);
-  } else {
-    ImGui::Text("Prediction: %s (%.1f%%)", classes[static_cast<size_t>(prediction.top)].c_str(),
-                prediction.confidence * 100.0f);
-    ImGui::SameLine();
-    ImGui::TextColored(colours::caution, " model output, not a diagnosis");
-  }
-  ImGui::SameLine(std::max(ImGui::GetCursorPosX(), ImGui::GetWindowContentRegionMax().x -
-                                                       ImGui::CalcTextSize("Save report").x -
-                                                       2.0f * ImGui::GetStyle().FramePadding.x));
   if (ImGui::SmallButton("Save report")) actions.save_report = true;
   note_widget(actions, "saveReport");
   if (ImGui::IsItemHovered()) {
     ImGui::SetTooltip("A PNG with the image, heat map, probabilities, model and hash, date and the\n"
                       "not-a-diagnostic-device statement, saved by this browser (nothing is sent).");
   }
+  ImGui::SameLine();
+  if (prediction.has_ood && prediction.out_of_distribution) {
+    // Not a confident answer: the warning comes first and the classes are shown dimmed.
+    char warning[256];
+    std::snprintf(warning, sizeof warning,
+                  "Outside the training data: this image does not look like what the model was trained on "
+                  "(distance %.1f > %.1f). Model output, not reliable here: %s (%.1f%%)",
+                  static_cast<double>(prediction.ood_distance), app.model.ood_threshold,
+                  classes[static_cast<size_t>(prediction.top)].c_str(), static_cast<double>(prediction.confidence) * 100.0);
+    wrapped(colours::error, warning);
+  } else {
+    ImGui::Text("Prediction: %s (%.1f%%)", classes[static_cast<size_t>(prediction.top)].c_str(),
+                prediction.confidence * 100.0f);
+    ImGui::SameLine();
+    ImGui::TextColored(colours::caution, " model output, not a diagnosis");
+  }
+  wrapped(colours::dim, "Probabilities: " + probability_note(app.model) + "." +
+                            (prediction.has_ood && !prediction.out_of_distribution ? " Within the training data's range." : ""));
   float label_width = 0;
   for (const std::string& name : classes) label_width = std::max(label_width, ImGui::CalcTextSize(name.c_str()).x);
-  ImGui::TextColored(colours::dim, "Probabilities: %s.%s", probability_note(app.model).c_str(),
-                     prediction.has_ood && !prediction.out_of_distribution ? " Within the training data's range." : "");
   const ImVec4 bar = prediction.has_ood && prediction.out_of_distribution ? colours::dim
                                                                          : ImGui::GetStyle().Colors[ImGuiCol_PlotHistogram];
   for (size_t c = 0; c < classes.size() && c < prediction.probabilities.size(); ++c) {
@@ -660,7 +660,7 @@ static void draw_viewer(const AppState& app, UiActions& actions) {
   // The probabilities take a fixed band at the bottom; the image gets the rest.
   const float line = ImGui::GetFrameHeightWithSpacing();
   const float band = entry.status == EntryStatus::error ? 0.0f
-                     : line * (3.0f + static_cast<float>(std::max<size_t>(1, active_classes(app).size())));
+                     : line * (4.5f + static_cast<float>(std::max<size_t>(1, active_classes(app).size())));
   if (entry.status != EntryStatus::error) draw_heat_map_controls(app, actions);
   ImGui::BeginChild("image", {0.0f, -band}, false, ImGuiWindowFlags_NoScrollbar | ImGuiWindowFlags_NoScrollWithMouse);
   draw_image(app, actions);
