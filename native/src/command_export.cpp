@@ -24,8 +24,9 @@ namespace loupe::cli {
 void add_export_command(CLI::App& app) {
   struct Options {
     std::string run, out, weights = "best";
-    int real_images = 8, opset = 13;
-    bool feature_map = false, no_cam = false;
+    std::string data_root;
+    int real_images = 8, opset = 13, max_train_images = 2000;
+    bool feature_map = false, no_cam = false, no_calibration = false, no_ood = false;
   };
   auto opt = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("export", "Export a trained run to ONNX with its model card, verified with ONNX Runtime");
@@ -36,6 +37,15 @@ void add_export_command(CLI::App& app) {
   cmd->add_option("--opset", opt->opset, "ONNX opset (13-17)")->check(CLI::Range(13, 17));
   cmd->add_flag("--feature-map", opt->feature_map, "Also output the last convolutional feature map");
   cmd->add_flag("--no-cam", opt->no_cam, "Do not add the class activation map output");
+  cmd->add_flag("--no-calibration", opt->no_calibration,
+                "Do not fit temperature scaling on the validation split (probabilities stay the plain softmax)");
+  cmd->add_flag("--no-ood", opt->no_ood,
+                "Do not add the out-of-distribution output (ood_distance, Mahalanobis on the embedding)");
+  cmd->add_option("--max-train-images", opt->max_train_images,
+                  "Training images (stratified sample) embedded for the out-of-distribution fit")
+      ->check(CLI::Range(2, 1000000));
+  cmd->add_option("--data-root", opt->data_root,
+                  "Where the run's data set is now, if not at config.json's data.path as seen from here");
   cmd->callback([opt] {
     exporter::RunExportOptions options;
     options.weights = opt->weights;
@@ -43,9 +53,16 @@ void add_export_command(CLI::App& app) {
     options.export_options.opset = opt->opset;
     options.export_options.feature_map = opt->feature_map;
     options.export_options.cam = !opt->no_cam;
+    options.calibration = !opt->no_calibration;
+    options.ood = !opt->no_ood;
+    options.max_train_images = opt->max_train_images;
+    options.data_root = opt->data_root;
     const auto result = exporter::run_export(opt->run, opt->out, options);
-    std::printf("%s (%lld bytes)\n%s%s\n", result.onnx_path.c_str(), static_cast<long long>(result.file_bytes),
-                result.parity.to_text().c_str(), result.note.c_str());
+    std::printf("%s (%lld bytes)\n%s%s", result.onnx_path.c_str(), static_cast<long long>(result.file_bytes),
+                result.parity.to_text().c_str(), result.summary.c_str());
+    if (!result.reliability_png.empty()) std::printf("reliability diagram: %s\n", result.reliability_png.c_str());
+    if (!result.report_path.empty()) std::printf("report: %s\n", result.report_path.c_str());
+    if (!result.note.empty()) std::printf("note: %s\n", result.note.c_str());
   });
 }
 
@@ -84,13 +101,20 @@ struct Row {
   int label = -1;  // from the class sub-folder, when the folder is labelled
   std::vector<double> probabilities;
   std::string error;
+  double ood_distance = 0;  // when the model has the out-of-distribution output
 };
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
 
 }  // namespace
 
 void add_predict_command(CLI::App& app) {
   struct Options {
-    std::string model, out, split_file, part = "test";
+    std::string model, out, split_file, part = "test", data_root;
     std::vector<std::string> paths;
     int batch = 16, threads = 0;
     bool quiet = false;
@@ -104,6 +128,8 @@ void add_predict_command(CLI::App& app) {
                   "A run's split.json: classify exactly the images of one part (with their labels), e.g. to "
                   "reproduce the run's held-out test metrics");
   cmd->add_option("--part", opt->part, "With --split: test, val or train")->check(CLI::IsMember({"test", "val", "train"}));
+  cmd->add_option("--data-root", opt->data_root,
+                  "With --split: where the run's data set is now (replaces config.json's data.path in split.json's paths)");
   cmd->add_option("-o,--out", opt->out, "Results file: .csv (default predictions.csv) or .json");
   cmd->add_option("--batch", opt->batch, "Images per ONNX Runtime call")->check(CLI::Range(1, 1024));
   cmd->add_option("--threads", opt->threads, "Threads for decoding and ONNX Runtime (0 = all cores)");
@@ -114,31 +140,49 @@ void add_predict_command(CLI::App& app) {
     session_options.threads = opt->threads;
     const exporter::OrtSession session(opt->model, session_options);
     const std::string output = card.has_output("probabilities") ? "probabilities" : "logits";
+    // The out-of-distribution check, when the model has one (the card names its output and threshold).
+    std::string ood_output;
+    double ood_threshold = 0;
+    if (card.ood.is_object() && card.ood.contains("output") && card.ood["output"].is_string() &&
+        card.has_output(card.ood["output"].get<std::string>()) && card.ood.contains("threshold") &&
+        card.ood["threshold"].is_number()) {
+      ood_output = card.ood["output"].get<std::string>();
+      ood_threshold = card.ood["threshold"].get<double>();
+    }
+    std::vector<std::string> outputs{output};
+    if (!ood_output.empty()) outputs.push_back(ood_output);
 
     // Files; a single folder whose sub-folders are the model's classes is labelled.
     std::vector<Row> rows;
     bool labelled = opt->paths.size() == 1 && fs::is_directory(opt->paths[0]);
     for (const auto& p : opt->paths) {
       if (fs::is_regular_file(p)) {
-        rows.push_back({p, -1, {}, ""});
+        rows.push_back({p, -1, {}, "", 0.0});
       } else if (fs::is_directory(p)) {
         for (const auto& e : fs::recursive_directory_iterator(p)) {
-          if (e.is_regular_file() && is_image_path(e.path())) rows.push_back({e.path().string(), -1, {}, ""});
+          if (e.is_regular_file() && is_image_path(e.path())) rows.push_back({e.path().string(), -1, {}, "", 0.0});
         }
       } else {
-        rows.push_back({p, -1, {}, "no such file or folder"});
+        rows.push_back({p, -1, {}, "no such file or folder", 0.0});
       }
     }
     std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.path < b.path; });
     if (!opt->split_file.empty()) {
-      std::ifstream in(opt->split_file);
-      if (!in) throw Error(ErrorCode::Io, opt->split_file + ": cannot open split file");
-      const nlohmann::json split = nlohmann::json::parse(in);
-      if (split.at("classes").get<std::vector<std::string>>() != card.class_names) {
+      // Paths in split.json are relative to where training ran: resolved (or a clear error) here.
+      const exporter::SplitFiles split = exporter::read_split_files(opt->split_file, opt->data_root);
+      if (split.classes != card.class_names) {
         throw Error(ErrorCode::InvalidArgument, opt->split_file + ": its classes differ from the model's");
       }
-      for (const auto& entry : split.at("files").at(opt->part)) {
-        rows.push_back({entry.at(0).get<std::string>(), entry.at(1).get<int>(), {}, ""});
+      if (!split.resolved_from.empty() && !opt->quiet) {
+        std::fprintf(stderr, "predict: %s's paths resolved against %s\n", opt->split_file.c_str(),
+                     split.resolved_from.c_str());
+      }
+      for (const auto& [path, label] : split.part(opt->part)) {
+        if (path.find(".npz:") != std::string::npos) {
+          throw Error(ErrorCode::InvalidArgument, opt->split_file + ": the run's images are inside an .npz (" + path +
+                                                      "); loupe predict reads image files: use loupe eval -r RUN");
+        }
+        rows.push_back({path, label, {}, "", 0.0});
       }
       labelled = true;
     } else if (opt->paths.empty()) {
@@ -190,7 +234,12 @@ void add_predict_command(CLI::App& app) {
       if (!members.empty()) {
         batch.shape = {static_cast<int64_t>(members.size()), card.preprocess.channels(), card.preprocess.height,
                        card.preprocess.width};
-        const Tensor out = session.run(batch, {output}).at(output);
+        const auto results = session.run(batch, outputs);
+        const Tensor& out = results.at(output);
+        if (!ood_output.empty()) {
+          const Tensor& distance = results.at(ood_output);
+          for (size_t m = 0; m < members.size(); ++m) rows[members[m]].ood_distance = distance.data.at(m);
+        }
         const size_t k = card.class_names.size();
         for (size_t m = 0; m < members.size(); ++m) {
           std::vector<double> p(out.data.begin() + static_cast<std::ptrdiff_t>(m * k),
@@ -211,29 +260,41 @@ void add_predict_command(CLI::App& app) {
 
     const std::string out_path = opt->out.empty() ? "predictions.csv" : opt->out;
     const bool json_out = fs::path(out_path).extension() == ".json";
-    size_t errors = 0;
+    size_t errors = 0, classified = 0, flagged = 0;
     nlohmann::json json_rows = nlohmann::json::array();
     std::string csv = "path,predicted,confidence";
     for (const auto& c : card.class_names) csv += ",p_" + csv_field(c);
+    if (!ood_output.empty()) csv += ",ood_distance,out_of_distribution";
     csv += ",error\n";
     for (const auto& r : rows) {
       errors += !r.error.empty();
       const int top = r.probabilities.empty() ? -1 : argmax(r.probabilities);
       const std::string predicted = top >= 0 ? card.class_names[static_cast<size_t>(top)] : "";
+      const bool out_of_distribution = top >= 0 && !ood_output.empty() && r.ood_distance > ood_threshold;
+      classified += top >= 0;
+      flagged += out_of_distribution;
       csv += csv_field(r.path) + "," + csv_field(predicted) + "," +
              (top >= 0 ? std::to_string(r.probabilities[static_cast<size_t>(top)]) : "");
       for (size_t c = 0; c < card.class_names.size(); ++c) {
         csv += "," + (r.probabilities.empty() ? std::string() : std::to_string(r.probabilities[c]));
       }
+      if (!ood_output.empty()) {
+        csv += top >= 0 ? "," + number_text(r.ood_distance) + "," + (out_of_distribution ? "true" : "false") : ",,";
+      }
       csv += "," + csv_field(r.error) + "\n";
       nlohmann::json j = {{"path", r.path}};
       if (top >= 0) j["predicted"] = predicted, j["probabilities"] = r.probabilities;
+      if (top >= 0 && !ood_output.empty()) j["ood_distance"] = r.ood_distance, j["out_of_distribution"] = out_of_distribution;
       if (!r.error.empty()) j["error"] = r.error;
       json_rows.push_back(j);
     }
     nlohmann::json result = {{"model", opt->model}, {"model_name", card.name}, {"classes", card.class_names},
                              {"images", rows.size()}, {"errors", errors}, {"predictions", json_rows},
                              {"disclaimer", card.disclaimer}};
+    if (!ood_output.empty()) {
+      result["ood"] = {{"output", ood_output}, {"threshold", ood_threshold}, {"flagged", flagged},
+                       {"classified", classified}};
+    }
     if (labelled) {
       std::vector<std::vector<double>> scores;
       std::vector<int> labels;
@@ -259,7 +320,26 @@ void add_predict_command(CLI::App& app) {
     if (labelled && !json_out) {
       std::ofstream(fs::path(out_path).replace_extension(".report.json")) << result["report"].dump(2) << "\n";
     }
-    std::printf("%zu images, %zu errors -> %s\n%s\n", rows.size(), errors, out_path.c_str(), card.disclaimer.c_str());
+    std::string flagged_text;
+    if (!ood_output.empty()) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, ", %zu of %zu flagged out-of-distribution (%.1f%%, %s > %.4g)", flagged, classified,
+                    classified ? 100.0 * static_cast<double>(flagged) / static_cast<double>(classified) : 0.0,
+                    ood_output.c_str(), ood_threshold);
+      flagged_text = buf;
+    }
+    std::printf("%zu images, %zu errors%s -> %s\n%s\n", rows.size(), errors, flagged_text.c_str(), out_path.c_str(),
+                card.disclaimer.c_str());
+    if (classified == 0) {
+      std::string reason = rows.empty() ? "no images found" : "every image failed";
+      for (const auto& r : rows) {
+        if (!r.error.empty()) {
+          reason += " (e.g. " + r.path + ": " + r.error + ")";
+          break;
+        }
+      }
+      throw Error(ErrorCode::InvalidArgument, "no image could be classified: " + reason);
+    }
   });
 }
 

@@ -143,6 +143,56 @@ void draw_confusion_matrix(const ConfusionMatrix& cm, const std::string& title, 
   write_png(png_path, img);
 }
 
+void draw_reliability_diagram(const std::vector<ReliabilityPanel>& panels, int columns, const std::string& png_path) {
+  const int panel_w = 440, panel_h = 470;
+  columns = std::max(1, std::min(columns, static_cast<int>(std::max<size_t>(1, panels.size()))));
+  const int rows = std::max(1, static_cast<int>((panels.size() + static_cast<size_t>(columns) - 1) / static_cast<size_t>(columns)));
+  cv::Mat img(rows * panel_h, columns * panel_w, CV_8UC3, cv::Scalar(255, 255, 255));
+  const cv::Scalar gap_color(90, 90, 230);  // BGR: red
+  for (size_t i = 0; i < panels.size(); ++i) {
+    const ReliabilityPanel& p = panels[i];
+    const int x0 = static_cast<int>(i % static_cast<size_t>(columns)) * panel_w;
+    const int y0 = static_cast<int>(i / static_cast<size_t>(columns)) * panel_h;
+    const int left = x0 + 55, right = x0 + panel_w - 20, top = y0 + 64, bottom = y0 + panel_h - 80;
+    const auto px = [&](double v) { return left + static_cast<int>(v * (right - left)); };
+    const auto py = [&](double v) { return bottom - static_cast<int>(v * (bottom - top)); };
+    for (size_t start = 0, line = 0; start <= p.title.size(); ++line) {  // the title may have several lines
+      const size_t end = std::min(p.title.find('\n', start), p.title.size());
+      text(img, p.title.substr(start, end - start), {x0 + 10, y0 + 18 + static_cast<int>(line) * 17}, 0.45);
+      start = end + 1;
+    }
+    for (int k = 0; k <= 5; ++k) {
+      const double v = k / 5.0;
+      cv::line(img, {left, py(v)}, {right, py(v)}, kGrid, 1);
+      text(img, fmt(v, 1), {left - 30, py(v) + 4}, 0.38);
+      text(img, fmt(v, 1), {px(v) - 8, bottom + 16}, 0.38);
+    }
+    text(img, "accuracy", {x0 + 4, top - 6}, 0.38);
+    const size_t bins = p.count.size();
+    text(img, "n", {left - 16, bottom + 34}, 0.32);
+    for (size_t b = 0; b < bins; ++b) {
+      const double lo = static_cast<double>(b) / static_cast<double>(bins), hi = static_cast<double>(b + 1) / static_cast<double>(bins);
+      if (p.count[b] == 0) continue;
+      const double acc = b < p.accuracy.size() ? p.accuracy[b] : 0.0;
+      const double conf = b < p.confidence.size() ? p.confidence[b] : 0.0;
+      cv::rectangle(img, cv::Rect(cv::Point(px(lo) + 1, py(acc)), cv::Point(px(hi) - 1, bottom)), kTrainColor, -1);
+      // The gap between accuracy and the bin's mean confidence.
+      const cv::Rect gap(cv::Point(px(lo) + 1, py(std::max(acc, conf))), cv::Point(px(hi) - 1, py(std::min(acc, conf))));
+      if (gap.height > 0) cv::rectangle(img, gap, gap_color, 2);
+      // Image counts under the axis, on two alternating rows so that neighbours do not overlap.
+      text(img, std::to_string(p.count[b]), {px(lo) + 1, bottom + 34 + static_cast<int>(b % 2) * 12}, 0.32);
+    }
+    cv::line(img, {px(0), py(0)}, {px(1), py(1)}, kInk, 1, cv::LINE_AA);  // perfect calibration
+    cv::rectangle(img, {left, top}, {right, bottom}, kInk, 1);
+    text(img, "confidence (top-class probability), n = images per bin", {left + 10, bottom + 66}, 0.4);
+    cv::rectangle(img, {left + 8, top + 10}, {left + 22, top + 20}, kTrainColor, -1);
+    text(img, "accuracy", {left + 28, top + 20}, 0.38);
+    cv::rectangle(img, {left + 8, top + 28}, {left + 22, top + 38}, gap_color, 2);
+    text(img, "gap to confidence", {left + 28, top + 38}, 0.38);
+  }
+  write_png(png_path, img);
+}
+
 void write_run_report(const std::string& run_dir, const TrainConfig& config, const data::Dataset& dataset,
                       const data::Split& split, const data::BalancedTraining& balanced,
                       const std::vector<EpochRecord>& history, const nlohmann::json& metrics) {

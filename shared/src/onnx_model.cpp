@@ -635,7 +635,7 @@ std::string describe(const OnnxModelInfo& info) {
       out << line;
     }
   } else {
-    out << "calibration: none (probabilities are the plain softmax)\n";
+    out << "calibration: none (no temperature scaling)\n";
   }
   if (c.ood.is_object()) {
     char line[320];

@@ -15,8 +15,13 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$loupe" train -q -c "$config" -o "$work/run" >"$work/train.log" 2>&1 || { cat "$work/train.log"; fail "train"; }
 "$loupe" export -r "$work/run" >"$work/export.log" 2>&1 || { cat "$work/export.log"; fail "export"; }
 grep -q "parity passed" "$work/export.log" || fail "export did not report parity"
+grep -q "calibration: temperature scaling, T = " "$work/export.log" || fail "export did not fit the temperature"
+grep -q "out-of-distribution check: Mahalanobis" "$work/export.log" || fail "export did not fit the OOD check"
+[[ -f "$work/run/reliability.png" && -f "$work/run/export.md" ]] || fail "export wrote no reliability diagram or report"
 "$loupe" inspect "$work/run/model.onnx" >"$work/inspect.txt" || fail "inspect"
 grep -q "not a diagnostic device" "$work/inspect.txt" || fail "inspect shows no disclaimer"
+grep -q "output ood_distance float32 \[batch\]" "$work/inspect.txt" || fail "inspect shows no ood_distance output"
+grep -q "calibration: temperature_scaling" "$work/inspect.txt" || fail "inspect shows no calibration"
 
 # Predict on the run's held-out split: the same accuracy as training reported.
 "$loupe" predict -q -m "$work/run/model.onnx" --split "$work/run/split.json" -o "$work/test.json" >/dev/null ||
@@ -29,6 +34,22 @@ print(f"run test accuracy {run['accuracy']:.4f}, loupe predict {pred['accuracy']
 assert abs(run["accuracy"] - pred["accuracy"]) < 1e-9
 assert [round(c["f1"], 9) for c in run["classes"]] == [round(c["f1"], 9) for c in pred["classes"]]
 PY
+python3 - "$work/run/model.card.json" "$work/test.json" <<'PY' || fail "predict's out-of-distribution flags"
+import json, sys
+card = json.load(open(sys.argv[1]))
+pred = json.load(open(sys.argv[2]))
+rows = [r for r in pred["predictions"] if "predicted" in r]
+assert rows and all("ood_distance" in r and isinstance(r["out_of_distribution"], bool) for r in rows)
+t = card["ood"]["threshold"]
+assert all(r["out_of_distribution"] == (r["ood_distance"] > t) for r in rows)
+flagged = sum(r["out_of_distribution"] for r in rows)
+assert pred["ood"]["flagged"] == flagged
+print(f"test split: {flagged} of {len(rows)} flagged out-of-distribution (card: test false alarms {card['ood']['test_false_alarm_rate']:.3f})")
+PY
+# split.json's paths are relative to where training ran: predict finds them from another folder too.
+loupe_path=$(readlink -f "$loupe")
+(cd "$work" && "$loupe_path" predict -q -m run/model.onnx --split run/split.json -o moved.json >/dev/null) ||
+  fail "predict --split from another folder"
 
 # A folder with good and bad files: the batch goes on, bad files carry their error.
 mkdir -p "$work/mixed"
@@ -39,6 +60,12 @@ head -c 600 "$work/mixed/good.jpg" >"$work/mixed/truncated.jpg"
 [[ $(grep -c ',$' "$work/mixed.csv") -eq 1 ]] || fail "expected exactly one row without error"
 grep -q 'notes.png.*not a supported image' "$work/mixed.csv" || fail "non-image not reported"
 grep -q 'truncated.jpg.*truncated' "$work/mixed.csv" || fail "truncated JPEG not reported"
+head -1 "$work/mixed.csv" | grep -q ',ood_distance,out_of_distribution,error$' || fail "no OOD columns in the CSV"
+# Nothing classifiable: a non-zero exit that says so.
+mkdir -p "$work/bad" && cp "$work/mixed/notes.png" "$work/mixed/truncated.jpg" "$work/bad/"
+"$loupe" predict -q -m "$work/run/model.onnx" "$work/bad" -o "$work/bad.csv" >"$work/bad.log" 2>&1 &&
+  fail "predict exited 0 although every image failed"
+grep -q "no image could be classified" "$work/bad.log" || fail "all-failed predict does not say why"
 
 # kill -9 during training, then --resume: the same history and weights as an uninterrupted run.
 small=(--set epochs=3 --set data.max_per_class=10 --set preprocess.size=32 --set augment.horizontal_flip=0.5)

@@ -5,6 +5,7 @@
 //   [SECTION] GraphBuilder       values, nodes, initializers (kept as tensors until the end)
 //   [SECTION] Emitter            module tree -> nodes, tracking a batch-of-one sample for shapes
 //   [SECTION] Batch-norm folding Conv + BatchNormalization -> Conv
+//   [SECTION] Out-of-distribution nodes  the "ood_distance" output (calibration.h)
 //   [SECTION] export_onnx        outputs, card, ModelProto
 //   [SECTION] Checking, hashing, writing
 #include "loupe/export/onnx_export.h"
@@ -565,6 +566,34 @@ void fold_batch_norms(GraphBuilder& g) {
   g.nodes = std::move(kept);
 }
 
+// [SECTION] Out-of-distribution nodes
+
+// Appends the nodes of the "ood_distance" output (onnx_export.h) on `embedding` [batch, D]; returns
+// the name of the [batch] distance value.
+std::string append_ood_nodes(GraphBuilder& g, const std::string& embedding, const MahalanobisFit& fit) {
+  if (!fit.mean.defined() || !fit.projection.defined() || !fit.centers.defined() || fit.centers.size(0) < 1) {
+    fail("the out-of-distribution fit is empty");
+  }
+  const torch::Tensor centers = fit.centers.to(torch::kFloat64);  // [K', d]
+  const std::string mean = g.initializer("ood.mean", fit.mean);
+  const std::string projection = g.initializer("ood.projection", fit.projection);
+  const std::string centers_m2 = g.initializer("ood.centers_m2", (-2.0 * centers).t().contiguous());  // [d, K']
+  const std::string centers_sq = g.initializer("ood.centers_sq", centers.pow(2).sum(1));             // [K']
+  const std::string centered = g.op("Sub", {embedding, mean}, "ood.centered");
+  const std::string z = g.op("MatMul", {centered, projection}, "ood.z");
+  const std::string z_sq = g.op("ReduceSumSquare", {z}, "ood.z_sq", [](onnx::NodeProto& n) {
+    attr_ints(n, "axes", {1});
+    attr_int(n, "keepdims", 1);
+  });
+  const std::string cross = g.op("MatMul", {z, centers_m2}, "ood.cross");
+  const std::string partial = g.op("Add", {cross, z_sq}, "ood.partial");
+  const std::string squared = g.op("Add", {partial, centers_sq}, "ood.squared_distances");
+  return g.op("ReduceMin", {squared}, "ood.distance", [](onnx::NodeProto& n) {
+    attr_ints(n, "axes", {1});
+    attr_int(n, "keepdims", 0);
+  });
+}
+
 // [SECTION] export_onnx
 
 void set_tensor_type(onnx::ValueInfoProto* info, const std::string& name, const std::vector<int64_t>& dims) {
@@ -668,7 +697,7 @@ onnx::ModelProto export_onnx(models::Classifier& model, const ExportOptions& opt
   torch::NoGradGuard no_grad;
   GraphBuilder g(options.opset);
   // The public output names are reserved first, so that no internal value takes one of them.
-  for (const char* name : {"logits", "probabilities", "embedding", "cam", "feature_map"}) g.value_name(name);
+  for (const char* name : {"logits", "probabilities", "embedding", "cam", "feature_map", "ood_distance"}) g.value_name(name);
   Emitter emitter(g, model);
   const auto& params = model.parameters();
   const torch::Device device = params.empty() ? torch::Device(torch::kCPU) : params.front().device();
@@ -697,13 +726,29 @@ onnx::ModelProto export_onnx(models::Classifier& model, const ExportOptions& opt
     card.outputs.push_back({name, card_shape(sample), description});
   };
   add_output("logits", x.name, x.sample, "class scores before softmax, in class_names order");
+  const bool scaled = options.temperature > 0;
+  if (scaled && !options.probabilities) fail("temperature scaling needs the probabilities output");
   if (options.probabilities) {
     const bool sigmoid = classes == 1;
-    const std::string p = sigmoid ? g.op("Sigmoid", {x.name}, "probabilities")
-                                  : g.op("Softmax", {x.name}, "probabilities",
+    std::string scores = x.name;
+    torch::Tensor scores_sample = x.sample;
+    std::string description = sigmoid ? "sigmoid of the single logit" : "softmax of the logits over the classes";
+    if (scaled) {
+      // Temperature scaling: the stored float32 T is the one the card states.
+      const float t = static_cast<float>(options.temperature);
+      const std::string temperature = g.initializer("temperature", torch::scalar_tensor(t, torch::kFloat32));
+      scores = g.op("Div", {x.name, temperature}, "logits_over_temperature");
+      scores_sample = x.sample / t;
+      char text[160];
+      std::snprintf(text, sizeof text, " of logits / T, T = %.6g (temperature scaling, see the card's calibration)",
+                    static_cast<double>(t));
+      description = (sigmoid ? "sigmoid" : "softmax over the classes") + std::string(text);
+    }
+    const std::string p = sigmoid ? g.op("Sigmoid", {scores}, "probabilities")
+                                  : g.op("Softmax", {scores}, "probabilities",
                                          [](onnx::NodeProto& n) { attr_int(n, "axis", 1); });
-    add_output("probabilities", p, sigmoid ? torch::sigmoid(x.sample) : torch::softmax(x.sample, 1),
-               sigmoid ? "sigmoid of the single logit" : "softmax of the logits over the classes");
+    add_output("probabilities", p, sigmoid ? torch::sigmoid(scores_sample) : torch::softmax(scores_sample, 1),
+               description);
   }
   if (options.embedding) {
     add_output("embedding", emitter.embedding->name, emitter.embedding->sample,
@@ -727,6 +772,32 @@ onnx::ModelProto export_onnx(models::Classifier& model, const ExportOptions& opt
   if (options.feature_map) {
     add_output("feature_map", feature_map->name, feature_map->sample,
                "the last convolutional feature map ('" + feature_map_child + "')");
+  }
+  if (options.ood) {
+    const OodOutput& ood = *options.ood;
+    if (!std::isfinite(ood.threshold)) fail("the out-of-distribution threshold is not finite");
+    if (ood.fit.embedding_dims != emitter.embedding->sample.size(1)) {
+      fail("the out-of-distribution fit is for " + std::to_string(ood.fit.embedding_dims) +
+           "-value embeddings but the model's embedding has " + std::to_string(emitter.embedding->sample.size(1)));
+    }
+    const std::string distance = append_ood_nodes(g, emitter.embedding->name, ood.fit);
+    const torch::Tensor sample = mahalanobis_distance(ood.fit, emitter.embedding->sample).to(torch::kFloat32);
+    add_output("ood_distance", distance, sample,
+               "out-of-distribution distance: squared Mahalanobis distance of the embedding to the nearest class "
+               "(see the card's ood); above ood.threshold the image is unlike the training data");
+    nlohmann::json entry = options.card.ood.is_object() ? options.card.ood : nlohmann::json::object();
+    entry["method"] = "mahalanobis_shared_covariance";
+    entry["output"] = "ood_distance";
+    entry["threshold"] = ood.threshold;
+    entry["dims"] = ood.fit.dims;
+    card.ood = entry;
+  }
+  if (scaled) {
+    if (!std::isfinite(options.temperature)) fail("the temperature is not finite");
+    nlohmann::json entry = options.card.calibration.is_object() ? options.card.calibration : nlohmann::json::object();
+    entry["method"] = "temperature_scaling";
+    entry["temperature"] = static_cast<double>(static_cast<float>(options.temperature));
+    card.calibration = entry;
   }
   if (options.fold_batch_norm) fold_batch_norms(g);
 
@@ -770,6 +841,36 @@ onnx::ModelProto export_onnx(models::Classifier& model, const ExportOptions& opt
   entry->set_key(kModelCardKey);
   entry->set_value(card.to_json().dump());
   if (options.check) check_onnx(proto);
+  return proto;
+}
+
+onnx::ModelProto ood_distance_graph(const MahalanobisFit& fit, int opset) {
+  GraphBuilder g(opset);
+  g.value_name("ood_distance");
+  const std::string input = g.value_name("embedding");
+  const std::string distance = append_ood_nodes(g, input, fit);
+  g.node("Identity", {distance}, {"ood_distance"}, "output_ood_distance");
+  onnx::ModelProto proto;
+  proto.set_ir_version(onnx::IR_VERSION);
+  proto.set_producer_name("loupe");
+  proto.set_producer_version(loupe::version());
+  auto* opset_import = proto.add_opset_import();
+  opset_import->set_domain("");
+  opset_import->set_version(opset);
+  onnx::GraphProto* graph = proto.mutable_graph();
+  graph->set_name("ood_distance");
+  set_tensor_type(graph->add_input(), input, {1, fit.embedding_dims});
+  set_tensor_type(graph->add_output(), "ood_distance", {1});
+  for (auto& node : g.nodes) *graph->add_node() = std::move(node);
+  for (auto& [name, tensor] : g.initializers) {
+    const torch::Tensor t = tensor.to(torch::kCPU).contiguous();
+    onnx::TensorProto* init = graph->add_initializer();
+    init->set_name(name);
+    for (int64_t d : t.sizes()) init->add_dims(d);
+    init->set_data_type(t.scalar_type() == torch::kFloat32 ? onnx::TensorProto::FLOAT : onnx::TensorProto::INT64);
+    init->set_raw_data(static_cast<const char*>(t.data_ptr()), t.nbytes());
+  }
+  check_onnx(proto);
   return proto;
 }
 

@@ -98,7 +98,7 @@ ParityReport verify_onnx(models::Classifier& model, const OrtSession& session, c
     described.push_back("images " + shape_text(extra.sizes().vec()));
   }
 
-  const std::vector<std::string> known{"logits", "probabilities", "embedding", "cam", "feature_map"};
+  const std::vector<std::string> known{"logits", "probabilities", "embedding", "cam", "feature_map", "ood_distance"};
   std::vector<std::string> compared;
   for (const auto& name : known) {
     if (std::find(session.output_names().begin(), session.output_names().end(), name) != session.output_names().end()) {
@@ -107,6 +107,13 @@ ParityReport verify_onnx(models::Classifier& model, const OrtSession& session, c
   }
   const auto wants = [&](const char* name) { return std::find(compared.begin(), compared.end(), name) != compared.end(); };
   if (!wants("logits")) throw Error(ErrorCode::InvalidArgument, "verify_onnx: the ONNX model has no 'logits' output");
+  if (wants("ood_distance") && !options.ood) {
+    throw Error(ErrorCode::InvalidArgument,
+                "verify_onnx: the ONNX model has an 'ood_distance' output: give its fit (ParityOptions::ood)");
+  }
+  if (options.temperature < 0 || !std::isfinite(options.temperature)) {
+    throw Error(ErrorCode::InvalidArgument, "verify_onnx: the temperature must be finite and >= 0 (0: none)");
+  }
 
   ParityReport report;
   report.inputs = described;
@@ -118,9 +125,14 @@ ParityReport verify_onnx(models::Classifier& model, const OrtSession& session, c
     const torch::Tensor logits = model.forward(x);
     reference["logits"] = logits;
     if (wants("probabilities")) {
-      reference["probabilities"] = logits.size(1) == 1 ? torch::sigmoid(logits) : torch::softmax(logits, 1);
+      const torch::Tensor scores = options.temperature > 0 ? logits / static_cast<float>(options.temperature) : logits;
+      reference["probabilities"] = logits.size(1) == 1 ? torch::sigmoid(scores) : torch::softmax(scores, 1);
     }
-    if (wants("embedding")) reference["embedding"] = model.embed(x);
+    if (wants("embedding") || wants("ood_distance")) {
+      const torch::Tensor embedding = model.embed(x);
+      reference["embedding"] = embedding;
+      if (wants("ood_distance")) reference["ood_distance"] = mahalanobis_distance(*options.ood, embedding);
+    }
     if (wants("cam") || wants("feature_map")) {
       const torch::Tensor fm = model.feature_map(x);
       reference["feature_map"] = fm;

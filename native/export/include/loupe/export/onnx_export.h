@@ -17,11 +17,19 @@
 // One input, "input" [batch, C, H, W] float32 (C, H, W fixed: the model card's input size; batch
 // symbolic). Outputs, float32, by name:
 //   logits         [batch, K]         always
-//   probabilities  [batch, K]         softmax over the classes (sigmoid when K == 1)   (default on)
+//   probabilities  [batch, K]         softmax over the classes (sigmoid when K == 1)   (default on);
+//                                     of logits / T with temperature scaling (ExportOptions::temperature:
+//                                     a Div by the scalar initializer "temperature" before the Softmax)
 //   embedding      [batch, D]         the penultimate features, the head Linear's input  (default on)
 //   cam            [batch, K, h, w]   class activation maps: head weights x feature map, no bias, as
 //                                     Classifier::class_activation_maps (only has_cam() models)
 //   feature_map    [batch, C', h, w]  the last convolutional feature map                 (default off)
+//   ood_distance   [batch]            out-of-distribution distance of the embedding (ExportOptions::ood,
+//                                     calibration.h): Sub(embedding, ood.mean) -> MatMul(ood.projection)
+//                                     = z; min over classes of ||z||^2 - 2 z.c_k + ||c_k||^2 as
+//                                     ReduceSumSquare + MatMul(ood.centers_m2 = -2 C^T) + Add + Add
+//                                     (ood.centers_sq) + ReduceMin. Images above the card's
+//                                     ood.threshold are flagged.
 // Batch norm is in eval form (running statistics), folded into the preceding convolution when
 // fold_batch_norm (the default), else a BatchNormalization node. Dropout and StochasticDepth are
 // identities. Weights are initializers named after their state_dict keys ("layer1.0.conv1.weight";
@@ -48,6 +56,7 @@
 #include <string>
 #include <vector>
 
+#include "loupe/export/calibration.h"
 #include "loupe/export/model_card.h"
 #include "loupe/export/ort_session.h"
 #include "loupe/models/zoo.h"
@@ -68,6 +77,18 @@ struct CardInfo {
   nlohmann::json test_metrics;               // see model_card.h; null when unknown
   std::string intended_use = kDefaultIntendedUse;
   std::string created_utc;                   // default: now
+  // Extra entries of the card's "calibration" / "ood" objects (fitted_on, error rates, ...), merged
+  // with what export_onnx writes itself (method, temperature; method, output, threshold, dims).
+  // Used only with ExportOptions::temperature / ExportOptions::ood.
+  nlohmann::json calibration;
+  nlohmann::json ood;
+};
+
+// The out-of-distribution output: a fitted MahalanobisFit (calibration.h) and the distance above
+// which an image is flagged.
+struct OodOutput {
+  MahalanobisFit fit;
+  double threshold = 0;
 };
 
 struct ExportOptions {
@@ -79,6 +100,11 @@ struct ExportOptions {
   bool cam = true;                 // added only where model.has_cam(); the card lists what exists
   bool feature_map = false;
   bool check = true;               // run onnx::checker and strict shape inference on the result
+  // > 0: "probabilities" = softmax(logits / temperature) (needs probabilities); the card gets
+  // "calibration". 0: no temperature scaling.
+  double temperature = 0;
+  // The "ood_distance" output and the card's "ood" entry (needs a model with >= 1 fitted class).
+  std::optional<OodOutput> ood;
   CardInfo card;
 };
 
@@ -87,6 +113,10 @@ struct ExportOptions {
 // an input size below the architecture's minimum, or card fields that disagree with the model;
 // Error(InvalidSpec) when the checker rejects the graph (a bug: please report it).
 onnx::ModelProto export_onnx(models::Classifier& model, const ExportOptions& options = {});
+
+// A graph of the out-of-distribution nodes alone (the same nodes export_onnx appends): input
+// "embedding" [batch, D] float32, output "ood_distance" [batch]. For tests and for checking a fit.
+onnx::ModelProto ood_distance_graph(const MahalanobisFit& fit, int opset = 13);
 
 // onnx::checker::check_model plus strict shape inference (declared output shapes must agree).
 // Throws Error(InvalidSpec) with the checker's message.
@@ -108,7 +138,12 @@ struct ParityOptions {
   uint64_t seed = 0;
   std::vector<torch::Tensor> extra_inputs;  // e.g. preprocessed real images, [n, C, H, W]
   double tolerance = 1e-4;                  // logits and probabilities: max abs difference allowed
-  double feature_tolerance = 1e-3;          // embedding, cam, feature_map: relative (see OutputParity)
+  double feature_tolerance = 1e-3;          // embedding, cam, feature_map, ood_distance: relative (see OutputParity)
+  // What the export put into the graph: the reference probabilities are softmax(logits / T) when
+  // temperature > 0; the reference ood_distance is mahalanobis_distance(*ood, LibTorch's embedding).
+  // A model with an "ood_distance" output needs `ood`.
+  double temperature = 0;
+  std::optional<MahalanobisFit> ood;
 };
 
 struct OutputParity {
@@ -116,7 +151,7 @@ struct OutputParity {
   double max_abs_diff = 0;       // over every compared input batch
   double max_abs_reference = 0;  // largest |LibTorch value|, for scale
   // logits and probabilities: max_abs_diff <= tolerance (1e-4). The other outputs (embedding, cam,
-  // feature_map) are unnormalised features of any magnitude whose float32 rounding grows with depth
+  // feature_map, ood_distance) are unnormalised features of any magnitude whose float32 rounding grows with depth
   // and is not averaged away as in the logits (resnet50's feature map at 224x224: ~1e-4 relative;
   // on the logits, LibTorch float32 and ONNX Runtime are about equally far from LibTorch float64):
   // max_abs_diff <= feature_tolerance * max(1, max_abs_reference). An export bug gives differences

@@ -11,9 +11,25 @@
 // `real_images` images of the run's data set when it is still at config.json's data.path.
 // A grid's folder (leaderboard.json, no config.json) exports its winner (metrics.json "winner");
 // the default output is then GRID/model.onnx.
+//
+// Calibration and out-of-distribution check (calibration.h), when the run has a validation split
+// and its images can be read (else skipped, with a notice in `note`): the images of RUN/split.json
+// are run through the checkpoint (CPU, the run's preprocessing, no augmentation) for their logits
+// and embeddings: every validation and test image, and up to max_train_images training images
+// (a stratified sample, seeded with the split's seed).
+//   - temperature scaling fitted on the validation logits; "probabilities" becomes
+//     softmax(logits / T); the card's "calibration" holds T and the expected calibration error
+//     (15 bins) and NLL before/after on validation and test; RUN/reliability.png draws them.
+//   - the "ood_distance" output: Mahalanobis distance with a shared covariance fitted on the
+//     training embeddings (PCA to <= 64 dims, Ledoit-Wolf shrinkage); threshold = the 95th
+//     percentile of the validation distances; the card's "ood" holds it with the false-alarm rates
+//     on validation and test.
+// The figures also go to RUN/export.md and RUN/log.txt. The parity check covers both outputs.
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "loupe/export/onnx_export.h"
 
@@ -28,6 +44,15 @@ struct RunExportOptions {
   int real_images = 8;              // 0: random inputs only
   int threads = 0;                  // LibTorch and ONNX Runtime threads; 0 = all cores
   bool write_card_json = true;
+  bool calibration = true;          // temperature scaling (needs a validation split)
+  bool ood = true;                  // the ood_distance output (needs a validation split)
+  int max_train_images = 2000;      // training images embedded for the out-of-distribution fit
+  int ood_max_dims = 64;            // PCA dimensions (at most training images - 1)
+  double ood_quantile = 0.95;       // threshold: this quantile of the validation distances
+  int calibration_bins = 15;        // expected calibration error bins
+  // Where the run's data set is now, if not at config.json's data.path as seen from the current
+  // folder (see read_split_files).
+  std::string data_root;
 };
 
 struct RunExportResult {
@@ -36,8 +61,34 @@ struct RunExportResult {
   ModelCard card;
   ParityReport parity;              // empty when verify is false
   int64_t file_bytes = 0;
-  std::string note;                 // e.g. which grid run was exported, why real images were not compared
+  std::string note;                 // e.g. which grid run was exported, why real images were not compared,
+                                    // why calibration / the OOD check were skipped
+  nlohmann::json calibration;       // the card's entries; null when not done
+  nlohmann::json ood;
+  std::string reliability_png;      // RUN/reliability.png (empty when not calibrated)
+  std::string report_path;          // RUN/export.md
+  std::string summary;              // calibration and OOD figures, a few lines (what `loupe export` prints)
 };
+
+// The files of a run's split.json, by part, with their labels. Paths in split.json are as
+// `loupe train` saw them: relative to the folder it ran from (e.g. "../shared/data/x/a.png").
+// Each path that does not exist as given (from the current folder) is resolved
+//   - with data_root: a path under config.json's data.path (RUN/config.json beside split.json)
+//     gets that prefix replaced by data_root ("where the data set is now");
+//   - else against the split file's folder and each of its parents, the first one where the
+//     first missing file exists (a run trained from /work/main into /work/runs/x finds
+//     ../shared/data relative to /work/runs).
+// Throws Error(Io) naming the first file that still does not exist, and how to fix it (run from
+// the folder training ran from, or give data_root); Error(Io/InvalidSpec) for a missing or
+// malformed split file. Images inside an .npz ("file.npz:train_images[3]") are resolved by their
+// file part.
+struct SplitFiles {
+  std::vector<std::string> classes;
+  std::vector<std::pair<std::string, int>> train, val, test;
+  std::string resolved_from;        // the folder relative paths were resolved against ("" = as given)
+  const std::vector<std::pair<std::string, int>>& part(const std::string& name) const;  // "train", "val", "test"
+};
+SplitFiles read_split_files(const std::string& split_json, const std::string& data_root = "");
 
 // out_path empty: RUN/model.onnx. Throws loupe::Error naming the missing or bad file, an
 // unsupported model, or a failed parity check (with the report; nothing is left at out_path).

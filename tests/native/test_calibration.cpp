@@ -1,0 +1,456 @@
+// Calibrated confidence and the out-of-distribution check of `loupe export` (calibration.h):
+// temperature fitting, expected calibration error, the Mahalanobis distance in the graph against a
+// direct computation, an exported model with both against LibTorch under ONNX Runtime, the card's
+// new entries, and a run export with them (split.json paths resolved from elsewhere).
+#include "catch_torch.h"  // first: keeps Catch's CHECK (see the header)
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <limits>
+#include <set>
+#include <string>
+
+#include "fixtures.h"
+#include "loupe/export/calibration.h"
+#include "loupe/export/model_card.h"
+#include "loupe/export/onnx_export.h"
+#include "loupe/export/ort_session.h"
+#include "loupe/export/run_export.h"
+#include "loupe/loupe.h"
+#include "loupe/models/zoo.h"
+#include "train_config.h"
+#include "trainer.h"
+
+namespace fs = std::filesystem;
+using namespace loupe;
+using namespace loupe::exporter;
+using Catch::Matchers::Contains;
+
+namespace {
+
+Tensor to_loupe(const torch::Tensor& t) {
+  const torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  Tensor out;
+  out.shape = c.sizes().vec();
+  out.data.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  return out;
+}
+
+torch::Tensor to_torch(const Tensor& t) {
+  return torch::from_blob(const_cast<float*>(t.data.data()), t.shape, torch::kFloat32).clone();
+}
+
+// max_i |a_i - b_i| / max(1, |b_i|)
+double max_relative_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  const torch::Tensor x = a.to(torch::kFloat64), y = b.to(torch::kFloat64);
+  return ((x - y).abs() / y.abs().clamp_min(1.0)).max().item<double>();
+}
+
+OrtSessionOptions two_threads() {
+  OrtSessionOptions o;
+  o.threads = 2;
+  return o;
+}
+
+// Changes the working folder for a scope (split.json paths are relative to it).
+struct WorkingFolder {
+  explicit WorkingFolder(const fs::path& dir) : previous(fs::current_path()) { fs::current_path(dir); }
+  ~WorkingFolder() { fs::current_path(previous); }
+  WorkingFolder(const WorkingFolder&) = delete;
+  WorkingFolder& operator=(const WorkingFolder&) = delete;
+  fs::path previous;
+};
+
+models::ModelConfig smoke_config() {
+  models::ModelConfig c;
+  c.architecture = "simple_cnn";
+  c.num_classes = 3;
+  c.input_size = 32;
+  c.conv_channels = {4, 8};
+  c.hidden_units = 16;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("temperature scaling recovers a known temperature", "[export][calibration]") {
+  torch::manual_seed(1);
+  const int64_t n = 20000;
+  for (const double truth : {0.5, 2.5}) {
+    for (const int64_t k : {int64_t{1}, int64_t{5}}) {
+      CAPTURE(truth, k);
+      // Labels drawn from softmax(z / truth): the maximum-likelihood temperature is truth.
+      const torch::Tensor z = torch::randn({n, k}, torch::kFloat64) * 3.0;
+      const torch::Tensor labels =
+          k == 1 ? torch::bernoulli(torch::sigmoid(z.squeeze(1) / truth)).to(torch::kInt64)
+                 : torch::multinomial(torch::softmax(z / truth, 1), 1).squeeze(1);
+      const double t = fit_temperature(z, labels);
+      CHECK(std::abs(t - truth) / truth < 0.05);
+      const double best = nll_at_temperature(z, labels, t);
+      for (const double other : {truth, 1.0, 0.9 * t, 1.1 * t}) CHECK(best <= nll_at_temperature(z, labels, other) + 1e-12);
+      // The calibrated probabilities are better calibrated on data drawn the same way.
+      const torch::Tensor fresh = torch::randn({n, k}, torch::kFloat64) * 3.0;
+      const torch::Tensor fresh_labels =
+          k == 1 ? torch::bernoulli(torch::sigmoid(fresh.squeeze(1) / truth)).to(torch::kInt64)
+                 : torch::multinomial(torch::softmax(fresh / truth, 1), 1).squeeze(1);
+      CHECK(expected_calibration_error(calibrated_probabilities(fresh, t), fresh_labels) <
+            expected_calibration_error(calibrated_probabilities(fresh, 1.0), fresh_labels));
+    }
+  }
+  // Logits that carry no information: T = 1. Perfectly separated data: the searched range's end.
+  CHECK(fit_temperature(torch::zeros({10, 3}), torch::zeros({10}, torch::kInt64)) == 1.0);
+  const torch::Tensor separated = torch::tensor({{5.0, 0.0}, {0.0, 5.0}, {4.0, -1.0}}, torch::kFloat64);
+  CHECK(fit_temperature(separated, torch::tensor({0, 1, 0}, torch::kInt64)) == Approx(kMinTemperature));
+  CHECK_THAT(test::error_of([] { fit_temperature(torch::zeros({2, 3}), torch::tensor({0, 3}, torch::kInt64)); }),
+             Contains("outside [0, 3)"));
+  CHECK_THAT(test::error_of([] { calibrated_probabilities(torch::zeros({2, 3}), 0.0); }), Contains("> 0"));
+}
+
+TEST_CASE("expected calibration error on a hand-computed example", "[export][calibration]") {
+  // Top-class confidences 0.95 (right), 0.81 (wrong), 0.72 (right), 0.84 (right); 15 bins of width 1/15:
+  // 0.95 -> bin 14, 0.81 and 0.84 -> bin 12 (12/15 = 0.8 < c <= 13/15), 0.72 -> bin 10.
+  // ECE = 1/4 |1 - 0.95| + 2/4 |0.5 - 0.825| + 1/4 |1 - 0.72| = 0.0125 + 0.1625 + 0.07 = 0.245.
+  const torch::Tensor p = torch::tensor({{0.95, 0.05}, {0.81, 0.19}, {0.28, 0.72}, {0.16, 0.84}}, torch::kFloat64);
+  const torch::Tensor labels = torch::tensor({0, 1, 1, 1}, torch::kInt64);
+  const ReliabilityBins bins = reliability_bins(p, labels, 15);
+  CHECK(bins.ece == Approx(0.245).margin(1e-12));
+  CHECK(expected_calibration_error(p, labels) == Approx(0.245).margin(1e-12));
+  CHECK(bins.images == 4);
+  CHECK(bins.count[14] == 1);
+  CHECK(bins.count[12] == 2);
+  CHECK(bins.count[10] == 1);
+  CHECK(bins.accuracy[12] == Approx(0.5));
+  CHECK(bins.confidence[12] == Approx(0.825));
+  // One sigmoid column: the same example as P(class 1).
+  CHECK(expected_calibration_error(p.index({torch::indexing::Slice(), torch::indexing::Slice(1, 2)}), labels) ==
+        Approx(0.245).margin(1e-12));
+  // Perfectly calibrated: every image at confidence 1 and right.
+  CHECK(expected_calibration_error(torch::tensor({{1.0, 0.0}, {0.0, 1.0}}, torch::kFloat64),
+                                   torch::tensor({0, 1}, torch::kInt64)) == 0.0);
+  // numpy's linear quantile.
+  CHECK(quantile(std::vector<double>{4, 1, 3, 2}, 0.95) == Approx(3.85));
+  CHECK(quantile(std::vector<double>{7}, 0.95) == 7.0);
+  CHECK(quantile(std::vector<double>{1, 2}, 0.0) == 1.0);
+}
+
+TEST_CASE("the Mahalanobis distance in the graph equals a direct computation", "[export][ood]") {
+  torch::manual_seed(7);
+  const int64_t width = 40, classes = 4, per_class = 100;
+  const torch::Tensor mixing = torch::randn({width, width}, torch::kFloat64) * 0.5;  // correlated features
+  const torch::Tensor class_centers = torch::randn({classes, width}, torch::kFloat64) * 3.0;
+  std::vector<torch::Tensor> rows, labels;
+  for (int64_t k = 0; k < classes; ++k) {
+    rows.push_back(class_centers[k] + torch::randn({per_class, width}, torch::kFloat64).matmul(mixing) + 2.0);
+    labels.push_back(torch::full({per_class}, k, torch::kInt64));
+  }
+  const torch::Tensor train = torch::cat(rows), train_labels = torch::cat(labels);
+  const MahalanobisFit fit = fit_mahalanobis(train, train_labels, classes + 1, 16);  // class 4 has no images
+  CHECK(fit.dims == 16);
+  CHECK(fit.embedding_dims == width);
+  CHECK(fit.classes == std::vector<int64_t>{0, 1, 2, 3});
+  CHECK(fit.shrinkage >= 0.0);
+  CHECK(fit.shrinkage <= 1.0);
+  CHECK(fit.explained_variance > 0.5);
+  CHECK(fit.explained_variance <= 1.0);
+  // The whitened form is the same distance: ||W P (e - mean) - W m_k||^2.
+  const torch::Tensor z = (train - fit.mean).matmul(fit.projection);
+  const torch::Tensor whitened = std::get<0>(torch::cdist(z, fit.centers).pow(2).min(1));
+  CHECK(max_relative_diff(whitened, mahalanobis_distance(fit, train)) < 1e-9);
+
+  // In distribution (new draws from the same classes) and out of it (scaled, shifted).
+  const torch::Tensor near = class_centers[1] + torch::randn({25, width}, torch::kFloat64).matmul(mixing) + 2.0;
+  const torch::Tensor far = torch::randn({25, width}, torch::kFloat64) * 6.0 - 4.0;
+  const torch::Tensor queries = torch::cat({near, far}).to(torch::kFloat32);
+  const torch::Tensor direct = mahalanobis_distance(fit, queries);
+
+  const onnx::ModelProto graph = ood_distance_graph(fit, 13);
+  std::set<std::string> ops;
+  for (const auto& node : graph.graph().node()) ops.insert(node.op_type());
+  CHECK(ops == std::set<std::string>{"Sub", "MatMul", "ReduceSumSquare", "Add", "ReduceMin", "Identity"});
+  const OrtSession session = OrtSession::from_bytes(serialize_onnx(graph), two_threads());
+  const auto out = session.run(to_loupe(queries), {"ood_distance"});
+  const torch::Tensor in_graph = to_torch(out.at("ood_distance"));
+  REQUIRE(in_graph.sizes() == torch::IntArrayRef({50}));
+  const double diff = max_relative_diff(in_graph, direct);
+  std::printf("\nMahalanobis (40 -> 16 dims, 4 classes): ONNX Runtime vs direct float64, max relative difference %.3g; "
+              "median distance near %.1f, far %.1f\n",
+              diff, direct.slice(0, 0, 25).median().item<double>(), direct.slice(0, 25).median().item<double>());
+  CHECK(diff <= 1e-4);
+  // The check separates the two: every far embedding is beyond the 95th percentile of the near ones.
+  const double threshold = tensor_quantile(mahalanobis_distance(fit, train), 0.95);
+  CHECK(direct.slice(0, 25).min().item<double>() > threshold);
+  CHECK((direct.slice(0, 0, 25) > threshold).sum().item<int64_t>() <= 5);
+  CHECK_THAT(test::error_of([&] { mahalanobis_distance(fit, torch::zeros({2, 3})); }), Contains("[N, 40]"));
+}
+
+TEST_CASE("an exported model with calibration and the OOD output matches LibTorch", "[export][ood][calibration]") {
+  torch::manual_seed(3);
+  auto model = models::create_model(smoke_config());
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor images = torch::randn({120, 3, 32, 32});
+  const torch::Tensor embeddings = model->embed(images);
+  const torch::Tensor labels = model->forward(images).argmax(1);
+  const MahalanobisFit fit = fit_mahalanobis(embeddings, labels, 3, 8);
+  const double threshold = tensor_quantile(mahalanobis_distance(fit, embeddings), 0.95);
+  const double temperature = 1.7;
+
+  ExportOptions options;
+  options.temperature = temperature;
+  options.ood = OodOutput{fit, threshold};
+  options.card.calibration = {{"fitted_on", "unit test"}, {"method", "ignored: export writes its own"}};
+  options.card.ood = {{"fitted_on", "train embeddings (120 images)"}};
+  const std::string bytes = serialize_onnx(export_onnx(*model, options));
+
+  // The card: both entries, the new output, and a round trip through JSON.
+  const OnnxFileInfo info = read_onnx_bytes(bytes, "smoke");
+  const ModelCard& card = info.card;
+  CHECK(info.weights_verified);
+  CHECK(card.has_output("ood_distance"));
+  REQUIRE(card.calibration.is_object());
+  CHECK(card.calibration["method"] == "temperature_scaling");
+  CHECK(card.calibration["temperature"].get<double>() == Approx(temperature).epsilon(1e-6));
+  CHECK(card.calibration["fitted_on"] == "unit test");
+  REQUIRE(card.ood.is_object());
+  CHECK(card.ood["method"] == "mahalanobis_shared_covariance");
+  CHECK(card.ood["output"] == "ood_distance");
+  CHECK(card.ood["threshold"].get<double>() == threshold);
+  CHECK(card.ood["dims"] == fit.dims);
+  CHECK(card.ood["fitted_on"] == "train embeddings (120 images)");
+  CHECK(ModelCard::from_json(card.to_json()).to_json() == card.to_json());
+  CHECK_THAT(describe(info), Contains("calibration: temperature_scaling, T = 1.7000") &&
+                                 Contains("output 'ood_distance' >") && Contains("output ood_distance float32 [batch]"));
+  std::string probabilities_description;
+  for (const auto& o : card.outputs) {
+    if (o.name == "probabilities") probabilities_description = o.description;
+    if (o.name == "ood_distance") CHECK(o.shape == nlohmann::json::array({"batch"}));
+  }
+  CHECK_THAT(probabilities_description, Contains("logits / T, T = 1.7"));
+
+  // ONNX Runtime against LibTorch + the C++ distance, on random inputs and on fitted ones.
+  const OrtSession session = OrtSession::from_bytes(bytes, two_threads());
+  const torch::Tensor x = torch::cat({torch::randn({5, 3, 32, 32}), images.slice(0, 0, 5)});
+  const auto out = session.run(to_loupe(x));
+  const torch::Tensor logits = model->forward(x);
+  CHECK(max_relative_diff(to_torch(out.at("logits")), logits) <= 1e-4);
+  const torch::Tensor p = to_torch(out.at("probabilities"));
+  CHECK(max_relative_diff(p, torch::softmax(logits.to(torch::kFloat64) / temperature, 1)) <= 1e-4);
+  CHECK((p.sum(1) - 1.0).abs().max().item<double>() < 1e-5);
+  const torch::Tensor distance = to_torch(out.at("ood_distance"));
+  REQUIRE(distance.sizes() == torch::IntArrayRef({10}));
+  CHECK(max_relative_diff(distance, mahalanobis_distance(fit, model->embed(x))) <= 1e-4);
+
+  // verify_onnx knows both outputs, and only with what the export used.
+  ParityOptions parity;
+  parity.temperature = temperature;
+  parity.ood = fit;
+  const ParityReport report = verify_onnx(*model, session, parity);
+  CHECK(report.passed);
+  CHECK_THAT(report.to_text(), Contains("ood_distance"));
+  parity.ood.reset();
+  CHECK_THAT(test::error_of([&] { verify_onnx(*model, session, parity); }), Contains("ParityOptions::ood"));
+  parity.ood = fit;
+  parity.temperature = 0;
+  CHECK_FALSE(verify_onnx(*model, session, parity).passed);  // the plain softmax is not what the graph computes
+
+  // The weights hash covers the new initializers.
+  ExportOptions other = options;
+  other.temperature = 1.8;
+  CHECK(read_onnx_bytes(serialize_onnx(export_onnx(*model, other)), "other").card.weights_sha256 != card.weights_sha256);
+  other = options;
+  other.ood->fit.centers = fit.centers + 0.01;
+  CHECK(read_onnx_bytes(serialize_onnx(export_onnx(*model, other)), "other").card.weights_sha256 != card.weights_sha256);
+  // Without either: the graph and card of before.
+  const OnnxFileInfo plain = read_onnx_bytes(serialize_onnx(export_onnx(*model, ExportOptions{})), "plain");
+  CHECK(plain.card.calibration.is_null());
+  CHECK(plain.card.ood.is_null());
+  CHECK_FALSE(plain.card.has_output("ood_distance"));
+  CHECK_THAT(describe(plain), Contains("calibration: none") && Contains("out-of-distribution check: none"));
+
+  // Bad options.
+  other = options;
+  other.ood->threshold = std::numeric_limits<double>::infinity();
+  CHECK_THAT(test::error_of([&] { export_onnx(*model, other); }), Contains("threshold is not finite"));
+  other = options;
+  other.probabilities = false;
+  CHECK_THAT(test::error_of([&] { export_onnx(*model, other); }), Contains("needs the probabilities output"));
+  other = options;
+  other.ood->fit = fit_mahalanobis(torch::randn({20, 5}), torch::zeros({20}, torch::kInt64), 3, 4);
+  CHECK_THAT(test::error_of([&] { export_onnx(*model, other); }), Contains("5-value embeddings"));
+}
+
+TEST_CASE("the model card's calibration and ood entries are checked", "[export][card]") {
+  torch::manual_seed(4);
+  auto model = models::create_model(smoke_config());
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor images = torch::randn({40, 3, 32, 32});
+  ExportOptions options;
+  options.temperature = 2.0;
+  options.ood = OodOutput{fit_mahalanobis(model->embed(images), model->forward(images).argmax(1), 3, 8), 10.0};
+  onnx::ModelProto proto = export_onnx(*model, options);
+  const nlohmann::json good = nlohmann::json::parse(proto.metadata_props(0).value());
+  const auto check_error = [&](const std::function<void(nlohmann::json&)>& edit, const std::string& expected) {
+    nlohmann::json j = good;
+    edit(j);
+    CHECK_THAT(test::error_of([&] { ModelCard::from_json(j); }), Contains(expected));
+  };
+  check_error([](nlohmann::json& j) { j["calibration"]["temperature"] = -1.0; }, "calibration.temperature");
+  check_error([](nlohmann::json& j) { j["calibration"]["temperature"] = 0.0; }, "calibration.temperature");
+  check_error([](nlohmann::json& j) { j["calibration"]["temperature"] = "2"; }, "calibration.temperature");
+  check_error([](nlohmann::json& j) { j["calibration"].erase("temperature"); }, "calibration.temperature");
+  check_error([](nlohmann::json& j) { j["calibration"] = 3; }, "calibration: expected an object or null");
+  check_error([](nlohmann::json& j) { j["ood"]["output"] = "nowhere"; }, "ood.output: 'nowhere' is not one of");
+  check_error([](nlohmann::json& j) { j["ood"].erase("output"); }, "ood.output");
+  check_error([](nlohmann::json& j) { j["ood"]["threshold"] = nullptr; }, "ood.threshold");
+  check_error([](nlohmann::json& j) { j["ood"] = "yes"; }, "ood: expected an object or null");
+  // Tolerated: another calibration method without a temperature, extra keys, absent entries.
+  nlohmann::json j = good;
+  j["calibration"] = {{"method", "vector_scaling"}, {"weights", {1, 2, 3}}};
+  j["ood"]["future_key"] = {1, 2};
+  CHECK(ModelCard::from_json(j).calibration["method"] == "vector_scaling");
+  CHECK(ModelCard::from_json(j).ood["future_key"] == nlohmann::json({1, 2}));
+  j.erase("calibration");
+  j.erase("ood");
+  CHECK(ModelCard::from_json(j).calibration.is_null());
+  CHECK(ModelCard::from_json(j).ood.is_null());
+  // In a file, the shared reader checks the same (what the browser runs).
+  proto.mutable_metadata_props(0)->set_value([&] {
+    nlohmann::json bad = good;
+    bad["ood"]["threshold"] = "high";
+    return bad.dump();
+  }());
+  CHECK_THAT(test::error_of([&] { read_onnx_bytes(serialize_onnx(proto), "bad.onnx"); }),
+             Contains("bad.onnx") && Contains("ood.threshold"));
+}
+
+TEST_CASE("a run export fits calibration and the OOD check on the run's split", "[export][ood][calibration]") {
+  const test::TempDir dir;
+  test::write_shapes_dataset(dir.path / "data", {"disc", "square", "stripes"}, 12, 32);
+  const nlohmann::json doc = {
+      {"name", "export-calibration"},
+      {"data", {{"path", "data"}}},  // relative: split.json lists "data/<class>/<i>.png"
+      {"split", {{"val", 0.25}, {"test", 0.25}, {"seed", 5}}},
+      {"preprocess", {{"color", "rgb"}, {"size", 32}}},
+      {"model", {{"architecture", "simple_cnn"}, {"conv_channels", {8, 16}}, {"hidden_units", 16}}},
+      {"optimizer", {{"name", "adam"}, {"lr", 3e-3}}},
+      {"epochs", 2},
+      {"batch_size", 8},
+      {"threads", 2}};
+  const fs::path run = dir.path / "runs" / "r";
+  {
+    const WorkingFolder here(dir.path);
+    train::RunOptions quiet;
+    quiet.progress = false;
+    train::run_training(train::TrainConfig::from_json(doc), run.string(), quiet);
+  }
+  fs::create_directories(dir.path / "elsewhere");
+  const WorkingFolder elsewhere(dir.path / "elsewhere");
+
+  SECTION("split.json's relative paths are found from another folder, or named in the error") {
+    const SplitFiles files = read_split_files((run / "split.json").string());
+    CHECK(fs::equivalent(files.resolved_from, dir.path));
+    CHECK(files.classes == std::vector<std::string>{"disc", "square", "stripes"});
+    CHECK(files.train.size() + files.val.size() + files.test.size() == 36);
+    CHECK(files.val.size() == 9);
+    for (const auto& [path, label] : files.test) {
+      CHECK(fs::exists(path));
+      CHECK(fs::path(path).parent_path().filename() == files.classes[static_cast<size_t>(label)]);
+    }
+    fs::rename(dir.path / "data", dir.path / "moved");
+    const std::string message = test::error_of([&] { read_split_files((run / "split.json").string()); });
+    CHECK_THAT(message, Contains("data/") && Contains("does not exist") && Contains("--data-root") &&
+                            Contains("relative to the folder `loupe train` ran from"));
+    const SplitFiles moved = read_split_files((run / "split.json").string(), (dir.path / "moved").string());
+    CHECK(moved.val.size() == 9);
+    for (const auto& [path, label] : moved.val) CHECK(fs::exists(path));
+    CHECK_THAT(test::error_of([&] { read_split_files((run / "split.json").string(), (dir.path / "nothing").string()); }),
+               Contains("under the data root"));
+    // Export with the data gone: the model is exported, calibration and the OOD check are skipped.
+    RunExportOptions options;
+    options.threads = 2;
+    options.real_images = 0;
+    const RunExportResult result = run_export(run.string(), (dir.path / "gone.onnx").string(), options);
+    CHECK_THAT(result.note, Contains("calibration and out-of-distribution check skipped") && Contains("--data-root"));
+    CHECK(result.card.calibration.is_null());
+    CHECK_FALSE(result.card.has_output("ood_distance"));
+    options.data_root = (dir.path / "moved").string();
+    CHECK(run_export(run.string(), (dir.path / "found.onnx").string(), options).card.has_output("ood_distance"));
+  }
+
+  SECTION("the export: card entries, figures, parity, and the options") {
+    RunExportOptions options;
+    options.threads = 2;
+    const RunExportResult result = run_export(run.string(), "", options);
+    std::printf("\nrun export with calibration and OOD check (simple_cnn, 3 classes):\n%s%s", result.parity.to_text().c_str(),
+                result.summary.c_str());
+    CHECK(result.parity.passed);
+    CHECK(result.note.empty());
+    CHECK_THAT(result.parity.to_text(), Contains("ood_distance") && Contains("probabilities"));
+    const ModelCard card = read_onnx_file(result.onnx_path).card;
+    REQUIRE(card.calibration.is_object());
+    CHECK(card.calibration["method"] == "temperature_scaling");
+    CHECK(card.calibration["temperature"].get<double>() > 0);
+    CHECK(card.calibration["fitted_on"] == "validation split (9 images)");
+    CHECK(card.calibration["ece_bins"] == 15);
+    for (const char* part : {"val", "test"}) {
+      for (const char* key : {"ece_before", "ece_after", "nll_before", "nll_after"}) {
+        CAPTURE(part, key);
+        CHECK(card.calibration[part][key].is_number());
+      }
+    }
+    // Temperature scaling minimises the validation NLL: never worse than T = 1 there.
+    CHECK(card.calibration["val"]["nll_after"].get<double>() <= card.calibration["val"]["nll_before"].get<double>() + 1e-12);
+    REQUIRE(card.ood.is_object());
+    CHECK(card.ood["output"] == "ood_distance");
+    CHECK(card.ood["threshold_quantile"] == 0.95);
+    CHECK(card.ood["dims"] == 16);  // min(64, training images - 1 = 17, embedding 16)
+    CHECK(card.ood["fitted_on"] == "train embeddings (18 images)");
+    CHECK(card.ood["val_false_alarm_rate"].get<double>() == Approx(1.0 / 9.0));  // only the largest of 9 is above
+    CHECK(card.ood["test_false_alarm_rate"].is_number());
+    CHECK(card.has_output("ood_distance"));
+    CHECK(result.calibration == card.calibration);
+    CHECK(fs::exists(result.reliability_png));
+    CHECK(decode_image(read_file(result.reliability_png)).width == 880);  // 2 panels per row
+    std::ifstream report(result.report_path);
+    const std::string report_text((std::istreambuf_iterator<char>(report)), std::istreambuf_iterator<char>());
+    CHECK_THAT(report_text, Contains("ECE (15 bins) validation") && Contains("reliability.png") &&
+                                Contains("false alarms validation 11.1%"));
+    std::ifstream log(run / "log.txt");
+    const std::string log_text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    CHECK_THAT(log_text, Contains("export: calibration: temperature scaling, T = "));
+
+    // The options: neither, or one of them.
+    options.calibration = false;
+    options.ood = false;
+    const RunExportResult neither = run_export(run.string(), (dir.path / "neither.onnx").string(), options);
+    CHECK(neither.card.calibration.is_null());
+    CHECK(neither.card.ood.is_null());
+    CHECK_FALSE(neither.card.has_output("ood_distance"));
+    CHECK(neither.summary.empty());
+    options.ood = true;
+    const RunExportResult ood_only = run_export(run.string(), (dir.path / "ood.onnx").string(), options);
+    CHECK(ood_only.card.calibration.is_null());
+    CHECK(ood_only.card.has_output("ood_distance"));
+    CHECK(ood_only.parity.passed);
+
+    // A split without validation images: a clear notice, an export without either.
+    std::ifstream split_in(run / "split.json");
+    nlohmann::json split = nlohmann::json::parse(split_in);
+    split_in.close();
+    split["files"]["val"] = nlohmann::json::array();
+    std::ofstream(run / "split.json") << split.dump();
+    options.calibration = true;
+    const RunExportResult no_val = run_export(run.string(), (dir.path / "noval.onnx").string(), options);
+    CHECK_THAT(no_val.note, Contains("skipped: the run has no validation split"));
+    CHECK(no_val.card.calibration.is_null());
+    CHECK_FALSE(no_val.card.has_output("ood_distance"));
+  }
+}
