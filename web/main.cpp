@@ -218,7 +218,8 @@ static nlohmann::json state_json(const AppState& app, bool with_image_list) {
       {"batch", {{"total", progress.total}, {"done", progress.done}, {"running", progress.running},
                  {"paused", app.paused}, {"inFlight", app.reads.size() + app.runs.size()}}},
       {"showEvaluation", app.show_evaluation},
-      {"heatMap", {{"visible", app.heat_map.visible}, {"class", loupe_web::heat_map_class(app)},
+      {"heatMap", {{"available", app.model.status == ModelStatus::ready && app.model.info.card.has_output("cam")},
+                   {"visible", app.heat_map.visible}, {"class", loupe_web::heat_map_class(app)},
                    {"opacity", app.heat_map.opacity}, {"camEntry", app.cam.entry},
                    {"camShape", {app.cam.classes, app.cam.height, app.cam.width}},
                    {"drawn", app.view.heat_ready && app.view.heat_texture_class >= 0 &&

@@ -263,6 +263,13 @@ test('bad models get a clear message and leave the active model; a valid one re-
     assert.equal(tiny.error, '');
     const state = await waitForPredictions(page, events, images + 2);
     assert.ok(state.images.list.filter((e) => e.ok).every((e) => e.prediction?.status === 'done'));
+    // No "cam", no "ood_distance", no calibration in this model: the page hides those features
+    // (and says why in the viewer) instead of failing.
+    assert.equal(state.heatMap.available, false);
+    assert.equal(state.heatMap.drawn, false);
+    assert.equal(state.model.oodOutput, '');
+    assert.equal(state.model.temperature, 0);
+    assert.ok(state.images.list.filter((e) => e.ok).every((e) => e.prediction.ood === undefined));
 
     // Failed model loads are messages in the app, not console errors or failed requests.
     assertNoProblems(events, site.origin);
@@ -329,7 +336,8 @@ test('out-of-distribution check: brain MRIs given to the blood-smear model are f
     await waitForModel(page, events);
     await page.setInputFiles('#open-model', leukemiaModel);
     const model = await waitForModel(page, events, { name: 'shipped-all-leukemia-mobilenet_v2' });
-    if (!model.oodOutput) return t.skip(`${path.basename(leukemiaModel)} has no out-of-distribution output (re-export it)`);
+    assert.ok(model.oodOutput, `${path.basename(leukemiaModel)} has no out-of-distribution output (re-export it)`);
+    assert.ok(model.temperature > 0, 'the shipped model carries its calibration');
     await page.setInputFiles('#open-folder', mri);
     await page.setInputFiles('#open-folder', smears);
     const state = await waitForPredictions(page, events, 24);
