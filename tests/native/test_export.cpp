@@ -9,7 +9,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
+#include <random>
 #include <regex>
 
 #include "fixtures.h"
@@ -193,6 +195,67 @@ std::string exported_bytes(ExportOptions options = {}) {
   return serialize_onnx(export_onnx(*model, options));
 }
 
+// The shared core's wire-format reader (what the browser runs) against libprotobuf on the same
+// bytes: the graph's inputs and outputs, the parameter count, and the weight ranges, whose SHA-256
+// is the card's weights_sha256 (weights_sha256(proto), what export writes). `exported`: bytes as
+// export wrote them, whose card must also be the metadata's JSON text byte for byte.
+void check_reader_agrees_with_protobuf(const std::string& bytes, const OnnxFileInfo& info, bool exported = true) {
+  onnx::ModelProto proto;
+  REQUIRE(proto.ParseFromString(bytes));
+  CHECK(info.ir_version == proto.ir_version());
+  CHECK(info.producer == proto.producer_name() + (proto.producer_version().empty() ? "" : " " + proto.producer_version()));
+  int64_t opset = 0;
+  for (const auto& o : proto.opset_import()) {
+    if (o.domain().empty() || o.domain() == "ai.onnx") opset = o.version();
+  }
+  CHECK(info.opset == opset);
+  const std::map<int32_t, std::string> type_names = {{1, "float32"}, {10, "float16"}, {11, "float64"}, {7, "int64"},
+                                                     {6, "int32"},   {2, "uint8"},    {3, "int8"},     {9, "bool"}};
+  const auto same_tensors = [&](const std::vector<TensorInfo>& ours,
+                                const google::protobuf::RepeatedPtrField<onnx::ValueInfoProto>& theirs) {
+    REQUIRE(ours.size() == static_cast<size_t>(theirs.size()));
+    for (int i = 0; i < theirs.size(); ++i) {
+      const auto& t = ours[static_cast<size_t>(i)];
+      CHECK(t.name == theirs[i].name());
+      std::vector<std::string> dims;
+      std::string element_type;
+      if (theirs[i].type().has_tensor_type()) {
+        const auto& tensor = theirs[i].type().tensor_type();
+        element_type = type_names.count(tensor.elem_type()) ? type_names.at(tensor.elem_type())
+                                                            : "type " + std::to_string(tensor.elem_type());
+        for (const auto& d : tensor.shape().dim()) {
+          dims.push_back(d.has_dim_value() ? std::to_string(d.dim_value()) : d.dim_param().empty() ? "?" : d.dim_param());
+        }
+      }
+      CHECK(t.element_type == element_type);
+      CHECK(t.dims == dims);
+    }
+  };
+  same_tensors(info.inputs, proto.graph().input());
+  same_tensors(info.outputs, proto.graph().output());
+  const auto& initializers = proto.graph().initializer();
+  REQUIRE(info.weight_ranges.size() == static_cast<size_t>(initializers.size()));
+  uint64_t parameters = 0;
+  for (int i = 0; i < initializers.size(); ++i) {
+    const ByteRange& r = info.weight_ranges[static_cast<size_t>(i)];
+    CHECK(bytes.compare(r.offset, r.size, initializers[i].raw_data()) == 0);
+    uint64_t n = 1;
+    for (int64_t d : initializers[i].dims()) n *= static_cast<uint64_t>(d);
+    parameters += n;
+  }
+  CHECK(info.parameters == static_cast<int64_t>(parameters));
+  const std::string hash = sha256_of_ranges(reinterpret_cast<const uint8_t*>(bytes.data()), info.weight_ranges);
+  CHECK(hash == weights_sha256(proto));
+  if (!info.card.weights_sha256.empty()) {
+    CHECK(info.card.weights_sha256 == hash);
+    CHECK(info.weights_verified);
+  }
+  if (exported) {
+    REQUIRE(proto.metadata_props_size() == 1);
+    CHECK(info.card.to_json().dump() == proto.metadata_props(0).value());  // the card's JSON, byte for byte
+  }
+}
+
 }  // namespace
 
 TEST_CASE("every architecture exports and matches LibTorch under ONNX Runtime", "[export][parity]") {
@@ -240,6 +303,7 @@ TEST_CASE("every architecture exports and matches LibTorch under ONNX Runtime", 
       const onnx::ModelProto proto = export_onnx(*model, c.options);  // checker + strict shape inference inside
       const std::string bytes = serialize_onnx(proto);
       const OnnxFileInfo info = read_onnx_bytes(bytes, c.label);
+      check_reader_agrees_with_protobuf(bytes, info);
       CHECK(info.card.architecture == c.config.architecture);
       CHECK(info.inputs.at(0).dims ==
             std::vector<std::string>{"batch", std::to_string(c.config.in_channels), std::to_string(c.config.input_size),
@@ -335,8 +399,10 @@ TEST_CASE("exporting a training run embeds a complete model card", "[export][car
   CHECK(card.preprocess.to_json() == config.preprocess.to_json());
   std::ifstream config_json(fs::path(run) / "config.json");
   const train::TrainConfig resolved = train::TrainConfig::from_json(nlohmann::json::parse(config_json));
-  CHECK(card.model == resolved.model);
-  CHECK(card.model.num_classes == 3);
+  CHECK(card_model_config(card) == resolved.model);
+  CHECK(models::ModelConfig::from_json(card.model) == resolved.model);
+  CHECK(card.model == resolved.model.to_json());
+  CHECK(card.model.at("num_classes") == 3);
   CHECK(card.input_channels == 3);
   CHECK(card.input_height == 32);
   CHECK(card.input_width == 32);
@@ -365,6 +431,11 @@ TEST_CASE("exporting a training run embeds a complete model card", "[export][car
   REQUIRE(sidecar);
   CHECK(ModelCard::from_json(nlohmann::json::parse(sidecar)).to_json() == card.to_json());
   CHECK_THAT(describe(info), Contains("disc square stripes") && Contains("output logits float32 [batch, 3]"));
+  {
+    std::ifstream in(result.onnx_path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    check_reader_agrees_with_protobuf(bytes, info);
+  }
 
   // The ONNX model computes what the checkpoint computes on a real image.
   auto model = models::create_model(config.model);
@@ -381,6 +452,32 @@ TEST_CASE("exporting a training run embeds a complete model card", "[export][car
   for (int64_t k = 0; k < 3; ++k) CHECK(std::abs(logits.data[static_cast<size_t>(k)] - expected[0][k].item<float>()) <= 1e-4);
   const auto& p = out.at("probabilities").data;
   CHECK(std::abs(p[0] + p[1] + p[2] - 1.0f) < 1e-5f);
+}
+
+TEST_CASE("the shipped models: the shared reader and libprotobuf agree, the weights verify", "[export][card]") {
+  const fs::path folder = fs::path(__FILE__).parent_path().parent_path().parent_path() / "models" / "shipped";
+  std::vector<fs::path> models;
+  if (fs::is_directory(folder)) {
+    for (const auto& entry : fs::directory_iterator(folder)) {
+      if (entry.path().extension() == ".onnx") models.push_back(entry.path());
+    }
+  }
+  if (models.empty()) {
+    WARN("no ONNX models in " << folder.string());
+    return;
+  }
+  std::sort(models.begin(), models.end());
+  for (const auto& path : models) {
+    CAPTURE(path.string());
+    std::ifstream in(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const OnnxFileInfo info = read_onnx_bytes(bytes, path.string());
+    CHECK(info.weights_verified);
+    check_reader_agrees_with_protobuf(bytes, info);
+    const models::ModelConfig config = card_model_config(info.card);
+    CHECK(config.num_classes == static_cast<int>(info.card.class_names.size()));
+    CHECK(config.to_json() == info.card.model);
+  }
 }
 
 TEST_CASE("export and ONNX-file errors name the problem", "[export][bad-input]") {
@@ -465,6 +562,23 @@ TEST_CASE("export and ONNX-file errors name the problem", "[export][bad-input]")
     CHECK_THAT(error_of([&] { read_onnx_bytes(serialize_onnx(no_preprocess), "x"); }),
                Contains("model card: preprocess: missing"));
 
+    // The model config: the shared core keeps it as JSON, the native reader checks it strictly.
+    card = nlohmann::json::parse(proto.metadata_props(0).value());
+    card["model"]["pooling"] = "sideways";
+    onnx::ModelProto bad_model = proto;
+    bad_model.mutable_metadata_props(0)->set_value(card.dump());
+    const std::string bad_model_bytes = serialize_onnx(bad_model);
+    CHECK_NOTHROW(read_onnx_model(reinterpret_cast<const uint8_t*>(bad_model_bytes.data()), bad_model_bytes.size(), "x"));
+    CHECK_THAT(error_of([&] { read_onnx_bytes(bad_model_bytes, "bad_model"); }, &code),
+               Contains("bad_model: model card: model: ") && Contains("pooling") && Contains("sideways"));
+    CHECK(code == ErrorCode::InvalidSpec);
+    card = nlohmann::json::parse(proto.metadata_props(0).value());
+    card["model"].erase("num_classes");  // ModelConfig's default, 2, is the class count here
+    card["class_names"] = {"a", "b"};
+    onnx::ModelProto default_classes = proto;
+    default_classes.mutable_metadata_props(0)->set_value(card.dump());
+    CHECK(card_model_config(read_onnx_bytes(serialize_onnx(default_classes), "default").card).num_classes == 2);
+
     onnx::ModelProto tampered = proto;
     std::string* raw = tampered.mutable_graph()->mutable_initializer(0)->mutable_raw_data();
     (*raw)[0] = static_cast<char>((*raw)[0] ^ 1);
@@ -473,6 +587,35 @@ TEST_CASE("export and ONNX-file errors name the problem", "[export][bad-input]")
     ReadOptions trusting;
     trusting.verify_weights = false;
     CHECK_NOTHROW(read_onnx_bytes(serialize_onnx(tampered), "tampered", trusting));
+  }
+  SECTION("damaged files: the shared reader calls corrupt exactly what libprotobuf cannot parse, and agrees with it") {
+    const std::string original = exported_bytes();
+    std::mt19937 rng(99);
+    int protobuf_parsed = 0, agreed = 0;
+    for (int trial = 0; trial < 300; ++trial) {
+      std::string damaged = original;
+      const int flips = 1 + static_cast<int>(rng() % 4);
+      for (int i = 0; i < flips; ++i) damaged[rng() % damaged.size()] = static_cast<char>(rng());
+      if (rng() % 4 == 0) damaged.resize(rng() % damaged.size());
+      CAPTURE(trial);
+      onnx::ModelProto proto;
+      const bool parsed = proto.ParseFromString(damaged);
+      protobuf_parsed += parsed ? 1 : 0;
+      try {
+        const OnnxFileInfo info = read_onnx_bytes(damaged, "damaged");
+        REQUIRE(parsed);
+        check_reader_agrees_with_protobuf(damaged, info, /*exported=*/false);
+        ++agreed;
+      } catch (const Error& e) {
+        const std::string message = e.what();
+        // Checked before parsing: the first byte, and zero bytes (which protobuf parses as an empty model).
+        if (message.find("starts with bytes") != std::string::npos || message.find("empty file") != std::string::npos) continue;
+        CHECK(parsed == (message.find("do not parse") == std::string::npos));
+      }
+    }
+    CHECK(protobuf_parsed > 0);
+    std::printf("\ndamaged ONNX files: libprotobuf parsed %d of 300, the shared reader read %d of those in full\n",
+                protobuf_parsed, agreed);
   }
   SECTION("ONNX Runtime errors become loupe errors") {
     CHECK_THAT(error_of([&] { OrtSession((dir.path / "missing.onnx").string()); }), Contains("ONNX Runtime"));

@@ -636,8 +636,9 @@ ModelCard make_card(models::Classifier& model, const ExportOptions& options, int
   card.description = info.description;
   card.created_utc = info.created_utc.empty() ? utc_now_iso8601() : info.created_utc;
   card.architecture = config.architecture;
-  card.model = config;
-  card.model.input_size = size;
+  models::ModelConfig exported = config;
+  exported.input_size = size;
+  card.model = exported.to_json();
   card.input_channels = config.in_channels;
   card.input_height = card.input_width = size;
   if (info.class_names.empty()) {
