@@ -108,6 +108,20 @@ static void section_title(const char* title) {
   ImGui::Separator();
 }
 
+// Free-form card entries (training data, test metrics, ...) come from whoever wrote the file: read
+// them without trusting their types, so an odd card shows "?" instead of throwing mid-frame.
+static double json_number(const nlohmann::json& object, const char* key, double fallback = 0.0) {
+  if (!object.is_object()) return fallback;
+  const auto found = object.find(key);
+  return found != object.end() && found->is_number() ? found->get<double>() : fallback;
+}
+
+static std::string json_text(const nlohmann::json& object, const char* key, const std::string& fallback) {
+  if (!object.is_object()) return fallback;
+  const auto found = object.find(key);
+  return found != object.end() && found->is_string() ? found->get<std::string>() : fallback;
+}
+
 // Records where the last item was drawn (see UiActions::widgets).
 static void note_widget(UiActions& actions, const char* id) {
   const ImVec2 min = ImGui::GetItemRectMin(), max = ImGui::GetItemRectMax();
@@ -176,7 +190,7 @@ static void draw_model_section(const AppState& app, UiActions& actions) {
   ImGui::Text("%s %dx%d", card.input_channels == 1 ? "gray" : "RGB", card.input_width, card.input_height);
   if (card.training_data.is_object()) {
     const nlohmann::json& data = card.training_data;
-    std::string folder = data.value("folder", std::string("?"));
+    std::string folder = json_text(data, "folder", "?");
     while (folder.size() > 1 && folder.back() == '/') folder.pop_back();
     folder = folder.substr(folder.find_last_of('/') == std::string::npos ? 0 : folder.find_last_of('/') + 1);
     fact_key("Trained on");
@@ -196,8 +210,8 @@ static void draw_model_section(const AppState& app, UiActions& actions) {
   }
   fact_key("Test metrics");
   if (card.test_metrics.is_object() && card.test_metrics.contains("accuracy")) {
-    ImGui::TextWrapped("accuracy %.3f, balanced %.3f (held-out test split)", card.test_metrics.value("accuracy", 0.0),
-                       card.test_metrics.value("balanced_accuracy", 0.0));
+    ImGui::TextWrapped("accuracy %.3f, balanced %.3f (held-out test split)", json_number(card.test_metrics, "accuracy"),
+                       json_number(card.test_metrics, "balanced_accuracy"));
   } else {
     ImGui::TextColored(colours::caution, "none recorded");
   }
@@ -206,7 +220,7 @@ static void draw_model_section(const AppState& app, UiActions& actions) {
   fact_key("OOD check");
   if (!app.model.ood_output.empty()) {
     ImGui::TextWrapped("flags images beyond distance %.1f (%s)", app.model.ood_threshold,
-                       card.ood.value("method", std::string("distance")).c_str());
+                       json_text(card.ood, "method", "distance").c_str());
   } else {
     ImGui::TextColored(colours::caution, "none: unusual images are not flagged");
   }
@@ -220,9 +234,9 @@ static void draw_model_section(const AppState& app, UiActions& actions) {
   if (card.test_metrics.is_object() && card.test_metrics.contains("classes") && card.test_metrics["classes"].is_array() &&
       ImGui::TreeNode("Per-class test metrics")) {
     for (const nlohmann::json& row : card.test_metrics["classes"]) {
-      ImGui::Text("%-14s P %.2f R %.2f F1 %.2f n=%s", row.value("name", std::string("?")).c_str(),
-                  row.value("precision", 0.0), row.value("recall", 0.0), row.value("f1", 0.0),
-                  row.value("support", nlohmann::json()).dump().c_str());
+      ImGui::Text("%-14s P %.2f R %.2f F1 %.2f n=%s", json_text(row, "name", "?").c_str(),
+                  json_number(row, "precision"), json_number(row, "recall"), json_number(row, "f1"),
+                  row.is_object() ? row.value("support", nlohmann::json()).dump().c_str() : "?");
     }
     ImGui::TreePop();
   }

@@ -404,7 +404,8 @@ static void activate_model(AppState& app, int session, const std::string& weight
   model.ood_output.clear();
   model.ood_threshold = 0;
   if (card.ood.is_object() && card.ood.value("threshold", nlohmann::json()).is_number()) {
-    const std::string output = card.ood.value("output", std::string());
+    const auto found = card.ood.find("output");
+    const std::string output = found != card.ood.end() && found->is_string() ? found->get<std::string>() : std::string();
     if (card.has_output(output)) {
       model.ood_output = output;
       model.ood_threshold = card.ood["threshold"].get<double>();
