@@ -421,6 +421,12 @@ static void activate_model(AppState& app, int session, const std::string& weight
   rescan(app);
 }
 
+// One class's normalised activation map from the selected image's "cam" output.
+static loupe::HeatMap class_heat_map(const loupe_web::CamResult& cam, int cls) {
+  const size_t plane = static_cast<size_t>(cam.height) * static_cast<size_t>(cam.width);
+  return loupe::class_activation_map(cam.values.data() + plane * static_cast<size_t>(cls), cam.height, cam.width);
+}
+
 // The selected image's report (shared core: loupe/image_report.h), saved as a PNG download.
 static void save_report(const AppState& app) {
   if (app.selected < 0 || app.view.entry != app.selected || app.model.status != ModelStatus::ready) return;
@@ -451,9 +457,7 @@ static void save_report(const AppState& app) {
   }
   const int cls = loupe_web::heat_map_class(app);
   if (cls >= 0) {
-    const loupe_web::CamResult& cam = app.cam;
-    const size_t plane = static_cast<size_t>(cam.height) * static_cast<size_t>(cam.width);
-    report.heat_map = loupe::class_activation_map(cam.values.data() + plane * static_cast<size_t>(cls), cam.height, cam.width);
+    report.heat_map = class_heat_map(app.cam, cls);
     report.heat_map_class = card.class_names[static_cast<size_t>(cls)];
     report.preprocess = card.preprocess;
     report.heat_map_opacity = app.heat_map.opacity;
@@ -638,18 +642,14 @@ static void use_css_pixels(double pixel_ratio) {
   if (ImGui::IsMousePosValid(&io.MousePos)) io.MousePos = {io.MousePos.x / ratio, io.MousePos.y / ratio};
 }
 
-// The viewed image as an RGBA8 texture, through the window/level (display only).
-static void upload_view_texture(ImageView& view, int max_side) {
-  view.texture_dirty = false;
-  if (view.entry < 0 || view.image.empty()) return;
-  int width = 0, height = 0;
-  const std::vector<uint8_t> rgba = loupe_web::display_rgba(view.image, view.window, max_side, width, height);
-  if (view.texture == 0) {
-    GLuint texture = 0;
-    glGenTextures(1, &texture);
-    view.texture = texture;
+// Uploads RGBA8 pixels into `texture`, creating it on first use (linear filtering, clamped edges).
+static void upload_rgba_texture(unsigned& texture, int width, int height, const std::vector<uint8_t>& rgba) {
+  if (texture == 0) {
+    GLuint created = 0;
+    glGenTextures(1, &created);
+    texture = created;
   }
-  glBindTexture(GL_TEXTURE_2D, view.texture);
+  glBindTexture(GL_TEXTURE_2D, texture);
   glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MIN_FILTER, GL_LINEAR);
   glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MAG_FILTER, GL_LINEAR);
   glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_S, GL_CLAMP_TO_EDGE);
@@ -657,6 +657,15 @@ static void upload_view_texture(ImageView& view, int max_side) {
   glPixelStorei(GL_UNPACK_ALIGNMENT, 1);
   glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA8, width, height, 0, GL_RGBA, GL_UNSIGNED_BYTE, rgba.data());
   glBindTexture(GL_TEXTURE_2D, 0);
+}
+
+// The viewed image as an RGBA8 texture, through the window/level (display only).
+static void upload_view_texture(ImageView& view, int max_side) {
+  view.texture_dirty = false;
+  if (view.entry < 0 || view.image.empty()) return;
+  int width = 0, height = 0;
+  const std::vector<uint8_t> rgba = loupe_web::display_rgba(view.image, view.window, max_side, width, height);
+  upload_rgba_texture(view.texture, width, height, rgba);
   view.texture_width = width;
   view.texture_height = height;
 }
@@ -669,31 +678,14 @@ static void upload_heat_texture(AppState& app) {
   view.heat_texture_class = cls;
   view.heat_ready = false;
   if (cls < 0 || view.entry != app.selected || view.texture_width <= 0) return;
-  const loupe_web::CamResult& cam = app.cam;
   std::vector<uint8_t> rgba;
   try {
-    const size_t plane = static_cast<size_t>(cam.height) * static_cast<size_t>(cam.width);
-    const loupe::HeatMap map = loupe::class_activation_map(cam.values.data() + plane * static_cast<size_t>(cls),
-                                                           cam.height, cam.width);
-    rgba = loupe::heat_map_overlay(map, app.model.info.card.preprocess, view.image.width, view.image.height,
-                                   view.texture_width, view.texture_height);
+    rgba = loupe::heat_map_overlay(class_heat_map(app.cam, cls), app.model.info.card.preprocess, view.image.width,
+                                   view.image.height, view.texture_width, view.texture_height);
   } catch (const std::exception&) {
     return;  // a degenerate map: no overlay (the image stays)
   }
-  if (view.heat_texture == 0) {
-    GLuint texture = 0;
-    glGenTextures(1, &texture);
-    view.heat_texture = texture;
-  }
-  glBindTexture(GL_TEXTURE_2D, view.heat_texture);
-  glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MIN_FILTER, GL_LINEAR);
-  glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MAG_FILTER, GL_LINEAR);
-  glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_S, GL_CLAMP_TO_EDGE);
-  glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_T, GL_CLAMP_TO_EDGE);
-  glPixelStorei(GL_UNPACK_ALIGNMENT, 1);
-  glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA8, view.texture_width, view.texture_height, 0, GL_RGBA, GL_UNSIGNED_BYTE,
-               rgba.data());
-  glBindTexture(GL_TEXTURE_2D, 0);
+  upload_rgba_texture(view.heat_texture, view.texture_width, view.texture_height, rgba);
   view.heat_ready = true;
 }
 
@@ -821,25 +813,45 @@ extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_ort_session(int request, int sessi
   activate_model(app, session, hash);
 }
 
-// Keeps the "cam" output ([1, classes, h, w]) of the selected image's run.
-static void store_cam(AppState& app, int entry, const nlohmann::json& layout, const float* data, int count) {
-  for (const nlohmann::json& output : layout) {
-    if (output.value("name", "") != "cam") continue;
-    const nlohmann::json dims = output.value("dims", nlohmann::json::array());
-    if (dims.size() != 4 || !dims[1].is_number_integer() || !dims[2].is_number_integer() || !dims[3].is_number_integer()) return;
-    loupe_web::CamResult cam;
-    cam.entry = entry;
-    cam.model_id = app.model.id;
-    cam.classes = dims[1].get<int>();
-    cam.height = dims[2].get<int>();
-    cam.width = dims[3].get<int>();
-    const size_t offset = output.value("offset", size_t{0});
-    const size_t size = static_cast<size_t>(cam.classes) * static_cast<size_t>(cam.height) * static_cast<size_t>(cam.width);
-    if (size == 0 || offset + size > static_cast<size_t>(count)) return;
-    cam.values.assign(data + offset, data + offset + size);
-    app.cam = std::move(cam);
-    app.view.heat_dirty = true;
+// The outputs of one run as ort_bridge laid them out: one float buffer, and per output its name,
+// dims and offset (see loupe_on_ort_run in ort_bridge.h).
+struct RunOutputs {
+  const float* data = nullptr;
+  size_t count = 0;
+  nlohmann::json layout;
+
+  // The first `needed` values of output `name`, or null when it is absent or shorter; `dims`, when
+  // given, receives its shape.
+  const float* values(const std::string& name, size_t needed, nlohmann::json* dims = nullptr) const {
+    for (const nlohmann::json& output : layout) {
+      if (output.value("name", "") != name) continue;
+      if (dims) *dims = output.value("dims", nlohmann::json::array());
+      const size_t offset = output.value("offset", size_t{0});
+      return offset + needed <= count ? data + offset : nullptr;
+    }
+    return nullptr;
   }
+};
+
+// Keeps the "cam" output ([1, classes, h, w]) of the selected image's run.
+static void store_cam(AppState& app, int entry, const RunOutputs& outputs) {
+  nlohmann::json dims;
+  if (!outputs.values("cam", 0, &dims) || dims.size() != 4 || !dims[1].is_number_integer() ||
+      !dims[2].is_number_integer() || !dims[3].is_number_integer()) {
+    return;
+  }
+  loupe_web::CamResult cam;
+  cam.entry = entry;
+  cam.model_id = app.model.id;
+  cam.classes = dims[1].get<int>();
+  cam.height = dims[2].get<int>();
+  cam.width = dims[3].get<int>();
+  const size_t size = static_cast<size_t>(cam.classes) * static_cast<size_t>(cam.height) * static_cast<size_t>(cam.width);
+  const float* values = outputs.values("cam", size);
+  if (size == 0 || !values) return;
+  cam.values.assign(values, values + size);
+  app.cam = std::move(cam);
+  app.view.heat_dirty = true;
 }
 
 extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_ort_run(int request, float* data, int count, const char* layout_json,
@@ -856,36 +868,27 @@ extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_ort_run(int request, float* data, 
     ImageEntry& entry = app.images[static_cast<size_t>(done.entry)];
     ++app.images_revision;
     const size_t classes = app.model.info.card.class_names.size();
-    const nlohmann::json layout = nlohmann::json::parse(layout_json ? layout_json : "[]", nullptr, false);
-    std::string problem = data ? "" : std::string(error ? error : "unknown error");
-    const float* scores = nullptr;
-    if (problem.empty()) {
-      for (const nlohmann::json& output : layout) {
-        if (output.value("name", "") != app.model.scores_output) continue;
-        const size_t offset = output.value("offset", size_t{0});
-        if (offset + classes <= static_cast<size_t>(count)) scores = data + offset;
-      }
-      if (!scores) problem = "the model's '" + app.model.scores_output + "' output has fewer values than classes";
-    }
-    if (!problem.empty()) {
+    const RunOutputs outputs{data, static_cast<size_t>(std::max(count, 0)),
+                             nlohmann::json::parse(layout_json ? layout_json : "[]", nullptr, false)};
+    const float* scores = data ? outputs.values(app.model.scores_output, classes) : nullptr;
+    if (!data) {
       entry.prediction.status = PredictionStatus::error;
-      entry.prediction.error = problem;
-    } else if (app.model.scores_output == "probabilities") {
-      entry.prediction = loupe_web::make_prediction(app.model.id, std::vector<float>(scores, scores + classes));
+      entry.prediction.error = error ? error : "unknown error";
+    } else if (!scores) {
+      entry.prediction.status = PredictionStatus::error;
+      entry.prediction.error = "the model's '" + app.model.scores_output + "' output has fewer values than classes";
     } else {
-      entry.prediction = loupe_web::make_prediction(app.model.id, loupe_web::softmax(scores, classes));
-    }
-    if (problem.empty() && !app.model.ood_output.empty()) {
-      for (const nlohmann::json& output : layout) {
-        const size_t offset = output.value("offset", size_t{0});
-        if (output.value("name", "") != app.model.ood_output || offset >= static_cast<size_t>(count)) continue;
+      entry.prediction = loupe_web::make_prediction(
+          app.model.id, app.model.scores_output == "probabilities" ? std::vector<float>(scores, scores + classes)
+                                                                   : loupe_web::softmax(scores, classes));
+      if (const float* distance = app.model.ood_output.empty() ? nullptr : outputs.values(app.model.ood_output, 1)) {
         entry.prediction.has_ood = true;
-        entry.prediction.ood_distance = data[offset];
+        entry.prediction.ood_distance = *distance;
         // NaN (a degenerate embedding) is flagged too: no distance means no reason to trust it.
-        entry.prediction.out_of_distribution = !(data[offset] <= app.model.ood_threshold);
+        entry.prediction.out_of_distribution = !(*distance <= app.model.ood_threshold);
       }
+      if (done.with_cam) store_cam(app, done.entry, outputs);
     }
-    if (problem.empty() && done.with_cam) store_cam(app, done.entry, layout, data, count);
   }
   pump(app);
 }

@@ -596,6 +596,16 @@ std::string append_ood_nodes(GraphBuilder& g, const std::string& embedding, cons
 
 // [SECTION] export_onnx
 
+// One graph initializer from a float32 or int64 tensor, as raw little-endian bytes.
+void add_initializer(onnx::GraphProto* graph, const std::string& name, const torch::Tensor& tensor) {
+  const torch::Tensor t = tensor.to(torch::kCPU).contiguous();
+  onnx::TensorProto* init = graph->add_initializer();
+  init->set_name(name);
+  for (int64_t d : t.sizes()) init->add_dims(d);
+  init->set_data_type(t.scalar_type() == torch::kFloat32 ? onnx::TensorProto::FLOAT : onnx::TensorProto::INT64);
+  init->set_raw_data(static_cast<const char*>(t.data_ptr()), t.nbytes());
+}
+
 void set_tensor_type(onnx::ValueInfoProto* info, const std::string& name, const std::vector<int64_t>& dims) {
   info->set_name(name);
   auto* tensor_type = info->mutable_type()->mutable_tensor_type();
@@ -829,12 +839,7 @@ onnx::ModelProto export_onnx(models::Classifier& model, const ExportOptions& opt
   g.nodes.clear();
   for (auto& [name, tensor] : g.initializers) {
     if (used.count(name) == 0) continue;  // e.g. batch-norm statistics after folding
-    const torch::Tensor t = tensor.to(torch::kCPU).contiguous();
-    onnx::TensorProto* init = graph->add_initializer();
-    init->set_name(name);
-    for (int64_t d : t.sizes()) init->add_dims(d);
-    init->set_data_type(t.scalar_type() == torch::kFloat32 ? onnx::TensorProto::FLOAT : onnx::TensorProto::INT64);
-    init->set_raw_data(static_cast<const char*>(t.data_ptr()), t.nbytes());
+    add_initializer(graph, name, tensor);
     tensor = torch::Tensor();  // free as we go (vgg16: 0.5 GB)
   }
   card.weights_sha256 = weights_sha256(proto);
@@ -864,12 +869,7 @@ onnx::ModelProto ood_distance_graph(const MahalanobisFit& fit, int opset) {
   set_tensor_type(graph->add_output(), "ood_distance", {1});
   for (auto& node : g.nodes) *graph->add_node() = std::move(node);
   for (auto& [name, tensor] : g.initializers) {
-    const torch::Tensor t = tensor.to(torch::kCPU).contiguous();
-    onnx::TensorProto* init = graph->add_initializer();
-    init->set_name(name);
-    for (int64_t d : t.sizes()) init->add_dims(d);
-    init->set_data_type(t.scalar_type() == torch::kFloat32 ? onnx::TensorProto::FLOAT : onnx::TensorProto::INT64);
-    init->set_raw_data(static_cast<const char*>(t.data_ptr()), t.nbytes());
+    add_initializer(graph, name, tensor);
   }
   check_onnx(proto);
   return proto;
