@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <sstream>
+#include <type_traits>
+
 namespace loupe::train {
 
 void AdamaxOptions::serialize(torch::serialize::OutputArchive& archive) const {
@@ -39,6 +42,23 @@ Adamax::Adamax(std::vector<torch::Tensor> params, AdamaxOptions defaults)
   TORCH_CHECK(defaults.weight_decay() >= 0, "Invalid weight_decay value: ", defaults.weight_decay());
 }
 
+namespace {
+
+// The optimizer state is keyed by the parameter's TensorImpl: by its printed address in LibTorch
+// 1.13 (as its own optimizers do), by the pointer itself in 2.x.
+template <typename Key>
+Key state_key(const torch::Tensor& p) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream address;
+    address << p.unsafeGetTensorImpl();
+    return address.str();
+  } else {
+    return p.unsafeGetTensorImpl();
+  }
+}
+
+}  // namespace
+
 torch::Tensor Adamax::step(LossClosure closure) {
   torch::NoGradGuard no_grad;
   torch::Tensor loss = {};
@@ -53,7 +73,7 @@ torch::Tensor Adamax::step(LossClosure closure) {
       if (!p.grad().defined()) continue;
       torch::Tensor grad = p.grad();
       if (options.weight_decay() != 0) grad = grad.add(p, options.weight_decay());
-      auto& slot = state_[c10::guts::to_string(p.unsafeGetTensorImpl())];
+      auto& slot = state_[state_key<StateKey>(p)];
       if (!slot) {
         auto fresh = std::make_unique<AdamaxParamState>();
         fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));

@@ -11,6 +11,7 @@
 #include <torch/optim/serialize.h>
 
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace loupe::train {
@@ -46,6 +47,9 @@ class Adamax : public torch::optim::Optimizer {
   torch::Tensor step(LossClosure closure = nullptr) override;
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
+
+ private:
+  using StateKey = std::decay_t<decltype(state_)>::key_type;  // std::string in LibTorch 1.13, void* in 2.x
 };
 
 }  // namespace loupe::train

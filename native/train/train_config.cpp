@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "loupe/error.h"
+#include "precision.h"
 
 namespace fs = std::filesystem;
 
@@ -132,6 +133,8 @@ nlohmann::json TrainConfig::to_json() const {
       {"threads", threads},
       {"workers", workers},
       {"device", device},
+      {"precision", precision},
+      {"channels_last", channels_last},
       {"selection_metric", selection_metric},
   };
   if (!grid.is_null() && !grid.empty()) j["grid"] = grid;
@@ -188,6 +191,12 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& json) {
       if (c.device != "auto" && c.device != "cpu" && c.device.rfind("cuda", 0) != 0) {
         bad(key, "expected auto, cpu, cuda or cuda:N");
       }
+    } else if (key == "precision") {
+      c.precision = text(v, key);
+      parse_precision(c.precision);  // throws "precision: ..." for an unknown value
+    } else if (key == "channels_last") {
+      if (!v.is_boolean() && !(v.is_string() && v.get<std::string>() == "auto")) bad(key, "expected true, false or \"auto\"");
+      c.channels_last = v;
     } else if (key == "selection_metric") {
       c.selection_metric = text(v, key);
       if (c.selection_metric != "val_loss" && c.selection_metric != "val_accuracy" &&
@@ -203,7 +212,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& json) {
     } else {
       bad(key, "unknown key; expected name, description, data, split, balancing, preprocess, augment, model, "
                "pretrained, optimizer, schedule, early_stopping, epochs, batch_size, seed, threads, workers, "
-               "device, selection_metric, grid");
+               "device, precision, channels_last, selection_metric, grid");
     }
   }
   if (!has_data) bad("data.path", "missing: the data set folder, .csv manifest or .npz file");

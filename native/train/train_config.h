@@ -16,6 +16,7 @@
 //     "early_stopping": {"patience": 3, "monitor": "val_loss", "restore_best": true},
 //     "epochs": 30, "batch_size": 32, "seed": 42,
 //     "threads": 0, "workers": 2, "device": "auto",  // 0 threads = all cores
+//     "precision": "auto", "channels_last": "auto",   // see precision.h: fp16 + NHWC on CUDA
 //     "selection_metric": "val_loss",               // which epoch is "best" (and grid ranking)
 //     "grid": {"optimizer.name": ["adam", "rmsprop"], "optimizer.lr": [1e-4, 3e-4], "epochs": [20, 30]}
 //   }
@@ -60,6 +61,8 @@ struct TrainConfig {
   int threads = 0;
   int workers = 2;
   std::string device = "auto";
+  std::string precision = "auto";                      // auto, fp32, bf16, fp16 (precision.h)
+  nlohmann::json channels_last = "auto";               // "auto", true or false
   std::string selection_metric = "val_loss";  // val_loss, val_accuracy, val_balanced_accuracy
   nlohmann::json grid;  // {"dotted.key": [values...]}; empty for a single run
 

@@ -19,6 +19,7 @@
 #include "loader.h"
 #include "optim.h"
 #include "loupe/models/pretrained.h"
+#include "precision.h"
 #include "report.h"
 
 namespace fs = std::filesystem;
@@ -221,11 +222,13 @@ struct TrainerState {
   int best_epoch = 0;
   double best_value = 0;
   int epochs_without_improvement = 0;
+  nlohmann::json loss_scaler;  // LossScaler::state(); null without loss scaling
   nlohmann::json to_json() const {
     nlohmann::json h = nlohmann::json::array();
     for (const auto& r : history) h.push_back(r.to_json());
     return {{"epochs_done", epochs_done}, {"history", h}, {"schedule", schedule}, {"best_epoch", best_epoch},
-            {"best_value", best_value}, {"epochs_without_improvement", epochs_without_improvement}};
+            {"best_value", best_value}, {"epochs_without_improvement", epochs_without_improvement},
+            {"loss_scaler", loss_scaler}};
   }
   static TrainerState from_json(const nlohmann::json& j) {
     TrainerState s;
@@ -235,6 +238,7 @@ struct TrainerState {
     s.best_epoch = j.at("best_epoch").get<int>();
     s.best_value = j.at("best_value").get<double>();
     s.epochs_without_improvement = j.at("epochs_without_improvement").get<int>();
+    s.loss_scaler = j.value("loss_scaler", nlohmann::json());  // absent in checkpoints before mixed precision
     return s;
   }
 };
@@ -255,10 +259,17 @@ void save_checkpoint(const std::string& path, models::Classifier& model, torch::
   save_archive_atomic(archive, path);
 }
 
+// Checkpoints record the device their tensors were on; they are loaded onto the model's device
+// instead, so a run trained on a GPU can be resumed, evaluated or exported on a CPU-only machine.
+torch::Device device_of(models::Classifier& model) {
+  const auto parameters = model.parameters();
+  return parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
+}
+
 TrainerState load_checkpoint(const std::string& path, models::Classifier& model, torch::optim::Optimizer& optimizer) {
   torch::serialize::InputArchive archive, model_archive, optimizer_archive;
   try {
-    archive.load_from(path);
+    archive.load_from(path, device_of(model));
     archive.read("model", model_archive);
     archive.read("optimizer", optimizer_archive);
     model.load(model_archive);
@@ -328,7 +339,7 @@ void save_model_file(models::Classifier& model, const std::string& path) {
 void load_model_file(models::Classifier& model, const std::string& path) {
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path);
+    archive.load_from(path, device_of(model));
     torch::serialize::InputArchive model_archive;
     if (archive.try_read("model", model_archive)) model.load(model_archive);  // a checkpoint
     else model.load(archive);                                                  // a plain model file
@@ -352,7 +363,12 @@ Predictions predict(models::Classifier& model, const data::Dataset& dataset, con
   while (auto batch = loader.next()) {
     out.errors.insert(out.errors.end(), batch->errors.begin(), batch->errors.end());
     if (batch->samples.empty()) continue;
-    const torch::Tensor logits = model.forward(batch->images.to(options.device)).to(torch::kCPU, torch::kFloat64);
+    torch::Tensor logits;
+    {
+      AutocastScope autocast(options.policy);
+      logits = model.forward(batch_layout(batch->images.to(options.policy.device), options.policy));
+    }
+    logits = logits.to(torch::kCPU, torch::kFloat64);
     const torch::Tensor log_probs = torch::log_softmax(logits, 1);
     loss_sum += -log_probs.gather(1, batch->labels.unsqueeze(1)).sum().item<double>();
     const torch::Tensor probs = log_probs.exp().contiguous();
@@ -382,13 +398,36 @@ nlohmann::json evaluation_json(const Predictions& predictions, const std::vector
 
 // [SECTION] Training
 
+StepResult train_step(models::Classifier& model, torch::optim::Optimizer& optimizer, const torch::Tensor& images,
+                      const torch::Tensor& labels, const torch::Tensor& class_weights, const DevicePolicy& policy,
+                      LossScaler& scaler) {
+  optimizer.zero_grad();
+  StepResult result;
+  {
+    AutocastScope autocast(policy);  // the forward pass only; the loss and backward run outside, as in torch.autocast
+    result.logits = model.forward(batch_layout(images, policy));
+  }
+  result.logits = result.logits.to(torch::kFloat32);
+  const torch::Tensor loss = torch::nn::functional::cross_entropy(
+      result.logits, labels, torch::nn::functional::CrossEntropyFuncOptions().weight(class_weights));
+  result.loss = loss.item<double>();
+  if (!std::isfinite(result.loss)) return result;
+  scaler.scale_loss(loss).backward();
+  // Float16 gradients that overflowed skip this step and lower the scale (see precision.h).
+  result.stepped = scaler.update(scaler.unscale_and_check(model.parameters()));
+  if (result.stepped) optimizer.step();
+  return result;
+}
+
 RunResult run_training(const TrainConfig& config_in, const std::string& run_dir, const RunOptions& options) {
   TrainConfig config = config_in;
   fs::create_directories(fs::path(run_dir) / "checkpoints");
   RunLog log((fs::path(run_dir) / "log.txt").string());
   configure_threads(config.threads);
-  const torch::Device device = resolve_device(config.device);
-  log("run " + run_dir + ": " + config.name + " on " + device.str() + ", " + std::to_string(at::get_num_threads()) +
+  const DevicePolicy policy = resolve_device_policy(resolve_device(config.device), config.precision, config.channels_last);
+  const torch::Device device = policy.device;
+  configure_backend(policy);
+  log("run " + run_dir + ": " + config.name + " on " + policy.describe() + ", " + std::to_string(at::get_num_threads()) +
       " threads");
 
   // Data, split and balancing: written before training so a failed run can still be audited.
@@ -431,7 +470,13 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
     }
   }
   model->to(device);
+  if (policy.channels_last) to_channels_last(*model);
   auto optimizer = make_optimizer(config.optimizer, model->parameters());
+  LossScaler scaler(policy.loss_scaling());
+  EvalOptions eval_options;  // validation after each epoch, then the selected model on val and test
+  eval_options.batch_size = std::max(32, config.batch_size);
+  eval_options.workers = config.workers;
+  eval_options.policy = policy;
   LrSchedule schedule(config.schedule, config.optimizer.lr, config.epochs);
   const torch::Tensor class_weights =
       torch::tensor(balanced.class_weights, torch::kFloat32).to(device);
@@ -441,7 +486,9 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
   TrainerState state;
   if ((options.resume || options.evaluate_only) && fs::exists(last_path)) {
     state = load_checkpoint(last_path, *model, *optimizer);
+    if (policy.channels_last) to_channels_last(*model);  // loading takes the saved tensors' layout
     schedule.restore(state.schedule);
+    scaler.restore(state.loss_scaler);
     log("resumed after epoch " + std::to_string(state.epochs_done));
   } else if (options.resume) {
     log("no checkpoint in " + run_dir + ": starting from scratch");
@@ -486,18 +533,15 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     size_t done = 0;
+    const int skipped_before = scaler.skipped_steps();
     bool interrupted = false;
     while (auto batch = loader.next()) {
       for (const auto& e : batch->errors) log("unreadable during training, skipped: " + e);
       ++done;
       if (batch->samples.empty()) continue;
-      const torch::Tensor images = batch->images.to(device);
       const torch::Tensor labels = batch->labels.to(device);
-      optimizer->zero_grad();
-      const torch::Tensor logits = model->forward(images);
-      const torch::Tensor loss = torch::nn::functional::cross_entropy(
-          logits, labels, torch::nn::functional::CrossEntropyFuncOptions().weight(class_weights));
-      const double loss_value = loss.item<double>();
+      const StepResult step = train_step(*model, *optimizer, batch->images.to(device), labels, class_weights, policy, scaler);
+      const double loss_value = step.loss;
       if (!std::isfinite(loss_value)) {
         bar.finish();
         throw Error(ErrorCode::InvalidArgument,
@@ -506,12 +550,12 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
                         (state.epochs_done > 0 ? "; the last good checkpoint (epoch " + std::to_string(state.epochs_done) +
                                                      ") is kept in " + last_path
                                                : "; no epoch had finished, so there is no checkpoint") +
-                        ". Try a lower learning rate.");
+                        ". Try a lower learning rate" +
+                        (policy.precision == Precision::Float16 ? " or precision bf16/fp32 (fp16 overflows above 65504)" : "") +
+                        ".");
       }
-      loss.backward();
-      optimizer->step();
       loss_sum += loss_value * double(batch->samples.size());
-      correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
+      correct += step.logits.argmax(1).eq(labels).sum().item<int64_t>();
       seen += static_cast<int64_t>(batch->samples.size());
       bar.update(done, loss_sum / double(seen), seen);
       if (options.interrupt && *options.interrupt) {
@@ -527,11 +571,11 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
       break;
     }
     const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+    if (scaler.skipped_steps() > skipped_before) {
+      log("loss scaling: " + std::to_string(scaler.skipped_steps() - skipped_before) +
+          " step(s) skipped for overflowing fp16 gradients this epoch; scale now " + fixed(scaler.scale(), 0));
+    }
 
-    EvalOptions eval_options;
-    eval_options.batch_size = std::max(32, config.batch_size);
-    eval_options.workers = config.workers;
-    eval_options.device = device;
     const Predictions val = predict(*model, dataset, split.val, config.preprocess, eval_options);
     const ClassificationReport val_report = classification_report(dataset.classes, val.probabilities, val.labels);
 
@@ -549,6 +593,7 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
     schedule.observe(record.val_loss);
     state.schedule = schedule.state();
     state.epochs_done = epoch + 1;
+    if (scaler.enabled()) state.loss_scaler = scaler.state();
 
     const double value = metric_of(record, config.selection_metric);
     const bool improved = better(value, state.best_value, config.selection_metric);
@@ -599,10 +644,6 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
     load_model_file(*model, best_path);
     selected_epoch = state.best_epoch;
   }
-  EvalOptions eval_options;
-  eval_options.batch_size = std::max(32, config.batch_size);
-  eval_options.workers = config.workers;
-  eval_options.device = device;
   nlohmann::json metrics = {{"selected_epoch", selected_epoch},
                             {"selection_metric", config.selection_metric},
                             {"selection_value", state.best_value},

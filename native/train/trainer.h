@@ -12,6 +12,7 @@
 //   RUN/log.txt              the run's log
 #pragma once
 
+#include <torch/optim/optimizer.h>
 #include <torch/types.h>
 
 #include <atomic>
@@ -23,6 +24,7 @@
 #include "dataset.h"
 #include "loupe/metrics.h"
 #include "loupe/models/zoo.h"
+#include "precision.h"
 #include "train_config.h"
 
 namespace loupe::train {
@@ -49,11 +51,24 @@ struct Predictions {
 struct EvalOptions {
   int batch_size = 64;
   int workers = 2;
-  torch::Device device = torch::kCPU;
+  DevicePolicy policy;  // device, autocast precision, layout (CPU fp32 by default)
 };
 
 Predictions predict(models::Classifier& model, const data::Dataset& dataset, const std::vector<size_t>& samples,
                     const PreprocessSpec& spec, const EvalOptions& options);
+
+// One optimisation step exactly as training runs it (scripts/bench-train times this function):
+// the forward pass under the policy's autocast and layout, the float32 (class-weighted)
+// cross-entropy, the backward pass on the scaled loss and the optimizer step unless gradients
+// overflowed. A non-finite loss returns before backward (weights untouched; the caller stops).
+struct StepResult {
+  torch::Tensor logits;  // float32
+  double loss = 0;       // the unscaled loss of the batch
+  bool stepped = false;  // false: non-finite loss, or a step skipped by the loss scaler
+};
+StepResult train_step(models::Classifier& model, torch::optim::Optimizer& optimizer, const torch::Tensor& images,
+                      const torch::Tensor& labels, const torch::Tensor& class_weights, const DevicePolicy& policy,
+                      LossScaler& scaler);
 
 // Report + log loss, as written to metrics.json.
 nlohmann::json evaluation_json(const Predictions& predictions, const std::vector<std::string>& classes);

@@ -1,7 +1,8 @@
 // Training-step throughput of Loupe's models (LibTorch C++), and of the batch loader on real
 // images; scripts/bench-train runs it next to the same loop in PyTorch. Never part of the tests.
 //
-//   bench_train MODEL SIZE BATCH STEPS [THREADS]          fwd + bwd + SGD step on random data
+//   bench_train MODEL SIZE BATCH STEPS [THREADS [DEVICE [PRECISION [CHANNELS_LAST]]]]
+//                                                         the trainer's step (train_step) on random data
 //   bench_train --loader FOLDER SIZE BATCH WORKERS        decode + augment + preprocess, images/s
 // Prints one JSON line.
 #include <ATen/Parallel.h>
@@ -14,6 +15,8 @@
 #include "dataset.h"
 #include "loader.h"
 #include "loupe/models/zoo.h"
+#include "precision.h"
+#include "trainer.h"
 
 namespace {
 
@@ -45,11 +48,19 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (argc < 5) {
-      std::fprintf(stderr, "usage: bench_train MODEL SIZE BATCH STEPS [THREADS] | --loader FOLDER SIZE BATCH WORKERS\n");
+      std::fprintf(stderr,
+                   "usage: bench_train MODEL SIZE BATCH STEPS [THREADS [DEVICE [PRECISION [CHANNELS_LAST]]]]\n"
+                   "       bench_train --loader FOLDER SIZE BATCH WORKERS\n");
       return 2;
     }
     const int size = std::stoi(argv[2]), batch = std::stoi(argv[3]), steps = std::stoi(argv[4]);
     at::set_num_threads(argc > 5 ? std::stoi(argv[5]) : 2);
+    // The device policy as a config would give it: "auto" precision = fp16 + loss scaling on CUDA.
+    const std::string channels_last = argc > 8 ? argv[8] : "auto";
+    const loupe::train::DevicePolicy policy = loupe::train::resolve_device_policy(
+        loupe::train::resolve_device(argc > 6 ? argv[6] : "cpu"), argc > 7 ? argv[7] : "auto",
+        channels_last == "auto" ? nlohmann::json("auto") : nlohmann::json(channels_last == "true"));
+    loupe::train::configure_backend(policy);
     torch::manual_seed(0);
     loupe::models::ModelConfig config;
     config.architecture = argv[1];
@@ -57,21 +68,30 @@ int main(int argc, char** argv) {
     config.input_size = size;
     config.dropout = 0.0;
     auto model = loupe::models::create_model(config);
+    model->to(policy.device);
+    if (policy.channels_last) loupe::train::to_channels_last(*model);
     model->train();
     torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-    const torch::Tensor x = torch::randn({batch, 3, size, size});
-    const torch::Tensor y = torch::randint(0, 10, {batch}, torch::kInt64);
-    const auto step = [&] {
-      optimizer.zero_grad();
-      torch::nn::functional::cross_entropy(model->forward(x), y).backward();
-      optimizer.step();
+    const torch::Tensor x = torch::randn({batch, 3, size, size}).to(policy.device);
+    const torch::Tensor y = torch::randint(0, 10, {batch}, torch::kInt64).to(policy.device);
+    const torch::Tensor class_weights = torch::ones({10}).to(policy.device);
+    loupe::train::LossScaler scaler(policy.loss_scaling());
+    // The trainer's own step (forward under autocast, loss, scaled backward, optimizer step).
+    const auto step = [&] { loupe::train::train_step(*model, optimizer, x, y, class_weights, policy, scaler); };
+    const auto finish_queued_work = [&] {
+      if (policy.device.is_cuda()) torch::cuda::synchronize();
     };
-    for (int i = 0; i < 2; ++i) step();  // warm-up (allocator, oneDNN primitives)
+    for (int i = 0; i < 3; ++i) step();  // warm-up (allocator, oneDNN primitives / cuDNN autotuning)
+    finish_queued_work();
     const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < steps; ++i) step();
+    for (int i = 0; i < steps; ++i) step();  // each step reads its loss back (a device sync), as training does
+    finish_queued_work();
     const double s = seconds_since(start);
-    std::printf("{\"model\": \"%s\", \"size\": %d, \"batch\": %d, \"steps\": %d, \"threads\": %d, \"images_per_second\": %.2f}\n",
-                argv[1], size, batch, steps, at::get_num_threads(), double(steps * batch) / s);
+    std::printf("{\"model\": \"%s\", \"size\": %d, \"batch\": %d, \"steps\": %d, \"threads\": %d, "
+                "\"device\": \"%s\", \"precision\": \"%s\", \"channels_last\": %s, \"images_per_second\": %.2f}\n",
+                argv[1], size, batch, steps, at::get_num_threads(), policy.device.str().c_str(),
+                loupe::train::to_string(policy.precision).c_str(), policy.channels_last ? "true" : "false",
+                double(steps * batch) / s);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_train: %s\n", e.what());
     return 1;

@@ -2,6 +2,7 @@
 // (calibration.h), in float64 on the CPU.
 #include "loupe/export/calibration.h"
 
+#include <torch/linalg.h>
 #include <torch/torch.h>
 
 #include <algorithm>

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Every translation unit that uses LibTorch must also compile against LibTorch 2.x.
+
+Debian 12 ships LibTorch 1.13 (CPU); GPU machines use a CUDA LibTorch 2.x. The C++ API changed in
+between (autocast functions, the optimizer state's key type, headers no longer pulled in by
+<torch/torch.h>), so this check compiles (full semantic analysis, no linking) every such file of a
+build's compile_commands.json against the headers of Debian's next release's libtorch-dev (2.x),
+fetched from the machine's own Debian mirror with apt and cached by version.
+
+    libtorch2_compat.py BUILD_DIR SOURCE_DIR
+Exit 0: all compile; 1: a file fails (its diagnostics are printed); 77: no 2.x headers could be
+fetched (no mirror with that release reachable), with the reason.
+"""
+import concurrent.futures
+import json
+import os
+import pathlib
+import re
+import shlex
+import subprocess
+import sys
+
+SUITE = "trixie"  # Debian 13: libtorch-dev 2.6
+LIBTORCH_SOURCES = re.compile(r"/(native/(train|models|export|src)/|tests/native/|tests/bench/bench_(train|infer)\.cpp)")
+
+
+def mirror_uri():
+    """The Debian mirror this machine's apt uses (never hard-coded)."""
+    for path in [*pathlib.Path("/etc/apt/sources.list.d").glob("*.sources"), pathlib.Path("/etc/apt/sources.list")]:
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        for uri in re.findall(r"^URIs:\s*(\S+)", text, re.M) + re.findall(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", text, re.M):
+            if uri.rstrip("/").endswith("/debian"):
+                return uri
+    return None
+
+
+def fetch_headers(cache):
+    """Unpacks libtorch-dev from SUITE into cache/<version>; returns that folder's usr/include."""
+    uri = mirror_uri()
+    if not uri:
+        raise RuntimeError("no Debian mirror in the apt sources")
+    apt = cache / "apt"
+    (apt / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (apt / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    (apt / "parts").mkdir(exist_ok=True)
+    (apt / "parts" / f"{SUITE}.sources").write_text(
+        f"Types: deb\nURIs: {uri}\nSuites: {SUITE}\nComponents: main\n"
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
+    options = ["-o", "Dir::Etc::SourceList=/dev/null", "-o", f"Dir::Etc::SourceParts={apt / 'parts'}",
+               "-o", f"Dir::State::Lists={apt / 'lists'}", "-o", f"Dir::Cache={apt}",
+               "-o", "APT::Sandbox::User=root", "-o", "Debug::NoLocking=1"]
+    update = subprocess.run(["apt-get", *options, "update"], capture_output=True, text=True, timeout=600)
+    policy = subprocess.run(["apt-cache", *options, "show", "libtorch-dev"], capture_output=True, text=True)
+    versions = re.findall(r"^Version:\s*(\S+)", policy.stdout, re.M)
+    versions = [v for v in versions if not v.startswith("1.")]
+    if not versions:
+        raise RuntimeError(f"no libtorch-dev 2.x in {SUITE} at the apt mirror ({update.stderr.strip()[-300:]})")
+    version = versions[0]
+    root = cache / version
+    include = root / "usr" / "include"
+    if (include / "torch" / "csrc" / "api" / "include" / "torch" / "version.h").is_file():
+        return include, version
+    download = subprocess.run(["apt-get", *options, "download", f"libtorch-dev={version}"], cwd=cache,
+                              capture_output=True, text=True, timeout=600)
+    debs = sorted(cache.glob(f"libtorch-dev_{version.replace(':', '%3a')}_*.deb"))
+    if download.returncode != 0 or not debs:
+        raise RuntimeError(f"apt-get download libtorch-dev={version} failed: {download.stderr.strip()[-300:]}")
+    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)], check=True)
+    debs[0].unlink()
+    return include, version
+
+
+def syntax_command(entry, include):
+    args = shlex.split(entry["command"]) if "command" in entry else list(entry["arguments"])
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("-o", "-MF", "-MT"):
+            skip = True
+        elif a not in ("-MD", "-c"):
+            out.append(a)
+    # The 2.x headers come before Debian's 1.13 ones (in /usr/include and its torch/ API folder).
+    out[1:1] = ["-isystem", str(include / "torch" / "csrc" / "api" / "include"), "-isystem", str(include)]
+    return out + ["-fsyntax-only"]
+
+
+def main():
+    build, source = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).resolve()
+    cache = pathlib.Path(os.environ.get("LOUPE_CACHE_DIR", pathlib.Path.home() / ".cache" / "loupe")) / "libtorch2-headers"
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        include, version = fetch_headers(cache)
+    except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+        print(f"libtorch2_compat: skipped: {e}")
+        return 77
+    entries = [e for e in json.loads((build / "compile_commands.json").read_text())
+               if LIBTORCH_SOURCES.search(e["file"]) and str(source) in e["file"]]
+    if not entries:
+        print("libtorch2_compat: no LibTorch sources in compile_commands.json")
+        return 1
+
+    def check(entry):
+        r = subprocess.run(syntax_command(entry, include), cwd=entry["directory"], capture_output=True, text=True)
+        return entry["file"], r.returncode, r.stderr
+
+    failures = 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for file, rc, stderr in pool.map(check, entries):
+            name = os.path.relpath(file, source)
+            print(f"{'ok  ' if rc == 0 else 'FAIL'} {name}")
+            if rc != 0:
+                failures += 1
+                print("\n".join(stderr.splitlines()[:20]))
+    print(f"libtorch2_compat: {len(entries) - failures}/{len(entries)} files compile against libtorch-dev {version}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
