@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "loupe/error.h"
@@ -146,14 +147,27 @@ torch::Tensor LossScaler::scale_loss(const torch::Tensor& loss) const { return e
 bool LossScaler::unscale_and_check(const std::vector<torch::Tensor>& parameters) const {
   if (!enabled_) return true;
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> finite;  // one flag per gradient, read back with a single sync
+  std::vector<torch::Tensor> gradients;
   for (const auto& p : parameters) {
-    torch::Tensor g = p.grad();
-    if (!g.defined()) continue;
+    if (p.grad().defined()) gradients.push_back(p.grad());
+  }
+  if (gradients.empty()) return true;
+  const bool fused = std::all_of(gradients.begin(), gradients.end(), [&](const torch::Tensor& g) {
+    return g.is_cuda() && g.device() == gradients.front().device() && g.scalar_type() == torch::kFloat32;
+  });
+  if (fused) {
+    // GradScaler's own kernel: one launch unscales every gradient and flags any inf/NaN.
+    const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(gradients.front().device());
+    torch::Tensor found_inf = torch::zeros({1}, options);
+    at::_amp_foreach_non_finite_check_and_unscale_(gradients, found_inf, torch::full({1}, 1.0 / scale_, options));
+    return found_inf.item<float>() == 0.0f;
+  }
+  std::vector<torch::Tensor> finite;  // one flag per gradient, read back with a single sync
+  for (auto& g : gradients) {
     g.mul_(1.0 / scale_);
     finite.push_back(torch::isfinite(g).all());
   }
-  return finite.empty() || torch::stack(finite).all().item<bool>();
+  return torch::stack(finite).all().item<bool>();
 }
 
 bool LossScaler::update(bool finite) {
@@ -166,7 +180,7 @@ bool LossScaler::update(bool finite) {
   }
   if (++growth_tracker_ >= growth_interval_) {
     const double grown = scale_ * growth_factor_;
-    if (std::isfinite(grown)) scale_ = grown;  // float32 cannot hold more than ~3.4e38 either
+    if (std::isfinite(static_cast<float>(grown))) scale_ = grown;  // the loss (float32) is multiplied by it
     growth_tracker_ = 0;
   }
   return true;

@@ -83,6 +83,7 @@ class LossScaler {
   // loss * scale (the loss itself when disabled).
   torch::Tensor scale_loss(const torch::Tensor& loss) const;
   // Divides every gradient by the scale; true when all of them are finite (the step may proceed).
+  // On CUDA one fused kernel does it (torch.cuda.amp's); elsewhere a per-gradient loop.
   bool unscale_and_check(const std::vector<torch::Tensor>& parameters) const;
   // Updates the scale after a step (or a skipped one). Returns true when the step was taken.
   bool update(bool finite);

@@ -398,6 +398,10 @@ nlohmann::json evaluation_json(const Predictions& predictions, const std::vector
 
 // [SECTION] Training
 
+namespace {
+constexpr int kMaxConsecutiveSkippedSteps = 20;  // fp16 batches with a non-finite loss before a run stops
+}  // namespace
+
 StepResult train_step(models::Classifier& model, torch::optim::Optimizer& optimizer, const torch::Tensor& images,
                       const torch::Tensor& labels, const torch::Tensor& class_weights, const DevicePolicy& policy,
                       LossScaler& scaler) {
@@ -411,7 +415,10 @@ StepResult train_step(models::Classifier& model, torch::optim::Optimizer& optimi
   const torch::Tensor loss = torch::nn::functional::cross_entropy(
       result.logits, labels, torch::nn::functional::CrossEntropyFuncOptions().weight(class_weights));
   result.loss = loss.item<double>();
-  if (!std::isfinite(result.loss)) return result;
+  if (!std::isfinite(result.loss)) {
+    scaler.update(false);  // with fp16 a step like any overflowing one: skipped, the scale lowered
+    return result;
+  }
   scaler.scale_loss(loss).backward();
   // Float16 gradients that overflowed skip this step and lower the scale (see precision.h).
   result.stepped = scaler.update(scaler.unscale_and_check(model.parameters()));
@@ -534,6 +541,7 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
     int64_t correct = 0, seen = 0;
     size_t done = 0;
     const int skipped_before = scaler.skipped_steps();
+    int consecutive_nonfinite = 0;
     bool interrupted = false;
     while (auto batch = loader.next()) {
       for (const auto& e : batch->errors) log("unreadable during training, skipped: " + e);
@@ -542,6 +550,10 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
       const torch::Tensor labels = batch->labels.to(device);
       const StepResult step = train_step(*model, *optimizer, batch->images.to(device), labels, class_weights, policy, scaler);
       const double loss_value = step.loss;
+      // With fp16 loss scaling an occasional overflowing batch is skipped, as PyTorch's AMP loop
+      // does; a run that keeps overflowing (or any non-finite loss without scaling) stops.
+      consecutive_nonfinite = std::isfinite(loss_value) ? 0 : consecutive_nonfinite + 1;
+      if (consecutive_nonfinite > 0 && scaler.enabled() && consecutive_nonfinite < kMaxConsecutiveSkippedSteps) continue;
       if (!std::isfinite(loss_value)) {
         bar.finish();
         throw Error(ErrorCode::InvalidArgument,
@@ -551,7 +563,9 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
                                                      ") is kept in " + last_path
                                                : "; no epoch had finished, so there is no checkpoint") +
                         ". Try a lower learning rate" +
-                        (policy.precision == Precision::Float16 ? " or precision bf16/fp32 (fp16 overflows above 65504)" : "") +
+                        (scaler.enabled() ? " or precision bf16/fp32 (fp16 overflowed in " +
+                                                std::to_string(kMaxConsecutiveSkippedSteps) + " batches in a row)"
+                                          : "") +
                         ".");
       }
       loss_sum += loss_value * double(batch->samples.size());
@@ -573,7 +587,7 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
     const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     if (scaler.skipped_steps() > skipped_before) {
       log("loss scaling: " + std::to_string(scaler.skipped_steps() - skipped_before) +
-          " step(s) skipped for overflowing fp16 gradients this epoch; scale now " + fixed(scaler.scale(), 0));
+          " step(s) skipped this epoch (fp16 overflow in the loss or gradients); scale now " + fixed(scaler.scale(), 0));
     }
 
     const Predictions val = predict(*model, dataset, split.val, config.preprocess, eval_options);

@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
     if (policy.channels_last) loupe::train::to_channels_last(*model);
     model->train();
     torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-    const torch::Tensor x = torch::randn({batch, 3, size, size}).to(policy.device);
+    // Laid out once, as the Python loop does (the trainer lays out each batch the loader makes).
+    const torch::Tensor x = loupe::train::batch_layout(torch::randn({batch, 3, size, size}).to(policy.device), policy);
     const torch::Tensor y = torch::randint(0, 10, {batch}, torch::kInt64).to(policy.device);
     const torch::Tensor class_weights = torch::ones({10}).to(policy.device);
     loupe::train::LossScaler scaler(policy.loss_scaling());

@@ -5,7 +5,8 @@ Debian 12 ships LibTorch 1.13 (CPU); GPU machines use a CUDA LibTorch 2.x. The C
 between (autocast functions, the optimizer state's key type, headers no longer pulled in by
 <torch/torch.h>), so this check compiles (full semantic analysis, no linking) every such file of a
 build's compile_commands.json against the headers of Debian's next release's libtorch-dev (2.x),
-fetched from the machine's own Debian mirror with apt and cached by version.
+fetched once from the machine's own Debian mirror with apt and cached by version (later runs use
+the cache without the network).
 
     libtorch2_compat.py BUILD_DIR SOURCE_DIR
 Exit 0: all compile; 1: a file fails (its diagnostics are printed); 77: no 2.x headers could be
@@ -17,6 +18,7 @@ import os
 import pathlib
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -36,8 +38,21 @@ def mirror_uri():
     return None
 
 
+def header_root(root):
+    return root / "usr" / "include"
+
+
+def cached_headers(cache):
+    """A complete earlier download (the newest), without touching the network."""
+    done = sorted(p for p in cache.iterdir() if (p / ".complete").is_file())
+    return (header_root(done[-1]), done[-1].name) if done else None
+
+
 def fetch_headers(cache):
     """Unpacks libtorch-dev from SUITE into cache/<version>; returns that folder's usr/include."""
+    cached = cached_headers(cache)
+    if cached:
+        return cached
     uri = mirror_uri()
     if not uri:
         raise RuntimeError("no Debian mirror in the apt sources")
@@ -52,24 +67,28 @@ def fetch_headers(cache):
                "-o", f"Dir::State::Lists={apt / 'lists'}", "-o", f"Dir::Cache={apt}",
                "-o", "APT::Sandbox::User=root", "-o", "Debug::NoLocking=1"]
     update = subprocess.run(["apt-get", *options, "update"], capture_output=True, text=True, timeout=600)
-    policy = subprocess.run(["apt-cache", *options, "show", "libtorch-dev"], capture_output=True, text=True)
-    versions = re.findall(r"^Version:\s*(\S+)", policy.stdout, re.M)
-    versions = [v for v in versions if not v.startswith("1.")]
+    # The candidate of the private source list: SUITE's newest libtorch-dev (the system's 1.13 is
+    # installed, so ask for the version the private lists offer, not the installed one).
+    policy = subprocess.run(["apt-cache", *options, "madison", "libtorch-dev"], capture_output=True, text=True)
+    versions = [v for v in re.findall(r"^\s*libtorch-dev\s*\|\s*(\S+)\s*\|", policy.stdout, re.M)
+                if not v.startswith("1.")]
     if not versions:
         raise RuntimeError(f"no libtorch-dev 2.x in {SUITE} at the apt mirror ({update.stderr.strip()[-300:]})")
-    version = versions[0]
-    root = cache / version
-    include = root / "usr" / "include"
-    if (include / "torch" / "csrc" / "api" / "include" / "torch" / "version.h").is_file():
-        return include, version
+    version = max(versions, key=lambda v: [int(n) for n in re.findall(r"\d+", v.split("+")[0])])
     download = subprocess.run(["apt-get", *options, "download", f"libtorch-dev={version}"], cwd=cache,
                               capture_output=True, text=True, timeout=600)
     debs = sorted(cache.glob(f"libtorch-dev_{version.replace(':', '%3a')}_*.deb"))
     if download.returncode != 0 or not debs:
         raise RuntimeError(f"apt-get download libtorch-dev={version} failed: {download.stderr.strip()[-300:]}")
-    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)], check=True)
+    # Unpacked beside the cache entry, then renamed: an interrupted run never leaves a half entry.
+    root, partial = cache / version, cache / f".{version}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(partial)], check=True)
+    (partial / ".complete").touch()
+    shutil.rmtree(root, ignore_errors=True)
+    partial.rename(root)
     debs[0].unlink()
-    return include, version
+    return header_root(root), version
 
 
 def syntax_command(entry, include):
@@ -96,7 +115,11 @@ def main():
     except (RuntimeError, subprocess.SubprocessError, OSError) as e:
         print(f"libtorch2_compat: skipped: {e}")
         return 77
-    entries = [e for e in json.loads((build / "compile_commands.json").read_text())
+    commands = build / "compile_commands.json"
+    if not commands.is_file():
+        print(f"libtorch2_compat: {commands} is missing (configure the build with CMAKE_EXPORT_COMPILE_COMMANDS)")
+        return 1
+    entries = [e for e in json.loads(commands.read_text())
                if LIBTORCH_SOURCES.search(e["file"]) and str(source) in e["file"]]
     if not entries:
         print("libtorch2_compat: no LibTorch sources in compile_commands.json")

@@ -54,8 +54,12 @@ TEST_CASE("CUDA: fp16 channels-last forward matches the CPU fp32 reference", "[.
   const torch::Tensor back = logits.to(torch::kCPU, torch::kFloat32);
   const double difference = (back - reference).abs().max().item<double>();
   CAPTURE(difference);
-  CHECK(difference < 0.02 * reference.abs().max().item<double>());
-  CHECK(torch::equal(back.argmax(1), reference.argmax(1)));
+  const double tolerance = 0.02 * reference.abs().max().item<double>();
+  CHECK(difference < tolerance);
+  // The predicted class agrees wherever the top two logits are further apart than the tolerance.
+  const auto top2 = std::get<0>(reference.topk(2, 1));
+  const torch::Tensor clear = (top2.select(1, 0) - top2.select(1, 1)) > 2 * tolerance;
+  CHECK(torch::equal(back.argmax(1).masked_select(clear), reference.argmax(1).masked_select(clear)));
 }
 
 TEST_CASE("CUDA: the fp16 loss scaler skips a step whose gradients overflow", "[.cuda]") {
@@ -76,8 +80,17 @@ TEST_CASE("CUDA: the fp16 loss scaler skips a step whose gradients overflow", "[
     scaler.scale_loss(torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), y)).backward();
     return scaler.unscale_and_check(layer->parameters());
   };
-  LossScaler normal(true);  // 2^16: fp16 gradients stay finite
+  LossScaler normal(true, 1024.0);  // fp16 gradients stay far below 65504
   CHECK(gradients_of(normal));
+  // The fused CUDA unscale gives the gradients of the unscaled loss, as the CPU loop does.
+  std::vector<torch::Tensor> unscaled;
+  for (const auto& p : layer->parameters()) unscaled.push_back(p.grad().clone());
+  LossScaler off(false);
+  CHECK(gradients_of(off));
+  for (size_t i = 0; i < unscaled.size(); ++i) {
+    const double largest = unscaled[i].abs().max().item<double>();
+    CHECK((unscaled[i] - layer->parameters()[i].grad()).abs().max().item<double>() < 5e-3 * largest + 1e-5);
+  }
   LossScaler huge(true, 1e30);  // beyond fp16's 65504 once cast back in backward: inf gradients
   CHECK_FALSE(gradients_of(huge));
   CHECK_FALSE(huge.update(false));

@@ -6,7 +6,9 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 
 #include "fixtures.h"
@@ -178,6 +180,39 @@ TEST_CASE("loss scaler: scaled gradients unscale to the reference; overflow skip
   CHECK(off.update(false));
 }
 
+TEST_CASE("train_step: a non-finite loss changes no weight; with loss scaling it is a skipped step", "[train][precision]") {
+  models::ModelConfig config;
+  config.architecture = "simple_cnn";
+  config.num_classes = 2;
+  config.input_size = 32;
+  config.conv_channels = {4};
+  config.hidden_units = 8;
+  torch::manual_seed(1);
+  auto model = models::create_model(config);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1));
+  const torch::Tensor labels = torch::tensor({0, 1}, torch::kInt64);
+  const torch::Tensor weights = torch::ones({2});
+  const DevicePolicy policy = cpu_policy(Precision::Float32, false);
+  std::vector<torch::Tensor> before;
+  for (const auto& p : model->parameters()) before.push_back(p.detach().clone());
+
+  const torch::Tensor broken = torch::full({2, 3, 32, 32}, std::numeric_limits<float>::quiet_NaN());
+  for (const bool scaling : {false, true}) {
+    LossScaler scaler(scaling, 1024.0);
+    const StepResult step = train_step(*model, sgd, broken, labels, weights, policy, scaler);
+    CHECK_FALSE(std::isfinite(step.loss));
+    CHECK_FALSE(step.stepped);
+    CHECK(scaler.skipped_steps() == (scaling ? 1 : 0));
+    CHECK(scaler.scale() == (scaling ? 512.0 : 1.0));
+    for (size_t i = 0; i < before.size(); ++i) CHECK(torch::equal(model->parameters()[i], before[i]));
+  }
+  LossScaler scaler(true, 1024.0);  // a finite batch steps, with the gradients unscaled first
+  const StepResult step = train_step(*model, sgd, torch::randn({2, 3, 32, 32}), labels, weights, policy, scaler);
+  CHECK(std::isfinite(step.loss));
+  CHECK(step.stepped);
+  CHECK_FALSE(torch::equal(model->parameters()[0], before[0]));
+}
+
 TEST_CASE("a bf16 channels-last run on CPU trains like the fp32 one and says how it ran", "[train][precision]") {
   const test::TempDir dir;
   test::write_shapes_dataset(dir.path / "data", {"disc", "square", "stripes"}, 30, 32);
@@ -190,6 +225,7 @@ TEST_CASE("a bf16 channels-last run on CPU trains like the fp32 one and says how
                         {"epochs", 10},
                         {"batch_size", 8},
                         {"threads", 2},
+                        {"device", "cpu"},  // also on GPU machines: this case is about the CPU's bf16
                         {"precision", "bf16"},
                         {"channels_last", true}};
   RunOptions quiet;

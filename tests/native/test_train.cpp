@@ -34,7 +34,8 @@ nlohmann::json small_config(const fs::path& data, int epochs) {
           {"epochs", epochs},
           {"batch_size", 8},
           {"workers", 2},
-          {"threads", 2}};
+          {"threads", 2},
+          {"device", "cpu"}};  // bit-exact resume is a CPU property (GPU kernels may be nondeterministic)
 }
 
 RunOptions quiet() {
