@@ -1,8 +1,12 @@
 #include "fixtures.h"
 
+#include <torch/torch.h>
+
 #include <fstream>
 #include <random>
 #include <stdexcept>
+
+#include "loupe/models/zoo.h"
 
 namespace loupe::test {
 
@@ -54,6 +58,23 @@ void write_shapes_dataset(const std::filesystem::path& root, const std::vector<s
       out.write(reinterpret_cast<const char*>(png.data()), static_cast<std::streamsize>(png.size()));
     }
   }
+}
+
+std::shared_ptr<models::Classifier> seeded_model(const std::string& architecture, int num_classes, int input_size,
+                                                 uint64_t seed) {
+  torch::manual_seed(seed);
+  models::ModelConfig config;
+  config.architecture = architecture;
+  config.num_classes = num_classes;
+  config.input_size = input_size;
+  auto model = models::create_model(config);
+  model->eval();
+  return model;
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 std::string error_of(const std::function<void()>& fn) {

@@ -6,8 +6,6 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
-#include <filesystem>
-#include <fstream>
 
 #include "fixtures.h"
 #include "loupe/models/zoo.h"
@@ -15,7 +13,6 @@
 #include "train_config.h"
 #include "trainer.h"
 
-namespace fs = std::filesystem;
 using namespace loupe;
 using namespace loupe::train;
 using Catch::Matchers::Contains;
@@ -31,13 +28,7 @@ TEST_CASE("CUDA: automatic precision is fp16 with loss scaling, channels-last", 
 
 TEST_CASE("CUDA: fp16 channels-last forward matches the CPU fp32 reference", "[.cuda]") {
   REQUIRE(torch::cuda::is_available());
-  torch::manual_seed(5);
-  models::ModelConfig config;
-  config.architecture = "resnet18";
-  config.num_classes = 4;
-  config.input_size = 64;
-  auto model = models::create_model(config);
-  model->eval();
+  auto model = test::seeded_model("resnet18", 4, 64, 5);
   torch::NoGradGuard no_grad;
   const torch::Tensor images = torch::randn({8, 3, 64, 64});
   const torch::Tensor reference = model->forward(images);
@@ -115,25 +106,18 @@ TEST_CASE("CUDA: a run with automatic precision trains and says how it ran", "[.
   const RunResult result = run_training(TrainConfig::from_json(doc), (dir.path / "run").string(), quiet);
   REQUIRE(result.test_report.is_object());
   CHECK(result.test_report["accuracy"].get<double>() > 0.6);  // chance is 1/3
-  std::ifstream log(dir.path / "run" / "log.txt");
-  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-  CHECK_THAT(text, Contains("fp16 autocast with loss scaling, channels-last"));
+  CHECK_THAT(test::read_text(dir.path / "run" / "log.txt"), Contains("fp16 autocast with loss scaling, channels-last"));
 }
 
 TEST_CASE("CUDA: weights saved from the GPU load into a CPU model (export on another machine)", "[.cuda]") {
   REQUIRE(torch::cuda::is_available());
   const test::TempDir dir;
-  models::ModelConfig config;
-  config.architecture = "mobilenet_v2";
-  config.num_classes = 3;
-  torch::manual_seed(2);
-  auto on_gpu = models::create_model(config);
+  auto on_gpu = test::seeded_model("mobilenet_v2", 3, 224, 2);
   on_gpu->to(torch::kCUDA);
   to_channels_last(*on_gpu);
   const std::string path = (dir.path / "weights.pt").string();
   save_model_file(*on_gpu, path);
-  torch::manual_seed(3);  // different initial weights: loading must replace all of them
-  auto on_cpu = models::create_model(config);
+  auto on_cpu = test::seeded_model("mobilenet_v2", 3, 224, 3);  // other weights: loading must replace them all
   load_model_file(*on_cpu, path);
   const auto gpu_parameters = on_gpu->parameters();
   const auto cpu_parameters = on_cpu->parameters();

@@ -7,9 +7,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <filesystem>
 #include <limits>
-#include <fstream>
 
 #include "fixtures.h"
 #include "loupe/models/zoo.h"
@@ -17,7 +15,6 @@
 #include "train_config.h"
 #include "trainer.h"
 
-namespace fs = std::filesystem;
 using namespace loupe;
 using namespace loupe::train;
 using Catch::Matchers::Contains;
@@ -90,13 +87,7 @@ TEST_CASE("autocast scope: lower precision inside, the previous state restored a
 }
 
 TEST_CASE("channels-last and bf16 forward passes match the fp32 NCHW reference", "[train][precision]") {
-  torch::manual_seed(5);
-  models::ModelConfig config;
-  config.architecture = "resnet18";
-  config.num_classes = 4;
-  config.input_size = 64;
-  auto model = models::create_model(config);
-  model->eval();
+  auto model = test::seeded_model("resnet18", 4, 64, 5);
   torch::NoGradGuard no_grad;
   const torch::Tensor images = torch::randn({3, 3, 64, 64});
   const torch::Tensor reference = model->forward(images);
@@ -233,9 +224,6 @@ TEST_CASE("a bf16 channels-last run on CPU trains like the fp32 one and says how
   const RunResult result = run_training(TrainConfig::from_json(doc), (dir.path / "run").string(), quiet);
   REQUIRE(result.test_report.is_object());
   CHECK(result.test_report["accuracy"].get<double>() > 0.6);  // chance is 1/3
-  std::ifstream log(dir.path / "run" / "log.txt");
-  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-  CHECK_THAT(text, Contains("on cpu, bf16 autocast, channels-last"));
-  std::ifstream config_file(dir.path / "run" / "config.json");
-  CHECK(nlohmann::json::parse(config_file)["precision"] == "bf16");
+  CHECK_THAT(test::read_text(dir.path / "run" / "log.txt"), Contains("on cpu, bf16 autocast, channels-last"));
+  CHECK(nlohmann::json::parse(test::read_text(dir.path / "run" / "config.json"))["precision"] == "bf16");
 }
