@@ -519,7 +519,11 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
   };
 
   for (int epoch = state.epochs_done; epoch < config.epochs && !options.evaluate_only; ++epoch) {
-    if (options.interrupt && *options.interrupt) break;
+    if (options.interrupt && *options.interrupt) {  // Ctrl-C between two epochs (after a checkpoint)
+      log("interrupted after epoch " + std::to_string(state.epochs_done) + ": it is checkpointed; continue with --resume");
+      result.interrupted = true;
+      break;
+    }
     const auto epoch_start = std::chrono::steady_clock::now();
     const double lr = schedule.lr_for_epoch(epoch);
     set_learning_rate(*optimizer, lr);

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -217,6 +218,26 @@ TEST_CASE("resuming after a stop gives the same model as an uninterrupted run", 
   const auto b = weights_of((dir.path / "resumed" / "checkpoints" / "last.pt").string(), three);
   REQUIRE(a.size() == b.size());
   for (size_t i = 0; i < a.size(); ++i) CHECK(torch::equal(a[i], b[i]));
+}
+
+TEST_CASE("Ctrl-C between two epochs stops the run as interrupted, not as finished", "[train][resume]") {
+  const test::TempDir dir;
+  test::write_shapes_dataset(dir.path / "data", {"disc", "square"}, 10, 32);
+  TrainConfig config = TrainConfig::from_json(small_config(dir.path / "data", 1));
+  const std::string run = (dir.path / "run").string();
+  run_training(config, run, quiet());
+  fs::remove(fs::path(run) / "metrics.json");
+  // The signal arrives after epoch 1's checkpoint, before epoch 2 starts.
+  config.epochs = 3;
+  std::atomic<bool> interrupt{true};
+  RunOptions options = quiet();
+  options.resume = true;
+  options.interrupt = &interrupt;
+  const RunResult result = run_training(config, run, options);
+  CHECK(result.interrupted);
+  CHECK(result.epochs_run == 1);
+  CHECK_FALSE(fs::exists(fs::path(run) / "metrics.json"));  // not evaluated as if training had ended
+  CHECK_THAT(test::read_text(fs::path(run) / "log.txt"), Contains("interrupted after epoch 1"));
 }
 
 TEST_CASE("a diverging run stops with a reason and keeps nothing half-written", "[train][bad-input]") {
