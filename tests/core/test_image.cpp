@@ -4,6 +4,7 @@
 #include <random>
 
 #include "loupe/image.h"
+#include "skip.h"
 #include "test_support.h"
 
 using namespace loupe;
@@ -227,13 +228,10 @@ TEST_CASE("randomly damaged files either decode or throw loupe::Error", "[image]
   CHECK(errors + decoded == 450);
 }
 
-TEST_CASE("real images from ../shared/data decode with their documented layout", "[image][data]") {
+TEST_CASE("real images from ../shared/data decode with their documented layout", "[image][real-data]") {
   const auto leukemia = loupe::test::data_files("all-leukemia/Benign", 2);
   const auto xray = loupe::test::data_files("chest-xray-covid/Covid-19", 2);
-  if (leukemia.empty() && xray.empty()) {
-    WARN("LOUPE_DATA_DIR not found: real-image checks skipped");
-    return;
-  }
+  if (leukemia.empty() || xray.empty()) LOUPE_SKIP("all-leukemia/Benign or chest-xray-covid/Covid-19 not found under LOUPE_DATA_DIR");
   for (const auto& path : leukemia) {
     const Image img = decode_image_file(path);
     CHECK(img.width == 224);

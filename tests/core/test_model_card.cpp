@@ -516,10 +516,7 @@ TEST_CASE("the shipped models read, with the card export wrote", "[model_card][o
     }
     closedir(dir);
   }
-  if (models.empty()) {
-    WARN("no ONNX models in " << folder);
-    return;
-  }
+  REQUIRE(models.size() >= 2);  // the repository ships them: never a skip
   std::sort(models.begin(), models.end());
   for (const auto& path : models) {
     CAPTURE(path);

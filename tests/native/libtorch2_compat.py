@@ -6,13 +6,16 @@ between (autocast functions, the optimizer state's key type, headers no longer p
 <torch/torch.h>), so this check compiles (full semantic analysis, no linking) every such file of a
 build's compile_commands.json against the headers of Debian's next release's libtorch-dev (2.x),
 fetched once from the machine's own Debian mirror with apt and cached by version (later runs use
-the cache without the network).
+the cache without the network). A file that compiled is not compiled again until its compile
+command, its own text or any of the project's headers change (the key of results/<sha256> in the
+cache), so an unchanged tree costs seconds instead of minutes.
 
     libtorch2_compat.py BUILD_DIR SOURCE_DIR
 Exit 0: all compile; 1: a file fails (its diagnostics are printed); 77: no 2.x headers could be
 fetched (no mirror with that release reachable), with the reason.
 """
 import concurrent.futures
+import hashlib
 import json
 import os
 import pathlib
@@ -106,6 +109,23 @@ def syntax_command(entry, include):
     return out + ["-fsyntax-only"]
 
 
+def project_headers_digest(source):
+    """One hash over every header of the project: a changed header re-checks every file."""
+    digest = hashlib.sha256()
+    for folder in ("shared", "native", "tests"):
+        for path in sorted((source / folder).rglob("*.h")):
+            digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def result_key(entry, command, headers_digest, version):
+    digest = hashlib.sha256()
+    for part in (version, headers_digest, "\0".join(command), pathlib.Path(entry["file"]).read_bytes()):
+        digest.update(part if isinstance(part, bytes) else part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def main():
     build, source = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).resolve()
     cache = pathlib.Path(os.environ.get("LOUPE_CACHE_DIR", pathlib.Path.home() / ".cache" / "loupe")) / "libtorch2-headers"
@@ -125,19 +145,31 @@ def main():
         print("libtorch2_compat: no LibTorch sources in compile_commands.json")
         return 1
 
-    def check(entry):
-        r = subprocess.run(syntax_command(entry, include), cwd=entry["directory"], capture_output=True, text=True)
-        return entry["file"], r.returncode, r.stderr
+    results = cache / "results"
+    results.mkdir(exist_ok=True)
+    headers_digest = project_headers_digest(source)
 
-    failures = 0
+    def check(entry):
+        command = syntax_command(entry, include)
+        passed = results / result_key(entry, command, headers_digest, version)
+        if passed.is_file():
+            return entry["file"], 0, "", True
+        r = subprocess.run(command, cwd=entry["directory"], capture_output=True, text=True)
+        if r.returncode == 0:
+            passed.touch()
+        return entry["file"], r.returncode, r.stderr, False
+
+    failures = cached = 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        for file, rc, stderr in pool.map(check, entries):
+        for file, rc, stderr, from_cache in pool.map(check, entries):
             name = os.path.relpath(file, source)
-            print(f"{'ok  ' if rc == 0 else 'FAIL'} {name}")
+            cached += from_cache
+            print(f"{'ok  ' if rc == 0 else 'FAIL'} {name}{' (unchanged since it compiled)' if from_cache else ''}")
             if rc != 0:
                 failures += 1
                 print("\n".join(stderr.splitlines()[:20]))
-    print(f"libtorch2_compat: {len(entries) - failures}/{len(entries)} files compile against libtorch-dev {version}")
+    print(f"libtorch2_compat: {len(entries) - failures}/{len(entries)} files compile against libtorch-dev {version}"
+          f" ({len(entries) - cached} compiled now, {cached} unchanged since they compiled)")
     return 1 if failures else 0
 
 

@@ -15,11 +15,12 @@
 #include <cstdlib>
 
 #include "omp_wait.h"
+#include "../core/skip.h"
 
 int main(int argc, char** argv) {
   loupe::train::reexec_with_passive_omp_wait(argv);  // see omp_wait.h
   int threads = 2;
   if (const char* env = std::getenv("LOUPE_TEST_THREADS")) threads = std::max(1, std::atoi(env));
   at::set_num_threads(threads);
-  return Catch::Session().run(argc, argv);
+  return loupe::test::run_tests(argc, argv);
 }

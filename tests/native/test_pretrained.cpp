@@ -11,6 +11,7 @@
 //         the gray path, leukemia smears through RGB), pretrained vs randomly initialised, 5-fold CV.
 // The real-data cases print their numbers with WARN; they are skipped (with a WARN) without the data.
 #include "catch_torch.h"  // first: LibTorch, then Catch (see there)
+#include "../core/skip.h"
 
 #include <flatbuffers/flatbuffers.h>
 #include <torch/torch.h>
@@ -412,10 +413,7 @@ TEST_CASE("truncated, corrupt and foreign files give a loupe::Error, never a cra
 // [SECTION] The real file
 
 TEST_CASE("mobilenet_v2_1.0_224_quant.tflite: layout and input quantisation", "[pretrained][real-data]") {
-  if (!fs::exists(tflite_path())) {
-    WARN("no " << tflite_path() << ": pretrained weight tests skipped");
-    return;
-  }
+  if (!fs::exists(tflite_path())) LOUPE_SKIP("no " << tflite_path());
   const TfliteModel m = read_tflite_file(tflite_path().string());
   int convs = 0, depthwise = 0, stride2 = 0;
   for (const auto& op : m.operators) {
@@ -452,10 +450,7 @@ TEST_CASE("mobilenet_v2_1.0_224_quant.tflite: layout and input quantisation", "[
 
 TEST_CASE("load_pretrained fills mobilenet_v2 and the float model matches the quantised graph",
           "[pretrained][real-data]") {
-  if (!fs::exists(tflite_path())) {
-    WARN("no " << tflite_path() << ": pretrained weight tests skipped");
-    return;
-  }
+  if (!fs::exists(tflite_path())) LOUPE_SKIP("no " << tflite_path());
   torch::NoGradGuard no_grad;
   auto model = mobilenet(1001);
   const PretrainedReport report = load_pretrained(*model, tflite_path().string());
@@ -495,7 +490,9 @@ TEST_CASE("load_pretrained fills mobilenet_v2 and the float model matches the qu
   const fs::path mri = data_dir() / "brain-mri";
   const fs::path blood = data_dir() / "all-leukemia";
   if (fs::exists(mri)) pixel_sets.push_back(load_pixels(mri / "pituitary", 6));
+  else loupe::test::record_skip("no " + mri.string() + ": compared on fewer images");
   if (fs::exists(blood)) pixel_sets.push_back(load_pixels(blood / "Benign", 6));
+  else loupe::test::record_skip("no " + blood.string() + ": compared on fewer images");
   pixel_sets.push_back(torch::full({1, 3, 224, 224}, 128.0));
   pixel_sets.push_back(torch::linspace(0, 255, 224).round().view({1, 1, 1, 224}).expand({1, 3, 224, 224}).clone());
   const torch::Tensor pixels = torch::cat(pixel_sets);
@@ -528,10 +525,7 @@ TEST_CASE("load_pretrained fills mobilenet_v2 and the float model matches the qu
 }
 
 TEST_CASE("load_pretrained: other class counts, gray input, and what does not fit", "[pretrained][real-data]") {
-  if (!fs::exists(tflite_path())) {
-    WARN("no " << tflite_path() << ": pretrained weight tests skipped");
-    return;
-  }
+  if (!fs::exists(tflite_path())) LOUPE_SKIP("no " << tflite_path());
   torch::NoGradGuard no_grad;
   const std::string path = tflite_path().string();
   auto reference = mobilenet(1001);
@@ -590,10 +584,7 @@ TEST_CASE("load_pretrained: other class counts, gray input, and what does not fi
 
 TEST_CASE("calibrate_batchnorm keeps the eval function and makes train mode follow it", "[pretrained][real-data]") {
   const fs::path blood = data_dir() / "all-leukemia";
-  if (!fs::exists(tflite_path()) || !fs::exists(blood)) {
-    WARN("no " << tflite_path() << " or " << blood << ": BatchNorm calibration test skipped");
-    return;
-  }
+  if (!fs::exists(tflite_path()) || !fs::exists(blood)) LOUPE_SKIP("no " << tflite_path() << " or " << blood);
   torch::NoGradGuard no_grad;
   auto model = mobilenet(4);
   load_pretrained(*model, tflite_path().string());
@@ -636,10 +627,7 @@ TEST_CASE("calibrate_batchnorm keeps the eval function and makes train mode foll
 }
 
 TEST_CASE("pretrained embeddings separate real classes better than random ones", "[pretrained][real-data]") {
-  if (!fs::exists(tflite_path())) {
-    WARN("no " << tflite_path() << ": embedding quality test skipped");
-    return;
-  }
+  if (!fs::exists(tflite_path())) LOUPE_SKIP("no " << tflite_path());
   torch::NoGradGuard no_grad;
   struct DataSet {
     std::string name;
@@ -652,7 +640,7 @@ TEST_CASE("pretrained embeddings separate real classes better than random ones",
   for (const auto& set : sets) {
     const fs::path root = data_dir() / set.name;
     if (!fs::exists(root)) {
-      WARN("no " << root << ": embedding quality on " << set.name << " skipped");
+      loupe::test::record_skip("no " + root.string() + ": embedding quality on " + set.name + " not checked");
       continue;
     }
     // The first 40 files of each class (sorted names), 224 x 224, x / 255 with mean 0.5 and std 0.5.

@@ -1,6 +1,7 @@
 // The training backend: Adamax against its published rule, schedules, configs, and real
 // training runs on generated and (when present) real data.
 #include "catch_torch.h"  // first: keeps Catch's CHECK (see the header)
+#include "../core/skip.h"
 
 #include <torch/torch.h>
 
@@ -255,10 +256,7 @@ TEST_CASE("a diverging run stops with a reason and keeps nothing half-written", 
 }
 
 TEST_CASE("a full disk while saving: a clear error, the previous file intact, no temporary file", "[train][bad-input]") {
-  if (!fs::exists("/dev/full")) {
-    WARN("no /dev/full: full-disk write test skipped");
-    return;
-  }
+  REQUIRE(fs::exists("/dev/full"));  // Linux always has it
   const test::TempDir dir;
   models::ModelConfig small;
   small.architecture = "simple_cnn";
@@ -310,10 +308,7 @@ TEST_CASE("a grid trains every combination, ranks on validation, tests only the 
 TEST_CASE("smoke training on real data (ALL leukemia) beats chance", "[train][real-data]") {
   const char* env = std::getenv("LOUPE_DATA_DIR");
   const fs::path data = fs::path(env ? env : LOUPE_DEFAULT_DATA_DIR) / "all-leukemia";
-  if (!fs::exists(data)) {
-    WARN("no " << data << ": real-data smoke training skipped");
-    return;
-  }
+  if (!fs::exists(data)) LOUPE_SKIP("no " << data);
   const test::TempDir dir;
   nlohmann::json doc = small_config(data, 12);
   doc["data"]["max_per_class"] = 60;
@@ -342,10 +337,7 @@ TEST_CASE("ImageNet-pretrained MobileNetV2 beats training from scratch at equal 
   const char* env = std::getenv("LOUPE_DATA_DIR");
   const fs::path root = env ? env : LOUPE_DEFAULT_DATA_DIR;
   const fs::path weights = root / "pretrained" / "mobilenet_v2_1.0_224_quant.tflite";
-  if (!fs::exists(weights) || !fs::exists(root / "all-leukemia")) {
-    WARN("no pretrained weights or all-leukemia under " << root << ": transfer check skipped");
-    return;
-  }
+  if (!fs::exists(weights) || !fs::exists(root / "all-leukemia")) LOUPE_SKIP("no " << weights << " or all-leukemia under " << root);
   const test::TempDir dir;
   nlohmann::json doc = {{"name", "transfer"},
                         {"data", {{"path", (root / "all-leukemia").string()}, {"max_per_class", 40}}},

@@ -1,0 +1,26 @@
+#include "skip.h"
+
+#include <cstdio>
+#include <vector>
+
+namespace loupe::test {
+namespace {
+std::vector<std::string>& skips() {
+  static std::vector<std::string> list;
+  return list;
+}
+}  // namespace
+
+void record_skip(const std::string& reason) {
+  skips().push_back(Catch::getResultCapture().getCurrentTestName() + ": " + reason);
+}
+
+int run_tests(int argc, char** argv) {
+  const int failures = Catch::Session().run(argc, argv);
+  if (skips().empty()) return failures;
+  std::fprintf(stderr, "%zu skipped:\n", skips().size());
+  for (const auto& s : skips()) std::fprintf(stderr, "  SKIPPED %s\n", s.c_str());
+  return failures == 0 ? 77 : failures;
+}
+
+}  // namespace loupe::test
