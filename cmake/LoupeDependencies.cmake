@@ -40,7 +40,7 @@ endif()
 
 # LibTorch for the native training backend (Debian's libtorch-dev 1.13 here; a CUDA LibTorch 2.x
 # via CMAKE_PREFIX_PATH on GPU machines). Found once at the top so its imported targets are
-# visible to every native directory.
-if(NOT EMSCRIPTEN)
+# visible to every native directory. The core alone (LOUPE_BUILD_NATIVE_TOOLS=OFF) does not look.
+if(NOT EMSCRIPTEN AND LOUPE_BUILD_NATIVE_TOOLS)
   find_package(Torch REQUIRED)
 endif()

@@ -1,6 +1,6 @@
 // The app's state and what the user did in one frame: the contract between drawing (draw.cpp, a
-// function of AppState only) and everything that changes the state (main.cpp: the frame loop,
-// applying UiActions, and the callbacks JavaScript makes between frames).
+// function of AppState only) and everything that changes the state (app_logic.h: applying
+// UiActions and the answers JavaScript sends between frames; main.cpp: the frame loop).
 #pragma once
 
 #include <cstddef>
@@ -11,12 +11,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "host.h"
 #include "image_batch.h"
 #include "loupe/image.h"
 #include "loupe/onnx_model.h"
+#include "loupe/prediction.h"
+#include "loupe/results.h"
 #include "loupe/version.h"
-#include "ort_bridge.h"
-#include "page.h"
+#include "ort_bridge.h"  // OrtStatus (declarations only: the app logic calls the browser through Host)
+#include "page.h"        // PageInfo
 
 namespace loupe_web {
 
@@ -36,12 +39,9 @@ struct Model {
   ModelStatus status = ModelStatus::none;
   std::string file;               // file name, as opened or shipped
   std::string source;             // "shipped" or "file"
-  loupe::OnnxModelInfo info;      // the card and the graph, read by the shared core
+  loupe::OnnxModelInfo info;      // the card and the graph, read by the shared core; what the
+                                  // outputs mean is the core's too (loupe/prediction.h)
   int session = 0;                // ONNX Runtime Web session
-  std::string scores_output;      // "probabilities" when the graph has it, else "logits"
-  std::string ood_output;         // the card's out-of-distribution output ("" when none)
-  double ood_threshold = 0;       // distances above this are flagged
-  double temperature = 0;         // > 0 when "probabilities" are temperature-calibrated
   std::string weights_sha256;     // as hashed in the browser
 };
 
@@ -70,12 +70,11 @@ struct ImageView {
 };
 
 // The class activation maps of the selected image (the model's "cam" output), kept for that image
-// only: [classes, height, width].
+// only.
 struct CamResult {
   int entry = -1;
   int model_id = 0;
-  int classes = 0, height = 0, width = 0;
-  std::vector<float> values;
+  loupe::CamPlanes planes;
 };
 
 // How the heat map is shown (the user's choices; they survive changing images).
@@ -102,7 +101,18 @@ struct InferenceRun {
 // keeping ORT busy: the next image is decoded while the previous one runs.
 constexpr size_t kMaxWorkInFlight = 8;
 
+// What the table and the evaluation show, derived from the images and the model: recomputed by
+// refresh_views() (app_logic.h) when images_revision or the model changed, not every frame.
+struct DerivedViews {
+  long revision = -1;
+  int model_id = -1;
+  std::vector<int> rows;                  // visible_rows(): filtered and sorted
+  std::vector<loupe::ResultRow> results;  // one per image, in file order (loupe/results.h)
+  loupe::Evaluation evaluation;           // of `results`
+};
+
 struct AppState {
+  Host* host = nullptr;  // the browser (main.cpp) or a test's stand-in
   loupe::BuildInfo build;
   PageInfo page;
   OrtRuntime ort;
@@ -124,11 +134,13 @@ struct AppState {
   ImageView view;
   CamResult cam;
   HeatMapView heat_map;
+  DerivedViews views;
   bool show_evaluation = false;
   int max_texture_side = 4096;
   long frames = 0;  // frames rendered so far; the first one makes the app "ready"
   int canvas_width = 0, canvas_height = 0;  // backbuffer, device pixels
   double pixel_ratio = 1;
+  double heap_bytes = 0;  // the wasm heap (it only grows: the app's peak memory)
 };
 
 // What the user did this frame. draw_app() only reads AppState; the frame loop applies these.
@@ -165,10 +177,6 @@ BatchProgress batch_progress(const AppState& app);
 // The class whose heat map is shown for the selected image, or -1 when there is none to show
 // (no CAM output, no CAM yet, heat map hidden).
 int heat_map_class(const AppState& app);
-
-// How the shown probabilities were obtained ("calibrated on the validation split (temperature
-// scaling, T = 1.4)", "not calibrated").
-std::string probability_note(const Model& model);
 
 // The class names of the active model (empty when none is ready).
 const std::vector<std::string>& active_classes(const AppState& app);

@@ -1,5 +1,6 @@
 // Drawing: every pixel of the page is a function of AppState (app.h). Nothing here changes the
-// state; what the user does is recorded in UiActions and applied by main.cpp after the frame.
+// state; what the user does is recorded in UiActions and applied by apply() (app_logic.h) after
+// the frame. The table's rows and the evaluation come precomputed in AppState::views.
 //
 // Index:
 //   [SECTION] Colours, badges, menu bar
@@ -16,7 +17,7 @@
 #include <vector>
 
 #include "app.h"
-#include "classify.h"
+#include "loupe/prediction.h"
 #include "imgui.h"
 
 namespace loupe_web {
@@ -216,11 +217,11 @@ static void draw_model_section(const AppState& app, UiActions& actions) {
     ImGui::TextColored(colours::caution, "none recorded");
   }
   fact_key("Confidence");
-  ImGui::TextWrapped("%s", probability_note(app.model).c_str());
+  ImGui::TextWrapped("%s", loupe::probability_note(card).c_str());
   fact_key("OOD check");
-  if (!app.model.ood_output.empty()) {
-    ImGui::TextWrapped("flags images beyond distance %.1f (%s)", app.model.ood_threshold,
-                       json_text(card.ood, "method", "distance").c_str());
+  if (card.ood) {
+    ImGui::TextWrapped("flags images beyond distance %.1f (%s)", card.ood->threshold,
+                       card.ood->method.empty() ? "distance" : card.ood->method.c_str());
   } else {
     ImGui::TextColored(colours::caution, "none: unusual images are not flagged");
   }
@@ -441,7 +442,7 @@ static void draw_batch_table(const AppState& app, UiActions& actions) {
   }
 
   const std::vector<std::string>& classes = active_classes(app);
-  const std::vector<int> rows = visible_rows(app.images, app.table, classes, app.model.id);
+  const std::vector<int>& rows = app.views.rows;
   const auto selected_row = std::find(rows.begin(), rows.end(), app.selected);
   ImGuiListClipper clipper;
   clipper.Begin(static_cast<int>(rows.size()));
@@ -529,7 +530,7 @@ static void draw_probabilities(const AppState& app, const ImageEntry& entry, UiA
     std::snprintf(warning, sizeof warning,
                   "Outside the training data: this image does not look like what the model was trained on "
                   "(distance %.1f > %.1f). Model output, not reliable here: %s (%.1f%%)",
-                  static_cast<double>(prediction.ood_distance), app.model.ood_threshold,
+                  static_cast<double>(prediction.ood_distance), app.model.info.card.ood->threshold,
                   classes[static_cast<size_t>(prediction.top)].c_str(), static_cast<double>(prediction.confidence) * 100.0);
     wrapped(colours::error, warning);
   } else {
@@ -538,7 +539,7 @@ static void draw_probabilities(const AppState& app, const ImageEntry& entry, UiA
     ImGui::SameLine();
     ImGui::TextColored(colours::caution, " model output, not a diagnosis");
   }
-  wrapped(colours::dim, "Probabilities: " + probability_note(app.model) + "." +
+  wrapped(colours::dim, "Probabilities: " + loupe::probability_note(app.model.info.card) + "." +
                             (prediction.has_ood && !prediction.out_of_distribution ? " Within the training data's range." : ""));
   float label_width = 0;
   for (const std::string& name : classes) label_width = std::max(label_width, ImGui::CalcTextSize(name.c_str()).x);
@@ -756,7 +757,7 @@ static void draw_evaluation_window(const AppState& app, UiActions& actions) {
   bool open = true;
   if (ImGui::Begin("Evaluation", &open, ImGuiWindowFlags_NoSavedSettings)) {
     const std::vector<std::string>& classes = active_classes(app);
-    const Evaluation evaluation = evaluate(app.images, classes, app.model.id);
+    const loupe::Evaluation& evaluation = app.views.evaluation;
     const BatchProgress progress = batch_progress(app);
     ImGui::TextWrapped("Images whose folder is named after one of the model's classes (%s) are scored against it. "
                        "Same metrics code as `loupe eval`.", join(classes, ", ").c_str());

@@ -21,6 +21,24 @@ std::string status_text(const ImageEntry& entry) {
   return entry.status == EntryStatus::error ? entry.error : to_string(entry.status);
 }
 
+loupe::ResultRow result_row(const ImageEntry& entry, const std::vector<std::string>& class_names, int model_id) {
+  loupe::ResultRow row;
+  row.path = entry.path;
+  row.label = loupe::folder_label(entry.path, class_names);
+  const Prediction& p = entry.prediction;
+  if (entry.status == EntryStatus::error) {
+    row.status = loupe::ResultStatus::unreadable;
+    row.error = entry.error;
+  } else if (p.model_id == model_id && p.status == PredictionStatus::error) {
+    row.status = loupe::ResultStatus::failed;
+    row.error = p.error;
+  } else if (p.model_id == model_id && p.status == PredictionStatus::done) {
+    row.status = loupe::ResultStatus::ok;
+    row.prediction = p;  // the core's part of it
+  }
+  return row;
+}
+
 static std::string lowercase(std::string text) {
   std::transform(text.begin(), text.end(), text.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });

@@ -12,27 +12,23 @@
 #include <vector>
 
 #include "loupe/image.h"
+#include "loupe/prediction.h"
+#include "loupe/results.h"
 
 namespace loupe_web {
 
 enum class EntryStatus { pending, reading, ok, error };
 const char* to_string(EntryStatus status);
 
-// What the model said about one image. `model_id` names the model that produced it, so opening
-// another model makes every prediction stale at once without touching the entries.
+// What the model said about one image: the shared core's prediction (loupe/prediction.h:
+// probabilities, top class, the out-of-distribution flag; its CAM is moved to AppState::cam), and
+// how far it got. `model_id` names the model that produced it, so opening another model makes
+// every prediction stale at once without touching the entries.
 enum class PredictionStatus { none, running, done, error };
-struct Prediction {
+struct Prediction : loupe::Prediction {
   int model_id = 0;                  // 0: never predicted
   PredictionStatus status = PredictionStatus::none;
-  std::vector<float> probabilities;  // one per class, in the model card's class order
-  int top = -1;                      // index of the largest probability
-  float confidence = 0;              // probabilities[top]
   std::string error;                 // why inference failed (preprocessing or ONNX Runtime)
-  // The model's out-of-distribution check, when it has one (model card "ood"): the distance of
-  // the image's embedding from the training data, and whether it exceeds the card's threshold.
-  bool has_ood = false;
-  float ood_distance = 0;
-  bool out_of_distribution = false;
 };
 
 struct ImageEntry {
@@ -66,6 +62,10 @@ std::string predicted_class(const ImageEntry& entry, const std::vector<std::stri
 
 // The status column's text: "ok", the error message, or "pending" / "reading".
 std::string status_text(const ImageEntry& entry);
+
+// The entry as a row of the shared results table (loupe/results.h): its label from its folders,
+// and model `model_id`'s prediction when it has one.
+loupe::ResultRow result_row(const ImageEntry& entry, const std::vector<std::string>& class_names, int model_id);
 
 // Window/level for display, as fractions of the sample range (0..1): the shown range is
 // [level - width/2, level + width/2], mapped to 0..255. Display only: the model sees raw pixels.

@@ -14,6 +14,10 @@ export const MAX_FILE_BYTES = 512 * 1024 * 1024;
 
 const byPath = (a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
 
+// Hidden files of an opened folder (.DS_Store, anything under .git/) are not images the user
+// meant: skipped, as `loupe predict FOLDER` skips them.
+const visible = ({ path }) => !path.split('/').some((part) => part.startsWith('.'));
+
 // A dropped FileSystemEntry, walked into [{ file, path }]. readEntries() returns at most 100
 // entries per call, so it is called until it returns none.
 async function collectEntry(entry, out) {
@@ -53,7 +57,8 @@ export function createImageFiles({ document: doc = document, target = window, on
     const input = doc.getElementById(id);
     if (!input) continue;
     input.addEventListener('change', () => {
-      add([...input.files].map((file) => ({ file, path: (folder && file.webkitRelativePath) || file.name })));
+      const picked = [...input.files].map((file) => ({ file, path: (folder && file.webkitRelativePath) || file.name }));
+      add(folder ? picked.filter(visible) : picked);
       input.value = '';  // picking the same files again fires another change
     });
   }
@@ -73,7 +78,7 @@ export function createImageFiles({ document: doc = document, target = window, on
       for (const entry of entries) await collectEntry(entry, out);
       const isModel = ({ path }) => onModelFile && /\.onnx$/i.test(path);
       for (const { file } of out.filter(isModel)) onModelFile(file);
-      add(out.filter((entry) => !isModel(entry)));
+      add(out.filter((entry) => !isModel(entry) && (entry.path === entry.file.name || visible(entry))));
     })().catch((error) => console.warn(`Loupe: could not read the dropped items: ${error.message}`));
   });
 

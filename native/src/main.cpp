@@ -5,7 +5,7 @@
 #include "commands.h"
 #include "loupe/error.h"
 #include "loupe/version.h"
-#include "omp_wait.h"
+#include "loupe/train/omp_wait.h"
 
 int main(int argc, char** argv) {
   loupe::train::reexec_with_passive_omp_wait(argv);  // see omp_wait.h

@@ -41,7 +41,53 @@ int require_positive_int(const json& j, const std::string& key, const std::strin
   return v.get<int>();
 }
 
+bool finite_number(const json& parent, const char* key) {
+  return parent.contains(key) && parent.at(key).is_number() && std::isfinite(parent.at(key).get<double>());
+}
+
 }  // namespace
+
+Calibration Calibration::from_json(const json& j) {
+  if (!j.is_object()) bad_card("calibration", "expected an object or null");
+  Calibration c;
+  c.record = j;
+  c.method = j.contains("method") ? optional_string(j, "method") : c.method;
+  if (c.method != "temperature_scaling") {
+    bad_card("calibration.method", "'" + c.method + "' is not a method this Loupe applies (temperature_scaling)");
+  }
+  if (!finite_number(j, "temperature") || j.at("temperature").get<double>() <= 0) {
+    bad_card("calibration.temperature", "expected a finite number > 0");
+  }
+  c.temperature = j.at("temperature").get<double>();
+  return c;
+}
+
+json Calibration::to_json() const {
+  json j = record.is_object() ? record : json::object();
+  j["method"] = method;
+  j["temperature"] = temperature;
+  return j;
+}
+
+OodCheck OodCheck::from_json(const json& j) {
+  if (!j.is_object()) bad_card("ood", "expected an object or null");
+  OodCheck o;
+  o.record = j;
+  if (!j.contains("output") || !j.at("output").is_string()) bad_card("ood.output", "expected a string");
+  o.output = j.at("output").get<std::string>();
+  if (!finite_number(j, "threshold")) bad_card("ood.threshold", "expected a finite number");
+  o.threshold = j.at("threshold").get<double>();
+  o.method = optional_string(j, "method");
+  return o;
+}
+
+json OodCheck::to_json() const {
+  json j = record.is_object() ? record : json::object();
+  if (!method.empty()) j["method"] = method;
+  j["output"] = output;
+  j["threshold"] = threshold;
+  return j;
+}
 
 bool ModelCard::has_output(const std::string& output_name) const {
   return std::any_of(outputs.begin(), outputs.end(), [&](const CardOutput& o) { return o.name == output_name; });
@@ -72,8 +118,8 @@ json ModelCard::to_json() const {
           {"disclaimer", disclaimer},
           {"producer", {{"name", "loupe"}, {"version", producer_version}, {"opset", opset}}}};
   // Written only when present, so cards of models without them stay as they were.
-  if (!calibration.is_null()) card["calibration"] = calibration;
-  if (!ood.is_null()) card["ood"] = ood;
+  if (calibration) card["calibration"] = calibration->to_json();
+  if (ood) card["ood"] = ood->to_json();
   return card;
 }
 
@@ -124,8 +170,8 @@ ModelCard ModelCard::from_json(const json& j) {
   if (!card.has_output("logits")) bad_card("outputs", "no 'logits' output listed");
   card.training_data = j.value("training_data", json());
   card.test_metrics = j.value("test_metrics", json());
-  card.calibration = j.value("calibration", json());
-  card.ood = j.value("ood", json());
+  if (j.contains("calibration") && !j.at("calibration").is_null()) card.calibration = Calibration::from_json(j.at("calibration"));
+  if (j.contains("ood") && !j.at("ood").is_null()) card.ood = OodCheck::from_json(j.at("ood"));
   card.weights_sha256 = optional_string(j, "weights_sha256");
   card.intended_use = optional_string(j, "intended_use");
   card.disclaimer = optional_string(j, "disclaimer");
@@ -163,25 +209,8 @@ ModelCard ModelCard::from_json(const json& j) {
                                " differs from the input size " + std::to_string(card.input_width) + "x" +
                                std::to_string(card.input_height));
   }
-  // Calibration and the out-of-distribution check: free-form objects (newer writers may add keys
-  // or methods), except for what a consumer acts on.
-  const auto finite_number = [](const json& parent, const char* key) {
-    return parent.contains(key) && parent.at(key).is_number() && std::isfinite(parent.at(key).get<double>());
-  };
-  if (!card.calibration.is_null()) {
-    if (!card.calibration.is_object()) bad_card("calibration", "expected an object or null");
-    if ((card.calibration.contains("temperature") || card.calibration.value("method", json()) == "temperature_scaling") &&
-        (!finite_number(card.calibration, "temperature") || card.calibration.at("temperature").get<double>() <= 0)) {
-      bad_card("calibration.temperature", "expected a finite number > 0");
-    }
-  }
-  if (!card.ood.is_null()) {
-    if (!card.ood.is_object()) bad_card("ood", "expected an object or null");
-    if (!card.ood.contains("output") || !card.ood.at("output").is_string()) bad_card("ood.output", "expected a string");
-    if (!card.has_output(card.ood.at("output").get<std::string>())) {
-      bad_card("ood.output", "'" + card.ood.at("output").get<std::string>() + "' is not one of the card's outputs");
-    }
-    if (!finite_number(card.ood, "threshold")) bad_card("ood.threshold", "expected a finite number");
+  if (card.ood && !card.has_output(card.ood->output)) {
+    bad_card("ood.output", "'" + card.ood->output + "' is not one of the card's outputs");
   }
   return card;
 }

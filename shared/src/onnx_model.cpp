@@ -621,32 +621,34 @@ std::string describe(const OnnxModelInfo& info) {
   } else {
     out << "test metrics: none\n";
   }
-  if (c.calibration.is_object()) {
+  if (c.calibration) {
+    const json calibration = c.calibration->to_json();
     char line[256];
-    std::snprintf(line, sizeof line, "calibration: %s, T = %.4f (fitted on %s)\n", text(c.calibration, "method").c_str(),
-                  number(c.calibration, "temperature"), text(c.calibration, "fitted_on").c_str());
+    std::snprintf(line, sizeof line, "calibration: %s, T = %.4f (fitted on %s)\n", c.calibration->method.c_str(),
+                  c.calibration->temperature, text(calibration, "fitted_on").c_str());
     out << line;
     for (const char* part : {"val", "test"}) {
-      const json& p = c.calibration.contains(part) ? c.calibration.at(part) : json();
+      const json& p = calibration.contains(part) ? calibration.at(part) : json();
       if (!p.is_object()) continue;
       std::snprintf(line, sizeof line, "  %-10s ECE %.4f -> %.4f, NLL %.4f -> %.4f (%s bins)\n",
                     std::string(part) == "val" ? "validation" : "test", number(p, "ece_before"), number(p, "ece_after"),
-                    number(p, "nll_before"), number(p, "nll_after"), text(c.calibration, "ece_bins").c_str());
+                    number(p, "nll_before"), number(p, "nll_after"), text(calibration, "ece_bins").c_str());
       out << line;
     }
   } else {
     out << "calibration: none (no temperature scaling)\n";
   }
-  if (c.ood.is_object()) {
+  if (c.ood) {
+    const json ood = c.ood->to_json();
     char line[320];
     std::snprintf(line, sizeof line,
                   "out-of-distribution check: %s, output '%s' > %.4f flags an image (%s dims, threshold at quantile "
                   "%s of validation, fitted on %s)\n",
-                  text(c.ood, "method").c_str(), text(c.ood, "output").c_str(), number(c.ood, "threshold"),
-                  text(c.ood, "dims").c_str(), text(c.ood, "threshold_quantile").c_str(), text(c.ood, "fitted_on").c_str());
+                  text(ood, "method").c_str(), text(ood, "output").c_str(), number(ood, "threshold"),
+                  text(ood, "dims").c_str(), text(ood, "threshold_quantile").c_str(), text(ood, "fitted_on").c_str());
     out << line;
     std::snprintf(line, sizeof line, "  false alarms: validation %.1f%%, test %.1f%%\n",
-                  100 * number(c.ood, "val_false_alarm_rate"), 100 * number(c.ood, "test_false_alarm_rate"));
+                  100 * number(ood, "val_false_alarm_rate"), 100 * number(ood, "test_false_alarm_rate"));
     out << line;
   } else {
     out << "out-of-distribution check: none\n";

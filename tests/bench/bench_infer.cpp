@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "loupe/export/onnx_export.h"
-#include "loupe/export/ort_session.h"
+#include "loupe/inference/ort_session.h"
 #include "loupe/models/zoo.h"
 
 namespace {
@@ -57,9 +57,9 @@ int main(int argc, char** argv) {
       loupe::exporter::ExportOptions options;
       options.embedding = options.cam = false;
       const auto proto = loupe::exporter::export_onnx(*model, options);
-      loupe::exporter::OrtSessionOptions session_options;
+      loupe::inference::OrtSessionOptions session_options;
       session_options.threads = threads;
-      const auto session = loupe::exporter::OrtSession::from_bytes(loupe::exporter::serialize_onnx(proto), session_options);
+      const auto session = loupe::inference::OrtSession::from_bytes(loupe::exporter::serialize_onnx(proto), session_options);
       const auto timings = [&](int n, double& torch_ms, double& ort_ms) {
         const torch::Tensor x = torch::randn({n, 3, size, size});
         loupe::Tensor input;

@@ -12,11 +12,11 @@
 #include <cstdio>
 #include <string>
 
-#include "dataset.h"
-#include "loader.h"
+#include "loupe/data/dataset.h"
+#include "loupe/train/loader.h"
 #include "loupe/models/zoo.h"
-#include "precision.h"
-#include "trainer.h"
+#include "loupe/train/precision.h"
+#include "loupe/train/trainer.h"
 
 namespace {
 

@@ -1,3 +1,6 @@
+// Catch's implementation and its session live here, with the skip bookkeeping: every suite's
+// main() only calls run_tests().
+#define CATCH_CONFIG_RUNNER
 #include "skip.h"
 
 #include <cstdio>

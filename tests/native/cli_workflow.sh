@@ -60,7 +60,7 @@ head -c 600 "$work/mixed/good.jpg" >"$work/mixed/truncated.jpg"
 [[ $(grep -c ',$' "$work/mixed.csv") -eq 1 ]] || fail "expected exactly one row without error"
 grep -q 'notes.png.*not a supported image' "$work/mixed.csv" || fail "non-image not reported"
 grep -q 'truncated.jpg.*truncated' "$work/mixed.csv" || fail "truncated JPEG not reported"
-head -1 "$work/mixed.csv" | grep -q ',ood_distance,out_of_distribution,error$' || fail "no OOD columns in the CSV"
+head -1 "$work/mixed.csv" | grep -q ',ood_distance,out_of_distribution,status,error$' || fail "no OOD columns in the CSV"
 # Nothing classifiable: a non-zero exit that says so.
 mkdir -p "$work/bad" && cp "$work/mixed/notes.png" "$work/mixed/truncated.jpg" "$work/bad/"
 "$loupe" predict -q -m "$work/run/model.onnx" "$work/bad" -o "$work/bad.csv" >"$work/bad.log" 2>&1 &&

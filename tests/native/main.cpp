@@ -7,14 +7,12 @@
 // shared with a compiler or another test, the spinning thread steals the core the other one needs and
 // the suite runs about 3x slower. libgomp reads OMP_WAIT_POLICY once, when it is loaded (before
 // main), so if it is unset the runner sets it to PASSIVE and re-executes itself once.
-#define CATCH_CONFIG_RUNNER
 #include <ATen/Parallel.h>
 
-#include <catch2/catch.hpp>
 #include <algorithm>
 #include <cstdlib>
 
-#include "omp_wait.h"
+#include "loupe/train/omp_wait.h"
 #include "../core/skip.h"
 
 int main(int argc, char** argv) {

@@ -19,18 +19,19 @@
 
 #include "fixtures.h"
 #include "loupe/export/calibration.h"
-#include "loupe/export/model_card.h"
+#include "loupe/export/onnx_file.h"
 #include "loupe/export/onnx_export.h"
-#include "loupe/export/ort_session.h"
+#include "loupe/inference/ort_session.h"
 #include "loupe/export/run_export.h"
 #include "loupe/loupe.h"
 #include "loupe/models/zoo.h"
-#include "train_config.h"
-#include "trainer.h"
+#include "loupe/train/train_config.h"
+#include "loupe/train/trainer.h"
 
 namespace fs = std::filesystem;
 using namespace loupe;
 using namespace loupe::exporter;
+using namespace loupe::inference;
 using Catch::Matchers::Contains;
 
 namespace {
@@ -214,16 +215,16 @@ TEST_CASE("an exported model with calibration and the OOD output matches LibTorc
   const ModelCard& card = info.card;
   CHECK(info.weights_verified);
   CHECK(card.has_output("ood_distance"));
-  REQUIRE(card.calibration.is_object());
-  CHECK(card.calibration["method"] == "temperature_scaling");
-  CHECK(card.calibration["temperature"].get<double>() == Approx(temperature).epsilon(1e-6));
-  CHECK(card.calibration["fitted_on"] == "unit test");
-  REQUIRE(card.ood.is_object());
-  CHECK(card.ood["method"] == "mahalanobis_shared_covariance");
-  CHECK(card.ood["output"] == "ood_distance");
-  CHECK(card.ood["threshold"].get<double>() == threshold);
-  CHECK(card.ood["dims"] == fit.dims);
-  CHECK(card.ood["fitted_on"] == "train embeddings (120 images)");
+  REQUIRE(card.calibration.has_value());
+  CHECK(card.calibration->to_json()["method"] == "temperature_scaling");
+  CHECK(card.calibration->to_json()["temperature"].get<double>() == Approx(temperature).epsilon(1e-6));
+  CHECK(card.calibration->to_json()["fitted_on"] == "unit test");
+  REQUIRE(card.ood.has_value());
+  CHECK(card.ood->to_json()["method"] == "mahalanobis_shared_covariance");
+  CHECK(card.ood->to_json()["output"] == "ood_distance");
+  CHECK(card.ood->to_json()["threshold"].get<double>() == threshold);
+  CHECK(card.ood->to_json()["dims"] == fit.dims);
+  CHECK(card.ood->to_json()["fitted_on"] == "train embeddings (120 images)");
   CHECK(ModelCard::from_json(card.to_json()).to_json() == card.to_json());
   CHECK_THAT(describe(info), Contains("calibration: temperature_scaling, T = 1.7000") &&
                                  Contains("output 'ood_distance' >") && Contains("output ood_distance float32 [batch]"));
@@ -269,8 +270,8 @@ TEST_CASE("an exported model with calibration and the OOD output matches LibTorc
   CHECK(read_onnx_bytes(serialize_onnx(export_onnx(*model, other)), "other").card.weights_sha256 != card.weights_sha256);
   // Without either: the graph and card of before.
   const OnnxFileInfo plain = read_onnx_bytes(serialize_onnx(export_onnx(*model, ExportOptions{})), "plain");
-  CHECK(plain.card.calibration.is_null());
-  CHECK(plain.card.ood.is_null());
+  CHECK(!plain.card.calibration.has_value());
+  CHECK(!plain.card.ood.has_value());
   CHECK_FALSE(plain.card.has_output("ood_distance"));
   CHECK_THAT(describe(plain), Contains("calibration: none") && Contains("out-of-distribution check: none"));
 
@@ -311,16 +312,21 @@ TEST_CASE("the model card's calibration and ood entries are checked", "[export][
   check_error([](nlohmann::json& j) { j["ood"].erase("output"); }, "ood.output");
   check_error([](nlohmann::json& j) { j["ood"]["threshold"] = nullptr; }, "ood.threshold");
   check_error([](nlohmann::json& j) { j["ood"] = "yes"; }, "ood: expected an object or null");
-  // Tolerated: another calibration method without a temperature, extra keys, absent entries.
+  // A calibration method Loupe cannot apply is refused: the shared core computes the calibrated
+  // probabilities from the logits (loupe/prediction.h), and showing uncalibrated ones as
+  // calibrated would mislead.
+  check_error([](nlohmann::json& j) { j["calibration"] = {{"method", "vector_scaling"}, {"weights", {1, 2, 3}}}; },
+              "calibration.method: 'vector_scaling' is not a method this Loupe applies");
+  // Tolerated: extra keys, absent entries.
   nlohmann::json j = good;
-  j["calibration"] = {{"method", "vector_scaling"}, {"weights", {1, 2, 3}}};
+  j["calibration"]["future_key"] = "kept";
   j["ood"]["future_key"] = {1, 2};
-  CHECK(ModelCard::from_json(j).calibration["method"] == "vector_scaling");
-  CHECK(ModelCard::from_json(j).ood["future_key"] == nlohmann::json({1, 2}));
+  CHECK(ModelCard::from_json(j).calibration->to_json()["future_key"] == "kept");
+  CHECK(ModelCard::from_json(j).ood->to_json()["future_key"] == nlohmann::json({1, 2}));
   j.erase("calibration");
   j.erase("ood");
-  CHECK(ModelCard::from_json(j).calibration.is_null());
-  CHECK(ModelCard::from_json(j).ood.is_null());
+  CHECK_FALSE(ModelCard::from_json(j).calibration.has_value());
+  CHECK_FALSE(ModelCard::from_json(j).ood.has_value());
   // In a file, the shared reader checks the same (what the browser runs).
   proto.mutable_metadata_props(0)->set_value([&] {
     nlohmann::json bad = good;
@@ -379,7 +385,7 @@ TEST_CASE("a run export fits calibration and the OOD check on the run's split", 
     options.real_images = 0;
     const RunExportResult result = run_export(run.string(), (dir.path / "gone.onnx").string(), options);
     CHECK_THAT(result.note, Contains("calibration and out-of-distribution check skipped") && Contains("--data-root"));
-    CHECK(result.card.calibration.is_null());
+    CHECK(!result.card.calibration.has_value());
     CHECK_FALSE(result.card.has_output("ood_distance"));
     options.data_root = (dir.path / "moved").string();
     CHECK(run_export(run.string(), (dir.path / "found.onnx").string(), options).card.has_output("ood_distance"));
@@ -395,28 +401,28 @@ TEST_CASE("a run export fits calibration and the OOD check on the run's split", 
     CHECK(result.note.empty());
     CHECK_THAT(result.parity.to_text(), Contains("ood_distance") && Contains("probabilities"));
     const ModelCard card = read_onnx_file(result.onnx_path).card;
-    REQUIRE(card.calibration.is_object());
-    CHECK(card.calibration["method"] == "temperature_scaling");
-    CHECK(card.calibration["temperature"].get<double>() > 0);
-    CHECK(card.calibration["fitted_on"] == "validation split (9 images)");
-    CHECK(card.calibration["ece_bins"] == 15);
+    REQUIRE(card.calibration.has_value());
+    CHECK(card.calibration->to_json()["method"] == "temperature_scaling");
+    CHECK(card.calibration->to_json()["temperature"].get<double>() > 0);
+    CHECK(card.calibration->to_json()["fitted_on"] == "validation split (9 images)");
+    CHECK(card.calibration->to_json()["ece_bins"] == 15);
     for (const char* part : {"val", "test"}) {
       for (const char* key : {"ece_before", "ece_after", "nll_before", "nll_after"}) {
         CAPTURE(part, key);
-        CHECK(card.calibration[part][key].is_number());
+        CHECK(card.calibration->to_json()[part][key].is_number());
       }
     }
     // Temperature scaling minimises the validation NLL: never worse than T = 1 there.
-    CHECK(card.calibration["val"]["nll_after"].get<double>() <= card.calibration["val"]["nll_before"].get<double>() + 1e-12);
-    REQUIRE(card.ood.is_object());
-    CHECK(card.ood["output"] == "ood_distance");
-    CHECK(card.ood["threshold_quantile"] == 0.95);
-    CHECK(card.ood["dims"] == 16);  // min(64, training images - 1 = 17, embedding 16)
-    CHECK(card.ood["fitted_on"] == "train embeddings (18 images)");
-    CHECK(card.ood["val_false_alarm_rate"].get<double>() == Approx(1.0 / 9.0));  // only the largest of 9 is above
-    CHECK(card.ood["test_false_alarm_rate"].is_number());
+    CHECK(card.calibration->to_json()["val"]["nll_after"].get<double>() <= card.calibration->to_json()["val"]["nll_before"].get<double>() + 1e-12);
+    REQUIRE(card.ood.has_value());
+    CHECK(card.ood->to_json()["output"] == "ood_distance");
+    CHECK(card.ood->to_json()["threshold_quantile"] == 0.95);
+    CHECK(card.ood->to_json()["dims"] == 16);  // min(64, training images - 1 = 17, embedding 16)
+    CHECK(card.ood->to_json()["fitted_on"] == "train embeddings (18 images)");
+    CHECK(card.ood->to_json()["val_false_alarm_rate"].get<double>() == Approx(1.0 / 9.0));  // only the largest of 9 is above
+    CHECK(card.ood->to_json()["test_false_alarm_rate"].is_number());
     CHECK(card.has_output("ood_distance"));
-    CHECK(result.calibration == card.calibration);
+    CHECK(result.calibration == card.calibration->to_json());
     CHECK(fs::exists(result.reliability_png));
     CHECK(decode_image(read_file(result.reliability_png)).width == 880);  // 2 panels per row
     std::ifstream report(result.report_path);
@@ -431,13 +437,13 @@ TEST_CASE("a run export fits calibration and the OOD check on the run's split", 
     options.calibration = false;
     options.ood = false;
     const RunExportResult neither = run_export(run.string(), (dir.path / "neither.onnx").string(), options);
-    CHECK(neither.card.calibration.is_null());
-    CHECK(neither.card.ood.is_null());
+    CHECK(!neither.card.calibration.has_value());
+    CHECK(!neither.card.ood.has_value());
     CHECK_FALSE(neither.card.has_output("ood_distance"));
     CHECK(neither.summary.empty());
     options.ood = true;
     const RunExportResult ood_only = run_export(run.string(), (dir.path / "ood.onnx").string(), options);
-    CHECK(ood_only.card.calibration.is_null());
+    CHECK(!ood_only.card.calibration.has_value());
     CHECK(ood_only.card.has_output("ood_distance"));
     CHECK(ood_only.parity.passed);
 
@@ -450,7 +456,7 @@ TEST_CASE("a run export fits calibration and the OOD check on the run's split", 
     options.calibration = true;
     const RunExportResult no_val = run_export(run.string(), (dir.path / "noval.onnx").string(), options);
     CHECK_THAT(no_val.note, Contains("skipped: the run has no validation split"));
-    CHECK(no_val.card.calibration.is_null());
+    CHECK(!no_val.card.calibration.has_value());
     CHECK_FALSE(no_val.card.has_output("ood_distance"));
   }
 }

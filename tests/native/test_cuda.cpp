@@ -9,9 +9,9 @@
 
 #include "fixtures.h"
 #include "loupe/models/zoo.h"
-#include "precision.h"
-#include "train_config.h"
-#include "trainer.h"
+#include "loupe/train/precision.h"
+#include "loupe/train/train_config.h"
+#include "loupe/train/trainer.h"
 
 using namespace loupe;
 using namespace loupe::train;

@@ -1,67 +1,24 @@
 // Data sets, splits, balancing and augmentation (native/data).
 #include "catch_torch.h"  // first: keeps Catch's CHECK (see the header)
 
-#include <zip.h>
 
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <set>
 
-#include "augment.h"
-#include "balance.h"
+#include "loupe/data/augment.h"
+#include "loupe/data/balance.h"
 #include "../core/dicom_fixtures.h"
-#include "dataset.h"
+#include "loupe/data/dataset.h"
 #include "fixtures.h"
+#include "format_fixtures.h"
 
 namespace fs = std::filesystem;
 using namespace loupe;
 using namespace loupe::data;
 using Catch::Matchers::Contains;
-
-namespace {
-
-std::vector<uint8_t> npy_u8(const std::vector<int64_t>& shape, const std::vector<uint8_t>& data) {
-  std::string dims;
-  for (int64_t d : shape) dims += std::to_string(d) + ",";
-  if (shape.size() > 1) dims.pop_back();
-  std::string header = "{'descr': '|u1', 'fortran_order': False, 'shape': (" + dims + "), }";
-  header.append(64 - (10 + header.size() + 1) % 64, ' ');
-  header += '\n';
-  std::string bytes = "\x93NUMPY";
-  bytes += '\x01';
-  bytes += '\x00';
-  bytes += static_cast<char>(header.size() & 0xff);
-  bytes += static_cast<char>(header.size() >> 8);
-  bytes += header;
-  bytes.append(data.begin(), data.end());
-  return std::vector<uint8_t>(bytes.begin(), bytes.end());
-}
-
-// A MedMNIST-style .npz: 12x12 images, 2 classes, train/val/test of 10/4/6 images.
-std::string write_npz(const fs::path& path) {
-  int error = 0;
-  zip_t* archive = zip_open(path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error);
-  REQUIRE(archive);
-  std::vector<std::vector<uint8_t>> keep;  // zip_source_buffer does not copy
-  for (const auto& [prefix, n] : {std::pair{"train", 10}, std::pair{"val", 4}, std::pair{"test", 6}}) {
-    std::vector<uint8_t> pixels(static_cast<size_t>(n) * 144), labels(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) {
-      labels[i] = static_cast<uint8_t>(i % 2);
-      std::fill(pixels.begin() + i * 144, pixels.begin() + (i + 1) * 144, static_cast<uint8_t>(i % 2 ? 200 : 30));
-    }
-    keep.push_back(npy_u8({n, 12, 12}, pixels));
-    zip_file_add(archive, (std::string(prefix) + "_images.npy").c_str(),
-                 zip_source_buffer(archive, keep.back().data(), keep.back().size(), 0), ZIP_FL_OVERWRITE);
-    keep.push_back(npy_u8({n, 1}, labels));
-    zip_file_add(archive, (std::string(prefix) + "_labels.npy").c_str(),
-                 zip_source_buffer(archive, keep.back().data(), keep.back().size(), 0), ZIP_FL_OVERWRITE);
-  }
-  REQUIRE(zip_close(archive) == 0);
-  return path.string();
-}
-
-}  // namespace
+using loupe::test::write_npz;
 
 TEST_CASE("image folder: classes, counts, and every unusable file listed with a reason", "[data]") {
   const test::TempDir dir;

@@ -15,19 +15,20 @@
 #include <regex>
 
 #include "fixtures.h"
-#include "loupe/export/model_card.h"
+#include "loupe/export/onnx_file.h"
 #include "loupe/export/onnx_export.h"
-#include "loupe/export/ort_session.h"
+#include "loupe/inference/ort_session.h"
 #include "loupe/export/run_export.h"
 #include "loupe/loupe.h"
 #include "loupe/models/zoo.h"
-#include "train_config.h"
-#include "trainer.h"
+#include "loupe/train/train_config.h"
+#include "loupe/train/trainer.h"
 
 namespace fs = std::filesystem;
 namespace nn = torch::nn;
 using namespace loupe;
 using namespace loupe::exporter;
+using namespace loupe::inference;
 using Catch::Matchers::Contains;
 
 namespace {
@@ -474,6 +475,34 @@ TEST_CASE("the shipped models: the shared reader and libprotobuf agree, the weig
     const models::ModelConfig config = card_model_config(info.card);
     CHECK(config.num_classes == static_cast<int>(info.card.class_names.size()));
     CHECK(config.to_json() == info.card.model);
+
+    // The shared core's probabilities (from the logits, with the card's temperature) are the
+    // graph's own "probabilities" output, and its flag is the card's threshold on ood_distance.
+    const OrtSession session = OrtSession::from_bytes(bytes, two_threads());
+    const PreprocessSpec& spec = info.card.preprocess;
+    torch::manual_seed(3);
+    const int64_t batch = 4;
+    const torch::Tensor x = torch::randn({batch, spec.channels(), spec.height, spec.width}) * 1.5;
+    Tensor input;
+    input.shape = {batch, spec.channels(), spec.height, spec.width};
+    input.data.assign(x.data_ptr<float>(), x.data_ptr<float>() + x.numel());
+    std::vector<std::string> names = prediction_outputs(info.card);
+    names.push_back("probabilities");
+    const auto out = session.run(input, names);
+    const size_t classes = info.card.class_names.size();
+    REQUIRE(info.card.calibration);
+    REQUIRE(info.card.ood);
+    for (int64_t i = 0; i < batch; ++i) {
+      ImageOutputs image;
+      image.logits = out.at("logits").data.data() + i * static_cast<int64_t>(classes);
+      image.logits_size = classes;
+      image.ood_distance = out.at(info.card.ood->output).data.data() + i;
+      const Prediction p = interpret_outputs(info.card, image);
+      for (size_t c = 0; c < classes; ++c) {
+        CHECK(std::abs(p.probabilities[c] - out.at("probabilities").data[static_cast<size_t>(i) * classes + c]) <= 1e-6);
+      }
+      CHECK(p.out_of_distribution == (*image.ood_distance > info.card.ood->threshold));
+    }
   }
 }
 

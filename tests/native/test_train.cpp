@@ -11,12 +11,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "adamax.h"
-#include "baselines.h"
+#include "loupe/train/adamax.h"
+#include "loupe/train/baselines.h"
 #include "fixtures.h"
-#include "optim.h"
-#include "train_config.h"
-#include "trainer.h"
+#include "loupe/train/optim.h"
+#include "loupe/train/train_config.h"
+#include "loupe/train/trainer.h"
 
 namespace fs = std::filesystem;
 using namespace loupe;
@@ -173,6 +173,13 @@ TEST_CASE("configs: strict keys, consistent shapes", "[train][config]") {
   CHECK(smoke.epochs == 3);
   CHECK(smoke.optimizer.lr == 0.01);
   CHECK(smoke.optimizer.name == "adam");
+  // A loop of "extends" is an error naming it (it once recursed until the stack ran out).
+  std::ofstream(dir.path / "loop-a.json") << R"({"extends": "loop-b.json", "epochs": 3})";
+  std::ofstream(dir.path / "loop-b.json") << R"({"extends": "./loop-a.json"})";
+  std::ofstream(dir.path / "self.json") << R"({"extends": "self.json"})";
+  CHECK_THAT(test::error_of([&] { load_config((dir.path / "loop-a.json").string()); }),
+             Contains("\"extends\" makes a loop") && Contains("loop-b.json -> ") && Contains("loop-a.json"));
+  CHECK_THAT(test::error_of([&] { load_config((dir.path / "self.json").string()); }), Contains("makes a loop"));
   nlohmann::json doc = good;
   set_dotted(doc, "optimizer.lr", 0.5);
   CHECK(TrainConfig::from_json(doc).optimizer.lr == 0.5);

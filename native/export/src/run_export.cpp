@@ -11,14 +11,14 @@
 #include <random>
 #include <regex>
 
-#include "dataset.h"
-#include "loader.h"
+#include "loupe/data/dataset.h"
+#include "loupe/train/loader.h"
 #include "loupe/error.h"
 #include "loupe/export/calibration.h"
-#include "random.h"
-#include "report.h"
-#include "train_config.h"
-#include "trainer.h"
+#include "loupe/data/random.h"
+#include "loupe/train/report.h"
+#include "loupe/train/train_config.h"
+#include "loupe/train/trainer.h"
 
 namespace fs = std::filesystem;
 
@@ -606,9 +606,9 @@ RunExportResult run_export(const std::string& run_dir, const std::string& out_pa
         parity.extra_inputs.push_back(images);
       }
       if (!images_note.empty()) result.note += (result.note.empty() ? "" : "; ") + images_note;
-      OrtSessionOptions session_options;
+      inference::OrtSessionOptions session_options;
       session_options.threads = options.threads;
-      const OrtSession session(tmp, session_options);
+      const inference::OrtSession session(tmp, session_options);
       result.parity = verify_onnx(*model, session, parity);
       if (!result.parity.passed) {
         throw Error(ErrorCode::InvalidArgument, "ONNX export of " + run.string() +
@@ -634,8 +634,8 @@ RunExportResult run_export(const std::string& run_dir, const std::string& out_pa
     if (!out) throw Error(ErrorCode::Io, card_path.string() + ": write failed");
     result.card_path = card_path.string();
   }
-  result.calibration = result.card.calibration;
-  result.ood = result.card.ood;
+  if (result.card.calibration) result.calibration = result.card.calibration->to_json();
+  if (result.card.ood) result.ood = result.card.ood->to_json();
   result.summary = fitted.summary;
   write_export_report(run, result, fitted.panels);
   return result;

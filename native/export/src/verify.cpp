@@ -67,7 +67,7 @@ nlohmann::json ParityReport::to_json() const {
   return {{"passed", passed}, {"inputs", inputs}, {"outputs", outs}};
 }
 
-ParityReport verify_onnx(models::Classifier& model, const OrtSession& session, const ParityOptions& options) {
+ParityReport verify_onnx(models::Classifier& model, const inference::OrtSession& session, const ParityOptions& options) {
   const bool was_training = model.is_training();
   model.eval();
   struct Restore {

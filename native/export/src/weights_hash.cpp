@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "loupe/error.h"
-#include "loupe/export/model_card.h"
+#include "loupe/export/onnx_file.h"
 #include "weights_hash.h"
 
 namespace loupe::exporter {

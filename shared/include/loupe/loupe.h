@@ -6,7 +6,9 @@
 //   const loupe::ModelCard& card = model.card;                         // onnx_model.h, model_card.h
 //   loupe::Image image = loupe::decode_image(bytes);                   // image.h
 //   loupe::Tensor input = loupe::preprocess(image, card.preprocess);   // preprocess.h
-//   ... run the model (LibTorch natively, ONNX Runtime natively or in the browser) ...
+//   ... run the model (ONNX Runtime natively or in the browser), asking for prediction_outputs(card) ...
+//   loupe::Prediction p = loupe::interpret_outputs(card, outputs);    // prediction.h
+//   std::string csv = loupe::results_csv(rows, card);                 // results.h
 //   loupe::ConfusionMatrix cm(class_names); cm.add(truth, predicted);  // metrics.h
 //   std::cout << loupe::classification_report(cm).to_text();
 #pragma once
@@ -16,5 +18,7 @@
 #include "loupe/metrics.h"
 #include "loupe/model_card.h"
 #include "loupe/onnx_model.h"
+#include "loupe/prediction.h"
 #include "loupe/preprocess.h"
+#include "loupe/results.h"
 #include "loupe/version.h"

@@ -47,6 +47,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,37 @@ struct CardOutput {
   std::string description;
 };
 
+// The card's "calibration": how the model's probabilities are calibrated. Loupe applies one
+// method, temperature scaling: probabilities = softmax(logits / temperature).
+struct Calibration {
+  std::string method = "temperature_scaling";
+  double temperature = 1;  // finite, > 0
+  // The whole entry as written (fitted_on, ece_bins, the validation/test figures, ...), for
+  // display; to_json() writes it with method and temperature as above.
+  nlohmann::json record = nlohmann::json::object();
+
+  // Strict: an object with method "temperature_scaling" (the default when absent) and a finite
+  // temperature > 0; throws Error(InvalidSpec) naming "calibration.<key>".
+  static Calibration from_json(const nlohmann::json& json);
+  nlohmann::json to_json() const;
+};
+
+// The card's "ood": the out-of-distribution check. A graph output (e.g. "ood_distance") gives
+// each image a distance from the training data; a distance above `threshold`, or one that is not
+// a number at all, flags the image.
+struct OodCheck {
+  std::string method;     // e.g. "mahalanobis_shared_covariance"
+  std::string output;     // the graph output holding the distance
+  double threshold = 0;   // finite
+  nlohmann::json record = nlohmann::json::object();  // the whole entry (false-alarm rates, ...)
+
+  // Strict about output (a string) and threshold (finite); throws Error(InvalidSpec) naming
+  // "ood.<key>". Whether `output` is one of the card's outputs is ModelCard::from_json's check.
+  static OodCheck from_json(const nlohmann::json& json);
+  nlohmann::json to_json() const;
+  bool flags(double distance) const { return !(distance <= threshold); }  // NaN is flagged
+};
+
 struct ModelCard {
   std::string name;
   std::string version = "1";
@@ -90,13 +122,10 @@ struct ModelCard {
   std::vector<CardOutput> outputs;
   nlohmann::json training_data;   // null when unknown
   nlohmann::json test_metrics;    // null when the run has no test report
-  // Temperature scaling of the "probabilities" output, fitted at export on the validation split:
-  // {"method", "temperature", "fitted_on", "ece_bins", "val": {...}, "test": {...}}; null if none.
-  nlohmann::json calibration;
-  // Out-of-distribution check: {"method", "output" (a graph output, e.g. "ood_distance"),
-  // "threshold", "threshold_quantile", "dims", "fitted_on", "val_false_alarm_rate",
-  // "test_false_alarm_rate"}; images whose distance exceeds the threshold are flagged. Null if none.
-  nlohmann::json ood;
+  // Temperature scaling, fitted at export on the validation split; absent in uncalibrated models.
+  std::optional<Calibration> calibration;
+  // The out-of-distribution check; absent in models without one.
+  std::optional<OodCheck> ood;
   std::string weights_sha256;
   std::string intended_use = kDefaultIntendedUse;
   std::string disclaimer = kDisclaimer;
@@ -111,9 +140,8 @@ struct ModelCard {
   // Error(InvalidSpec) naming the key ("model card: class_names: ..."). Checks that the entries
   // agree: architecture with model.architecture, the class count with model.num_classes (where the
   // model JSON has them), the preprocess spec's channels and size with the input; calibration and
-  // ood are null or objects, calibration.temperature (when present, or the method is
-  // temperature_scaling) finite and > 0, ood.output one of the outputs and ood.threshold finite. Unknown keys are
-  // kept out of the struct but are not errors (newer writers may add some).
+  // ood are null or as Calibration::from_json / OodCheck::from_json require, ood.output one of the
+  // outputs. Unknown keys are kept out of the struct but are not errors (newer writers may add some).
   static ModelCard from_json(const nlohmann::json& json);
 };
 

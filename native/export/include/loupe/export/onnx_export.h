@@ -7,7 +7,7 @@
 //   options.card.preprocess = spec;
 //   onnx::ModelProto proto = loupe::exporter::export_onnx(*model, options);   // checked
 //   loupe::exporter::write_onnx(proto, "model.onnx");
-//   auto parity = loupe::exporter::verify_onnx(*model, loupe::exporter::OrtSession("model.onnx"));
+//   auto parity = loupe::exporter::verify_onnx(*model, loupe::inference::OrtSession("model.onnx"));
 //   std::cout << parity.to_text();                             // max abs differences per output
 //
 // Or, for a training run folder: run_export() in run_export.h.
@@ -57,8 +57,8 @@
 #include <vector>
 
 #include "loupe/export/calibration.h"
-#include "loupe/export/model_card.h"
-#include "loupe/export/ort_session.h"
+#include "loupe/export/onnx_file.h"
+#include "loupe/inference/ort_session.h"
 #include "loupe/models/zoo.h"
 
 namespace loupe::exporter {
@@ -170,6 +170,6 @@ struct ParityReport {
 
 // Runs `session` and `model` (eval, no grad) on the same inputs and compares every output the
 // session has that the exporter knows. The model's train/eval mode is restored afterwards.
-ParityReport verify_onnx(models::Classifier& model, const OrtSession& session, const ParityOptions& options = {});
+ParityReport verify_onnx(models::Classifier& model, const inference::OrtSession& session, const ParityOptions& options = {});
 
 }  // namespace loupe::exporter

@@ -1,0 +1,147 @@
+// Folder labels, the results table and the evaluation (results.h).
+#include "loupe/results.h"
+
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+
+namespace loupe {
+
+namespace {
+
+std::string folded(const std::string& name) {
+  std::string out;
+  for (const unsigned char c : name) out += (c == '_' || c == '-') ? ' ' : static_cast<char>(std::tolower(c));
+  return out;
+}
+
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string out = "\"";
+  for (const char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string number(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.9g", value);
+  return text;
+}
+
+bool predicted(const ResultRow& row, size_t classes) {
+  return row.status == ResultStatus::ok && row.prediction.probabilities.size() == classes && row.prediction.top >= 0;
+}
+
+}  // namespace
+
+int folder_label(const std::string& path, const std::vector<std::string>& class_names) {
+  std::vector<std::string> names;
+  names.reserve(class_names.size());
+  for (const auto& name : class_names) names.push_back(folded(name));
+  // Folders from the file's own one upwards: [start, end) of each component before the file name.
+  size_t end = path.find_last_of('/');
+  while (end != std::string::npos && end > 0) {
+    const size_t slash = path.find_last_of('/', end - 1);
+    const size_t start = slash == std::string::npos ? 0 : slash + 1;
+    const std::string folder = folded(path.substr(start, end - start));
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (!folder.empty() && names[i] == folder) return static_cast<int>(i);
+    }
+    end = slash;
+  }
+  return -1;
+}
+
+const char* to_string(ResultStatus status) {
+  switch (status) {
+    case ResultStatus::ok: return "ok";
+    case ResultStatus::unreadable: return "unreadable";
+    case ResultStatus::failed: return "failed";
+    case ResultStatus::not_run: return "not run";
+  }
+  return "unknown";
+}
+
+std::string results_csv(const std::vector<ResultRow>& rows, const ModelCard& card) {
+  const std::vector<std::string>& classes = card.class_names;
+  const bool with_ood = card.ood.has_value();
+  std::string csv = "path,label,predicted,confidence";
+  for (const std::string& name : classes) csv += "," + csv_field("p_" + name);
+  if (with_ood) csv += ",ood_distance,out_of_distribution";
+  csv += ",status,error\n";
+  for (const ResultRow& row : rows) {
+    const bool done = predicted(row, classes.size());
+    const Prediction& p = row.prediction;
+    const bool labelled = row.label >= 0 && static_cast<size_t>(row.label) < classes.size();
+    csv += csv_field(row.path) + "," + (labelled ? csv_field(classes[static_cast<size_t>(row.label)]) : "") + ",";
+    csv += done ? csv_field(classes[static_cast<size_t>(p.top)]) + "," + number(p.confidence) : ",";
+    for (size_t c = 0; c < classes.size(); ++c) csv += "," + (done ? number(p.probabilities[c]) : std::string());
+    if (with_ood) {
+      csv += done && p.has_ood ? "," + number(p.ood_distance) + "," + (p.out_of_distribution ? "true" : "false") : ",,";
+    }
+    csv += std::string(",") + to_string(row.status) + "," + csv_field(row.error) + "\n";
+  }
+  return csv;
+}
+
+nlohmann::json results_json(const std::vector<ResultRow>& rows, const ModelCard& card) {
+  const std::vector<std::string>& classes = card.class_names;
+  nlohmann::json out = nlohmann::json::array();
+  for (const ResultRow& row : rows) {
+    nlohmann::json j = {{"path", row.path}, {"status", to_string(row.status)}};
+    if (row.label >= 0 && static_cast<size_t>(row.label) < classes.size()) j["label"] = classes[static_cast<size_t>(row.label)];
+    const Prediction& p = row.prediction;
+    if (predicted(row, classes.size())) {
+      j["predicted"] = classes[static_cast<size_t>(p.top)];
+      j["confidence"] = p.confidence;
+      j["probabilities"] = p.probabilities;
+      if (card.ood && p.has_ood) {
+        // JSON has no NaN: a distance that is not a number is null (and flagged).
+        j["ood_distance"] = std::isfinite(p.ood_distance) ? nlohmann::json(p.ood_distance) : nlohmann::json();
+        j["out_of_distribution"] = p.out_of_distribution;
+      }
+    }
+    if (!row.error.empty()) j["error"] = row.error;
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+nlohmann::json Evaluation::to_json() const {
+  nlohmann::json j = {{"labelled", labelled}, {"unlabelled", unlabelled}, {"failed", failed},
+                      {"out_of_distribution", out_of_distribution}};
+  if (report) j["report"] = report->to_json();
+  if (matrix) j["confusion_matrix"] = matrix->to_json();
+  return j;
+}
+
+Evaluation evaluate(const std::vector<ResultRow>& rows, const std::vector<std::string>& class_names) {
+  Evaluation evaluation;
+  std::vector<std::vector<double>> scores;
+  std::vector<int> labels;
+  for (const ResultRow& row : rows) {
+    const bool done = predicted(row, class_names.size());
+    if (row.label < 0 || static_cast<size_t>(row.label) >= class_names.size()) {
+      evaluation.unlabelled += done;
+      continue;
+    }
+    if (row.status == ResultStatus::unreadable || row.status == ResultStatus::failed) {
+      ++evaluation.failed;
+      continue;
+    }
+    if (!done) continue;
+    evaluation.out_of_distribution += row.prediction.out_of_distribution;
+    scores.emplace_back(row.prediction.probabilities.begin(), row.prediction.probabilities.end());
+    labels.push_back(row.label);
+  }
+  evaluation.labelled = static_cast<int>(labels.size());
+  if (labels.empty()) return evaluation;
+  // The matrix is built from argmax of the scores, as the report's: the table's predicted class.
+  evaluation.report = classification_report(class_names, scores, labels);
+  ConfusionMatrix matrix(class_names);
+  for (size_t i = 0; i < labels.size(); ++i) matrix.add(labels[i], argmax(scores[i]));
+  evaluation.matrix = std::move(matrix);
+  return evaluation;
+}
+
+}  // namespace loupe

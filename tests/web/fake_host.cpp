@@ -1,0 +1,71 @@
+#include "fake_host.h"
+
+#include <nlohmann/json.hpp>
+
+#include "app_logic.h"
+
+namespace loupe_web::test {
+
+void TestApp::open_model(const std::vector<uint8_t>& bytes, const std::string& name, const std::string* sha) {
+  on_model_file(app, bytes.data(), bytes.size(), name, "file", nullptr);
+  if (host.sessions.empty() || !app.model_load) return;  // refused before ORT
+  const FakeHost::Session session = host.sessions.back();
+  host.sessions.pop_back();
+  const std::string hash = sha ? *sha : app.model_load->info->card.weights_sha256;
+  on_ort_session(app, session.request, next_session++, hash, nullptr);
+}
+
+int TestApp::add_file(const std::string& path, std::vector<uint8_t> bytes) {
+  files.push_back(std::move(bytes));
+  const int index = static_cast<int>(files.size()) - 1;
+  on_image_file_added(app, index, path.substr(path.find_last_of('/') + 1), path, static_cast<double>(files.back().size()));
+  return index;
+}
+
+void TestApp::answer_reads() {
+  std::vector<FakeHost::Read> pending;
+  pending.swap(host.reads);
+  for (const auto& read : pending) {
+    const std::vector<uint8_t>& bytes = files.at(static_cast<size_t>(read.file_index));
+    if (bytes.empty()) {
+      on_image_file_read(app, read.request, nullptr, 0, "", "NotReadableError: the file is gone");
+    } else {
+      on_image_file_read(app, read.request, bytes.data(), bytes.size(), "", nullptr);
+    }
+  }
+}
+
+void TestApp::answer_runs(LogitsFor logits_for, float ood_distance) {
+  std::vector<FakeHost::Run> pending;
+  pending.swap(host.runs);
+  for (const auto& run : pending) {
+    const nlohmann::json outputs = nlohmann::json::parse(run.outputs);
+    std::vector<float> data;
+    nlohmann::json layout = nlohmann::json::array();
+    for (const auto& name : outputs) {
+      const size_t offset = data.size();
+      if (name == "logits") {
+        const std::vector<float> logits = logits_for(run.input);
+        data.insert(data.end(), logits.begin(), logits.end());
+        layout.push_back({{"name", name}, {"dims", {1, logits.size()}}, {"offset", offset}});
+      } else if (name == "cam") {
+        const size_t classes = app.model.info.card.class_names.size();
+        for (size_t i = 0; i < classes * 49; ++i) data.push_back(static_cast<float>(i % 49));
+        layout.push_back({{"name", name}, {"dims", {1, classes, 7, 7}}, {"offset", offset}});
+      } else {
+        data.push_back(ood_distance);
+        layout.push_back({{"name", name}, {"dims", {1}}, {"offset", offset}});
+      }
+    }
+    on_ort_run(app, run.request, data.data(), data.size(), layout.dump().c_str(), nullptr);
+  }
+}
+
+void TestApp::settle(LogitsFor logits_for, int rounds) {
+  for (int i = 0; i < rounds && (!host.reads.empty() || !host.runs.empty()); ++i) {
+    answer_reads();
+    answer_runs(logits_for);
+  }
+}
+
+}  // namespace loupe_web::test

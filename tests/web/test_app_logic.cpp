@@ -1,0 +1,222 @@
+// The web app's logic, natively, with a stand-in for the browser (fake_host.h): the batch
+// pipeline from opened files to predictions, models, cancel/resume, per-file errors, the bounded
+// work in flight, the CSV export and the test-hook state. The browser tests (tests/browser/) run
+// the same code in Chromium; these cover the paths that are hard to provoke there.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "app_logic.h"
+#include "fake_host.h"
+#include "loupe/results.h"
+#include "state_json.h"
+#include "test_support.h"
+
+using namespace loupe_web;
+using loupe_web::test::TestApp;
+
+namespace {
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE(in);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+const std::vector<uint8_t>& chest_model() {
+  static const std::vector<uint8_t> bytes = read_bytes(std::string(LOUPE_SHIPPED_MODELS_DIR) + "/chest-xray-mobilenet_v2.onnx");
+  return bytes;
+}
+
+std::vector<uint8_t> png(int width, int height, int channels = 1) {
+  return loupe::test::encode(loupe::test::make_pattern(width, height, channels), ".png");
+}
+
+// A stand-in for the model: the class follows the input's mean (dark, middle, bright).
+std::vector<float> logits_by_brightness(const std::vector<float>& input) {
+  double sum = 0;
+  for (const float v : input) sum += v;
+  const double mean = input.empty() ? 0 : sum / static_cast<double>(input.size());
+  return {static_cast<float>(-mean * 4), 0.5f, static_cast<float>(mean * 4)};
+}
+
+size_t in_flight(const TestApp& t) { return t.app.reads.size() + t.app.runs.size(); }
+
+}  // namespace
+
+TEST_CASE("a labelled folder: read, decoded, classified, evaluated and exported", "[web][app]") {
+  TestApp t;
+  t.open_model(chest_model(), "chest-xray-mobilenet_v2.onnx");
+  REQUIRE(t.app.model.status == ModelStatus::ready);
+  CHECK(t.app.model.info.card.class_names == std::vector<std::string>{"Covid-19", "No_findings", "Pneumonia"});
+  const char* folders[] = {"Covid-19", "No_findings", "Pneumonia", "unsorted"};
+  for (int i = 0; i < 12; ++i) t.add_file(std::string("xrays/") + folders[i % 4] + "/" + std::to_string(i) + ".png", png(40 + i, 32));
+
+  size_t most_in_flight = 0;
+  for (int round = 0; round < 100 && (!t.host.reads.empty() || !t.host.runs.empty()); ++round) {
+    most_in_flight = std::max(most_in_flight, in_flight(t));
+    t.answer_reads();
+    most_in_flight = std::max(most_in_flight, in_flight(t));
+    for (const auto& run : t.host.runs) {
+      CHECK(run.dims == "[1,3,224,224]");
+      // The outputs the shared core needs, and the CAM for the selected image only.
+      CHECK((run.outputs == R"(["logits","ood_distance"])" || run.outputs == R"(["logits","ood_distance","cam"])"));
+    }
+    t.answer_runs(logits_by_brightness, 5.0f);
+  }
+  CHECK(most_in_flight <= kMaxWorkInFlight);
+  const BatchProgress progress = batch_progress(t.app);
+  CHECK(progress.total == 12);
+  CHECK(progress.done == 12);
+  CHECK_FALSE(progress.running);
+  for (const ImageEntry& entry : t.app.images) {
+    CAPTURE(entry.path);
+    CHECK(entry.status == EntryStatus::ok);
+    CHECK(entry.prediction.status == PredictionStatus::done);
+    CHECK(entry.prediction.probabilities.size() == 3);
+    CHECK(entry.prediction.has_ood);
+    CHECK_FALSE(entry.prediction.out_of_distribution);  // 5 < the card's threshold
+    CHECK(entry.prediction.cam.empty());                // CAMs are kept for the selected image only
+  }
+  CHECK(t.app.cam.entry == t.app.selected);
+  CHECK(t.app.cam.planes.classes == 3);
+
+  refresh_views(t.app);
+  CHECK(t.app.views.evaluation.labelled == 9);
+  CHECK(t.app.views.evaluation.unlabelled == 3);
+  REQUIRE(t.app.views.evaluation.report);
+  CHECK(t.app.views.rows.size() == 12);
+
+  UiActions export_action;
+  export_action.export_csv = true;
+  apply(t.app, export_action);
+  REQUIRE(t.host.downloads.size() == 1);
+  CHECK(t.host.downloads[0].file_name == "loupe-results-" + t.app.model.info.card.name + ".csv");
+  // What loupe predict writes for the same rows (one writer, loupe/results.h), in the table's order.
+  std::vector<loupe::ResultRow> in_table_order;
+  for (const int row : t.app.views.rows) in_table_order.push_back(t.app.views.results[static_cast<size_t>(row)]);
+  CHECK(t.host.downloads[0].text == loupe::results_csv(in_table_order, t.app.model.info.card));
+  CHECK(t.host.downloads[0].text.find("xrays/Covid-19/0.png,Covid-19,") != std::string::npos);
+  CHECK(t.host.downloads[0].text.find("xrays/unsorted/3.png,,") != std::string::npos);
+
+  const nlohmann::json state = state_json(t.app, true);
+  CHECK(state["batch"]["done"] == 12);
+  CHECK(state["evaluation"]["labelled"] == 9);
+  CHECK(state["model"]["outputs"] == nlohmann::json{"logits", "ood_distance"});
+  CHECK(state["model"]["temperature"].get<double>() > 0);
+  CHECK(state["images"]["list"].size() == 12);
+}
+
+TEST_CASE("bad files fail alone: unreadable, undecodable, a failed run", "[web][app][bad-input]") {
+  TestApp t;
+  t.open_model(chest_model(), "chest.onnx");
+  t.add_file("set/Covid-19/good.png", png(64, 64));
+  t.add_file("set/Covid-19/gone.png", {});  // the browser cannot read it
+  const std::string text = "not an image";
+  t.add_file("set/Covid-19/notes.png", std::vector<uint8_t>(text.begin(), text.end()));
+  t.add_file("set/Covid-19/fails.png", png(48, 48));
+  t.add_file("set/Covid-19/good2.png", png(50, 50));
+  t.answer_reads();
+  // ORT refuses one run: that image fails, the others go on.
+  bool refused = false;
+  for (auto run = t.host.runs.begin(); run != t.host.runs.end() && !refused; ++run) {
+    const auto in_app = std::find_if(t.app.runs.begin(), t.app.runs.end(),
+                                     [&](const InferenceRun& r) { return r.request == run->request; });
+    if (in_app != t.app.runs.end() && t.app.images[static_cast<size_t>(in_app->entry)].name == "fails.png") {
+      const int request = run->request;
+      t.host.runs.erase(run);
+      on_ort_run(t.app, request, nullptr, 0, nullptr, "Error: out of memory");
+      refused = true;
+    }
+  }
+  REQUIRE(refused);
+  t.settle(logits_by_brightness);
+  const auto& images = t.app.images;
+  CHECK(images[0].prediction.status == PredictionStatus::done);
+  CHECK(images[1].status == EntryStatus::error);
+  CHECK_THAT(images[1].error, Catch::Contains("could not read the file: NotReadableError"));
+  CHECK(images[2].status == EntryStatus::error);
+  CHECK_THAT(images[2].error, Catch::Contains("not"));
+  CHECK(images[3].prediction.status == PredictionStatus::error);
+  CHECK_THAT(images[3].prediction.error, Catch::Contains("out of memory"));
+  CHECK(images[4].prediction.status == PredictionStatus::done);
+  refresh_views(t.app);
+  CHECK(t.app.views.evaluation.failed == 3);
+  CHECK(t.app.views.evaluation.labelled == 2);
+  const std::string csv = export_csv(t.app);
+  CHECK(csv.find("set/Covid-19/gone.png,Covid-19,,,,,,,,unreadable,") != std::string::npos);
+  CHECK(csv.find("set/Covid-19/fails.png,Covid-19,,,,,,,,failed,Error: out of memory") != std::string::npos);
+}
+
+TEST_CASE("cancel stops new work, resume finishes the batch", "[web][app]") {
+  TestApp t;
+  t.open_model(chest_model(), "chest.onnx");
+  for (int i = 0; i < 20; ++i) t.add_file("set/No_findings/" + std::to_string(100 + i) + ".png", png(32, 32));
+  t.answer_reads();
+  UiActions cancel;
+  cancel.cancel_batch = true;
+  apply(t.app, cancel);
+  t.settle(logits_by_brightness);
+  const BatchProgress paused = batch_progress(t.app);
+  CHECK(paused.done < paused.total);  // what was in flight finished, nothing new started
+  CHECK(t.host.reads.empty());
+  CHECK(t.host.runs.empty());
+  UiActions resume;
+  resume.resume_batch = true;
+  apply(t.app, resume);
+  t.settle(logits_by_brightness);
+  CHECK(batch_progress(t.app).done == 20);
+}
+
+TEST_CASE("models: a bad file or a weights mismatch keeps the active model; a new one re-runs the batch", "[web][app][bad-input]") {
+  TestApp t;
+  t.open_model(chest_model(), "chest.onnx");
+  const int first_id = t.app.model.id;
+  t.add_file("a/Pneumonia/1.png", png(30, 30));
+  t.add_file("a/Pneumonia/2.png", png(31, 31));
+  t.settle(logits_by_brightness);
+  REQUIRE(batch_progress(t.app).done == 2);
+
+  const std::string junk = "this is not an onnx file";
+  t.open_model(std::vector<uint8_t>(junk.begin(), junk.end()), "junk.onnx");
+  CHECK_THAT(t.app.model_error, Catch::Contains("Cannot use this model"));
+  CHECK(t.app.model.id == first_id);
+
+  const std::string wrong = "0000000000000000000000000000000000000000000000000000000000000000";
+  t.open_model(chest_model(), "tampered.onnx", &wrong);
+  CHECK_THAT(t.app.model_error, Catch::Contains("do not match the model card's SHA-256"));
+  CHECK(t.app.model.id == first_id);
+  CHECK(t.host.released.size() == 1);  // the refused session is closed
+
+  // A run of the old model answered after the new one is up is dropped; everything runs again.
+  t.add_file("a/Pneumonia/3.png", png(33, 33));
+  t.answer_reads();
+  REQUIRE_FALSE(t.host.runs.empty());
+  t.open_model(chest_model(), "chest-again.onnx");
+  CHECK(t.app.model.id != first_id);
+  t.settle(logits_by_brightness);
+  CHECK(batch_progress(t.app).done == 3);
+  for (const auto& entry : t.app.images) CHECK(entry.prediction.model_id == t.app.model.id);
+}
+
+TEST_CASE("derived views are recomputed when the images change, not every frame", "[web][app]") {
+  TestApp t;
+  t.open_model(chest_model(), "chest.onnx");
+  t.add_file("x/Covid-19/1.png", png(30, 30));
+  t.settle(logits_by_brightness);
+  refresh_views(t.app);
+  const long revision = t.app.views.revision;
+  CHECK(t.app.views.evaluation.labelled == 1);
+  t.app.images[0].path = "x/Pneumonia/1.png";  // a change nobody announced: the cache holds
+  refresh_views(t.app);
+  CHECK(t.app.views.revision == revision);
+  CHECK(t.app.views.results[0].label == 0);
+  ++t.app.images_revision;
+  refresh_views(t.app);
+  CHECK(t.app.views.results[0].label == 2);
+}

@@ -1,0 +1,572 @@
+// The app's logic (app_logic.h).
+//
+// Index:
+//   [SECTION] Queries
+//   [SECTION] The batch: reading, decoding, inference
+//   [SECTION] Models
+//   [SECTION] Answers from the browser
+//   [SECTION] Applying UI actions
+//   [SECTION] Derived views, report, export
+
+#include "app_logic.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "loupe/dicom.h"
+#include "loupe/error.h"
+#include "loupe/image.h"
+#include "loupe/image_report.h"
+#include "loupe/onnx_model.h"
+#include "loupe/prediction.h"
+#include "loupe/preprocess.h"
+#include "loupe/results.h"
+
+namespace loupe_web {
+
+//-----------------------------------------------------------------------------------------------
+// [SECTION] Queries
+//-----------------------------------------------------------------------------------------------
+
+const char* to_string(OrtStatus status) {
+  switch (status) {
+    case OrtStatus::loading: return "loading";
+    case OrtStatus::ready: return "ready";
+    case OrtStatus::failed: return "failed";
+  }
+  return "unknown";
+}
+
+const char* to_string(ModelStatus status) {
+  switch (status) {
+    case ModelStatus::none: return "none";
+    case ModelStatus::loading: return "loading";
+    case ModelStatus::ready: return "ready";
+    case ModelStatus::failed: return "failed";
+  }
+  return "unknown";
+}
+
+const std::vector<std::string>& active_classes(const AppState& app) {
+  static const std::vector<std::string> none;
+  return app.model.status == ModelStatus::ready ? app.model.info.card.class_names : none;
+}
+
+int heat_map_class(const AppState& app) {
+  const CamResult& cam = app.cam;
+  if (!app.heat_map.visible || app.model.status != ModelStatus::ready || cam.entry != app.selected ||
+      cam.model_id != app.model.id || cam.planes.empty() || app.selected < 0) {
+    return -1;
+  }
+  const Prediction& p = app.images[static_cast<size_t>(app.selected)].prediction;
+  const int cls = app.heat_map.class_index >= 0 ? app.heat_map.class_index : p.model_id == app.model.id ? p.top : -1;
+  return cls >= 0 && cls < cam.planes.classes ? cls : -1;
+}
+
+// An entry has a prediction (or one running) from the active model.
+static bool has_prediction(const AppState& app, const ImageEntry& entry) {
+  return app.model.id > 0 && entry.prediction.model_id == app.model.id &&
+         entry.prediction.status != PredictionStatus::none;
+}
+
+BatchProgress batch_progress(const AppState& app) {
+  BatchProgress progress;
+  if (app.model.status != ModelStatus::ready) return progress;
+  for (const ImageEntry& entry : app.images) {
+    if (entry.status == EntryStatus::error) continue;
+    ++progress.total;
+    const bool finished = has_prediction(app, entry) && entry.prediction.status != PredictionStatus::running;
+    progress.done += finished;
+  }
+  progress.running = !app.reads.empty() || !app.runs.empty() || progress.done < progress.total;
+  return progress;
+}
+
+//-----------------------------------------------------------------------------------------------
+// [SECTION] The batch: reading, decoding, inference
+//-----------------------------------------------------------------------------------------------
+
+static bool reading(const AppState& app, int entry) {
+  return std::any_of(app.reads.begin(), app.reads.end(), [&](const FileRead& read) { return read.entry == entry; });
+}
+
+// The entry's file must be read: never decoded yet, or decoded but not classified by the active
+// model (pixels are not kept, so classifying means reading the file again).
+static bool needs_read(const AppState& app, size_t index) {
+  const ImageEntry& entry = app.images[index];
+  if (entry.status == EntryStatus::pending) return true;
+  if (entry.status != EntryStatus::ok) return false;
+  return app.model.status == ModelStatus::ready && !app.paused && !has_prediction(app, entry);
+}
+
+// Preprocesses `image` as the model card says and hands it to ORT. Failures (an image the
+// preprocessing rejects) become the entry's prediction error; the batch goes on.
+static void start_inference(AppState& app, int index, const loupe::Image& image) {
+  ImageEntry& entry = app.images[static_cast<size_t>(index)];
+  const Model& model = app.model;
+  entry.prediction = Prediction{};
+  entry.prediction.model_id = model.id;
+  ++app.images_revision;
+  loupe::Tensor input;
+  try {
+    input = loupe::preprocess(image, model.info.card.preprocess);
+  } catch (const std::exception& error) {
+    entry.prediction.status = PredictionStatus::error;
+    entry.prediction.error = std::string("preprocessing: ") + error.what();
+    return;
+  }
+  entry.prediction.status = PredictionStatus::running;
+  // The selected image also gets its class activation maps, for the heat map (same forward pass).
+  const bool with_cam = index == app.selected && model.info.card.has_output("cam");
+  const InferenceRun run{app.next_request++, index, model.id, with_cam};
+  app.runs.push_back(run);
+  const nlohmann::json dims = input.shape;
+  const nlohmann::json outputs = loupe::prediction_outputs(model.info.card, with_cam);
+  app.host->run_model(run.request, model.session, input.data.data(), input.data.size(), dims.dump(), outputs.dump());
+}
+
+// Starts the next pieces of work, up to kMaxWorkInFlight: the selected image first (its pixels
+// for the viewer, its prediction), then the batch in order. Called after every change.
+static void pump(AppState& app) {
+  const bool model_ready = app.model.status == ModelStatus::ready;
+  while (app.reads.size() + app.runs.size() < kMaxWorkInFlight) {
+    int next = -1;
+    if (app.selected >= 0) {
+      const ImageEntry& selected = app.images[static_cast<size_t>(app.selected)];
+      const bool decoded = app.view.entry == app.selected && !app.view.image.empty();
+      const bool running = std::any_of(app.runs.begin(), app.runs.end(),
+                                       [&](const InferenceRun& r) { return r.entry == app.selected; });
+      // Its heat map needs the "cam" output, which batch runs do not ask for: run it again.
+      const bool needs_cam = model_ready && app.model.info.card.has_output("cam") &&
+                             (app.cam.entry != app.selected || app.cam.model_id != app.model.id);
+      if (decoded && model_ready && selected.status == EntryStatus::ok && !running &&
+          (!has_prediction(app, selected) || needs_cam)) {
+        start_inference(app, app.selected, app.view.image);  // the pixels are here: no need to read
+        continue;
+      }
+      if (!decoded && selected.status != EntryStatus::error && !reading(app, app.selected)) next = app.selected;
+    }
+    while (next < 0 && app.scan_cursor < app.images.size()) {
+      if (needs_read(app, app.scan_cursor) && !reading(app, static_cast<int>(app.scan_cursor))) {
+        next = static_cast<int>(app.scan_cursor);
+      } else {
+        ++app.scan_cursor;
+      }
+    }
+    if (next < 0) return;
+    ImageEntry& image = app.images[static_cast<size_t>(next)];
+    if (image.status == EntryStatus::pending) {
+      image.status = EntryStatus::reading;
+      ++app.images_revision;
+    }
+    const FileRead read{app.next_request++, next};
+    app.reads.push_back(read);
+    app.host->read_image_file(read.request, image.file_index);
+  }
+}
+
+// Everything not yet classified by the active model is looked at again (a new model, a resume).
+static void rescan(AppState& app) {
+  app.scan_cursor = 0;
+  ++app.images_revision;
+  pump(app);
+}
+
+static void select_entry(AppState& app, int entry) {
+  if (entry == app.selected) return;
+  app.selected = entry;
+  // Only one full image is held: drop the previous one now, not when the next one arrives.
+  app.view.entry = -1;
+  app.view.image = loupe::Image{};
+  app.view.zoom = 1.0f;
+  app.view.pan_x = app.view.pan_y = 0.0f;
+  pump(app);
+}
+
+//-----------------------------------------------------------------------------------------------
+// [SECTION] Models
+//-----------------------------------------------------------------------------------------------
+
+static void activate_model(AppState& app, int session, const std::string& weights_sha256) {
+  static int next_model_id = 1;
+  ModelLoad load = std::move(*app.model_load);
+  app.model_load.reset();
+  if (app.model.session > 0) app.host->release_session(app.model.session);
+  Model& model = app.model;
+  model.id = next_model_id++;
+  model.status = ModelStatus::ready;
+  model.file = load.file;
+  model.source = load.source;
+  model.info = std::move(*load.info);
+  model.session = session;
+  model.weights_sha256 = weights_sha256;
+  // Runs of the previous model still in flight are dropped when they answer (their model_id).
+  app.paused = false;
+  rescan(app);
+}
+
+//-----------------------------------------------------------------------------------------------
+// [SECTION] Answers from the browser
+//-----------------------------------------------------------------------------------------------
+
+void on_ort_status(AppState& app, OrtStatus status, const std::string& version, const std::string& backend, int threads,
+                   const std::string& error) {
+  app.ort.status = status;
+  app.ort.version = version;
+  app.ort.backend = backend;
+  app.ort.threads = threads;
+  app.ort.error = error;
+}
+
+void on_shipped_models(AppState& app, const char* manifest_json, const char* error) {
+  app.shipped_error = error ? error : "";
+  if (manifest_json && *manifest_json) {
+    app.shipped_models = nlohmann::json::parse(manifest_json, nullptr, /*allow_exceptions=*/false);
+    if (app.shipped_models.is_discarded()) {
+      app.shipped_models = nullptr;
+      app.shipped_error = "models/models.json is not valid JSON";
+    }
+  }
+}
+
+void on_model_file(AppState& app, const uint8_t* bytes, size_t size, const std::string& file, const std::string& source,
+                   const char* error) {
+  if (!bytes) {
+    app.model_error = "Cannot open " + file + ": " + (error ? error : "unknown error");
+    return;
+  }
+  // The same reader and checks as `loupe inspect`.
+  loupe::OnnxModelInfo info;
+  try {
+    info = loupe::read_onnx_model(bytes, size, file);
+  } catch (const std::exception& read_error) {
+    app.model_error = std::string("Cannot use this model: ") + read_error.what();
+    return;
+  }
+  app.model_error.clear();
+  ModelLoad load;
+  load.request = app.next_request++;
+  load.file = file;
+  load.source = source;
+  nlohmann::json ranges = nlohmann::json::array();
+  for (const loupe::ByteRange& range : info.weight_ranges) ranges.push_back({range.offset, range.size});
+  load.info = std::move(info);
+  app.model_load = std::move(load);
+  app.host->create_session(app.model_load->request, bytes, size, ranges.dump());
+}
+
+void on_ort_session(AppState& app, int request, int session, const std::string& weights_sha256, const char* error) {
+  if (!app.model_load || app.model_load->request != request) {  // superseded by a newer model
+    if (session > 0) app.host->release_session(session);
+    return;
+  }
+  const std::string file = app.model_load->file;
+  if (session <= 0) {
+    app.model_error = "ONNX Runtime cannot run " + file + ": " + (error ? error : "unknown error");
+    app.model_load.reset();
+    return;
+  }
+  const std::string& expected = app.model_load->info->card.weights_sha256;
+  if (!expected.empty() && weights_sha256 != expected) {
+    app.model_error = file + ": the weights do not match the model card's SHA-256 (" + expected.substr(0, 12) +
+                      "... vs " + weights_sha256.substr(0, 12) + "...): the file was modified or damaged";
+    app.model_load.reset();
+    app.host->release_session(session);
+    return;
+  }
+  activate_model(app, session, weights_sha256);
+}
+
+// One run's outputs as ort_bridge laid them out: one float buffer, and per output its name, dims
+// and offset.
+struct RunOutputs {
+  const float* data = nullptr;
+  size_t count = 0;
+  nlohmann::json layout;
+
+  // Output `name`: its values (null when absent or cut short) and dims.
+  const float* values(const std::string& name, nlohmann::json* dims = nullptr) const {
+    for (const nlohmann::json& output : layout) {
+      if (!output.is_object() || output.value("name", "") != name) continue;
+      const nlohmann::json shape = output.value("dims", nlohmann::json::array());
+      size_t size = 1;
+      for (const nlohmann::json& d : shape) size *= d.is_number_unsigned() ? d.get<size_t>() : 0;
+      const size_t offset = output.value("offset", size_t{0});
+      if (dims) *dims = shape;
+      return offset + size <= count ? data + offset : nullptr;
+    }
+    return nullptr;
+  }
+};
+
+// The core's view of one image's outputs ([1, classes], [1], [1, classes, h, w]).
+static loupe::ImageOutputs image_outputs(const RunOutputs& run, const loupe::ModelCard& card, bool with_cam) {
+  loupe::ImageOutputs out;
+  nlohmann::json dims;
+  out.logits = run.values("logits", &dims);
+  out.logits_size = out.logits && dims.size() == 2 && dims[1].is_number_unsigned() ? dims[1].get<size_t>() : 0;
+  if (card.ood) out.ood_distance = run.values(card.ood->output);
+  if (with_cam) {
+    const float* cam = run.values("cam", &dims);
+    if (cam && dims.size() == 4 && dims[2].is_number_unsigned() && dims[3].is_number_unsigned() &&
+        dims[1] == card.class_names.size()) {
+      out.cam = cam;
+      out.cam_height = dims[2].get<int>();
+      out.cam_width = dims[3].get<int>();
+    }
+  }
+  return out;
+}
+
+void on_ort_run(AppState& app, int request, const float* data, size_t count, const char* layout_json, const char* error) {
+  const auto run = std::find_if(app.runs.begin(), app.runs.end(), [&](const InferenceRun& r) { return r.request == request; });
+  if (run == app.runs.end()) return;
+  const InferenceRun done = *run;
+  app.runs.erase(run);
+  if (done.model_id == app.model.id) {
+    ImageEntry& entry = app.images[static_cast<size_t>(done.entry)];
+    ++app.images_revision;
+    if (!data) {
+      entry.prediction.status = PredictionStatus::error;
+      entry.prediction.error = error ? error : "unknown error";
+    } else {
+      const RunOutputs outputs{data, count, nlohmann::json::parse(layout_json ? layout_json : "[]", nullptr, false)};
+      const loupe::ModelCard& card = app.model.info.card;
+      try {
+        static_cast<loupe::Prediction&>(entry.prediction) = loupe::interpret_outputs(card, image_outputs(outputs, card, done.with_cam));
+        entry.prediction.status = PredictionStatus::done;
+        entry.prediction.error.clear();
+        if (!entry.prediction.cam.empty()) {  // kept for the selected image only, not per entry
+          app.cam = CamResult{done.entry, app.model.id, std::move(entry.prediction.cam)};
+          entry.prediction.cam = loupe::CamPlanes{};
+          app.view.heat_dirty = true;
+        }
+      } catch (const std::exception& interpret_error) {
+        entry.prediction.status = PredictionStatus::error;
+        entry.prediction.error = interpret_error.what();
+      }
+    }
+  }
+  pump(app);
+}
+
+// A file was opened (picker, folder or drop). Only its name and size: bytes come when it is read.
+void on_image_file_added(AppState& app, int file_index, const std::string& name, const std::string& path, double size) {
+  ImageEntry entry;
+  entry.file_index = file_index;
+  entry.name = name;
+  entry.path = path.empty() ? name : path;
+  entry.size_bytes = size;
+  app.images.push_back(std::move(entry));
+  ++app.images_revision;
+  if (app.selected < 0) select_entry(app, static_cast<int>(app.images.size()) - 1);
+  pump(app);
+}
+
+// A DICOM file arrives parsed by the page (attributes + pixel data); the pixel math is the core's.
+static loupe::Image decode_file(const uint8_t* bytes, size_t size, const char* dicom_attributes) {
+  if (!dicom_attributes || !*dicom_attributes) return loupe::decode_image(bytes, size);
+  const nlohmann::json attributes = nlohmann::json::parse(dicom_attributes, nullptr, /*allow_exceptions=*/false);
+  if (attributes.is_discarded()) throw loupe::Error(loupe::ErrorCode::CorruptImage, "DICOM attributes are not valid JSON");
+  return loupe::dicom_to_image(loupe::dicom_pixels_from_json(attributes, bytes, size));
+}
+
+// Decodes with the shared core, keeps the metadata, classifies the image when the active model
+// has not, and keeps the pixels only when it is the selected image.
+void on_image_file_read(AppState& app, int request, const uint8_t* bytes, size_t size, const char* dicom_attributes,
+                        const char* error) {
+  const auto read = std::find_if(app.reads.begin(), app.reads.end(), [&](const FileRead& r) { return r.request == request; });
+  if (read == app.reads.end()) return;
+  const int index = read->entry;
+  app.reads.erase(read);
+  ImageEntry& entry = app.images[static_cast<size_t>(index)];
+  ++app.images_revision;
+  if (!bytes) {
+    entry.status = EntryStatus::error;
+    entry.error = std::string("could not read the file: ") + (error ? error : "unknown error");
+  } else {
+    try {
+      loupe::Image image = decode_file(bytes, size, dicom_attributes);
+      entry.status = EntryStatus::ok;
+      entry.error.clear();
+      entry.width = image.width;
+      entry.height = image.height;
+      entry.channels = image.channels;
+      entry.bits = image.depth == loupe::PixelDepth::U16 ? 16 : 8;
+      if (app.model.status == ModelStatus::ready && !has_prediction(app, entry) && (!app.paused || index == app.selected)) {
+        start_inference(app, index, image);
+      }
+      if (index == app.selected) {
+        ImageView& view = app.view;
+        view.entry = index;
+        view.auto_window = auto_window(image);
+        view.window = view.auto_window;
+        view.image = std::move(image);
+        view.texture_dirty = true;
+      }
+    } catch (const std::exception& decode_error) {  // loupe::Error, or std::bad_alloc
+      entry.status = EntryStatus::error;
+      entry.error = decode_error.what();
+    }
+  }
+  pump(app);
+}
+
+//-----------------------------------------------------------------------------------------------
+// [SECTION] Derived views, report, export
+//-----------------------------------------------------------------------------------------------
+
+void refresh_views(AppState& app) {
+  DerivedViews& views = app.views;
+  if (views.revision == app.images_revision && views.model_id == app.model.id) return;
+  views.revision = app.images_revision;
+  views.model_id = app.model.id;
+  const std::vector<std::string>& classes = active_classes(app);
+  views.rows = visible_rows(app.images, app.table, classes, app.model.id);
+  views.results.clear();
+  views.evaluation = loupe::Evaluation{};
+  if (app.model.status != ModelStatus::ready) return;
+  views.results.reserve(app.images.size());
+  for (const ImageEntry& entry : app.images) views.results.push_back(result_row(entry, classes, app.model.id));
+  views.evaluation = loupe::evaluate(views.results, classes);
+}
+
+loupe::HeatMap class_heat_map(const CamResult& cam, int cls) {
+  return loupe::class_activation_map(cam.planes.plane(cls), cam.planes.height, cam.planes.width);
+}
+
+std::string export_csv(const AppState& app) {
+  if (app.model.status != ModelStatus::ready) return {};
+  const std::vector<std::string>& classes = app.model.info.card.class_names;
+  const std::vector<int> rows = visible_rows(app.images, app.table, classes, app.model.id);
+  std::vector<loupe::ResultRow> results;
+  results.reserve(app.images.size());
+  if (rows.size() == app.images.size()) {
+    for (const int i : rows) results.push_back(result_row(app.images[static_cast<size_t>(i)], classes, app.model.id));
+  } else {
+    for (const ImageEntry& entry : app.images) results.push_back(result_row(entry, classes, app.model.id));
+  }
+  return loupe::results_csv(results, app.model.info.card);
+}
+
+// The selected image's report (shared core: loupe/image_report.h), saved as a PNG download.
+static void save_report(const AppState& app) {
+  if (app.selected < 0 || app.view.entry != app.selected || app.model.status != ModelStatus::ready) return;
+  const ImageEntry& entry = app.images[static_cast<size_t>(app.selected)];
+  const loupe::ModelCard& card = app.model.info.card;
+  loupe::ImageReport report;
+  report.file_name = entry.path;
+  report.created_utc = app.host->now_iso8601();
+  report.model_name = card.name;
+  report.model_file = app.model.file;
+  report.architecture = card.architecture;
+  report.weights_sha256 = app.model.weights_sha256;
+  report.class_names = card.class_names;
+  const Prediction& p = entry.prediction;
+  const bool predicted = p.model_id == app.model.id && p.status == PredictionStatus::done;
+  if (predicted) report.probabilities = p.probabilities;
+  report.disclaimer = card.disclaimer;
+  report.probability_note = loupe::probability_note(card);
+  if (predicted && p.has_ood) {
+    char status[200];
+    std::snprintf(status, sizeof status, "%s (distance %.1f, threshold %.1f)",
+                  p.out_of_distribution ? "this image does not look like the model's training data; its output is not reliable"
+                                        : "within the range of the training data",
+                  static_cast<double>(p.ood_distance), card.ood->threshold);
+    report.ood_status = status;
+    report.out_of_distribution = p.out_of_distribution;
+  }
+  const int cls = heat_map_class(app);
+  if (cls >= 0) {
+    report.heat_map = class_heat_map(app.cam, cls);
+    report.heat_map_class = card.class_names[static_cast<size_t>(cls)];
+    report.preprocess = card.preprocess;
+    report.heat_map_opacity = app.heat_map.opacity;
+  }
+  try {
+    const std::vector<uint8_t> png = loupe::encode_png(loupe::render_image_report(app.view.image, report));
+    const std::string stem = entry.name.substr(0, entry.name.find_last_of('.'));
+    app.host->download_bytes("loupe-report-" + stem + ".png", "image/png", png);
+  } catch (const std::exception& report_error) {
+    std::fprintf(stderr, "Loupe: cannot make the report: %s\n", report_error.what());
+  }
+}
+
+//-----------------------------------------------------------------------------------------------
+// [SECTION] Applying UI actions
+//-----------------------------------------------------------------------------------------------
+
+void apply(AppState& app, const UiActions& actions) {
+  if (actions.open_files) app.host->open_image_picker(false);
+  if (actions.open_folder) app.host->open_image_picker(true);
+  if (actions.open_model) app.host->open_model_picker();
+  if (actions.open_shipped) app.host->open_shipped_model(*actions.open_shipped);
+  if (actions.filter) {
+    app.table.filter = *actions.filter;
+    ++app.images_revision;
+  }
+  if (actions.sort) {
+    app.table.sort_column = actions.sort->first;
+    app.table.ascending = actions.sort->second;
+    ++app.images_revision;
+  }
+  if (actions.cancel_batch) {
+    app.paused = true;  // runs in flight finish; nothing new starts (the selected image excepted)
+    ++app.images_revision;
+  }
+  if (actions.resume_batch) {
+    app.paused = false;
+    rescan(app);
+  }
+  if (actions.show_evaluation) app.show_evaluation = *actions.show_evaluation;
+  if (actions.save_report) save_report(app);
+  if (actions.heat_map) {
+    app.heat_map = *actions.heat_map;
+    app.view.heat_dirty = true;
+  }
+  if (actions.export_csv && app.model.status == ModelStatus::ready) {
+    const std::string stem = app.model.info.card.name.empty() ? std::string("loupe") : app.model.info.card.name;
+    app.host->download("loupe-results-" + stem + ".csv", "text/csv", export_csv(app));
+  }
+  if (actions.select >= 0) select_entry(app, actions.select);
+  if (actions.step != 0) {
+    refresh_views(app);
+    const std::vector<int>& rows = app.views.rows;
+    if (!rows.empty()) {
+      const auto at = std::find(rows.begin(), rows.end(), app.selected);
+      long position = at == rows.end() ? 0 : (at - rows.begin()) + actions.step;
+      position = std::clamp(position, 0L, static_cast<long>(rows.size()) - 1);
+      select_entry(app, rows[static_cast<size_t>(position)]);
+      app.scroll_to_selected = true;
+    }
+  }
+  ImageView& view = app.view;
+  if (actions.zoom_factor != 1.0f) {
+    const float zoom = std::clamp(view.zoom * actions.zoom_factor, 0.1f, 64.0f);
+    const float ratio = zoom / view.zoom;
+    // Keep the point under the cursor where it is.
+    view.pan_x = actions.zoom_anchor_x - (actions.zoom_anchor_x - view.pan_x) * ratio;
+    view.pan_y = actions.zoom_anchor_y - (actions.zoom_anchor_y - view.pan_y) * ratio;
+    view.zoom = zoom;
+  }
+  view.pan_x += actions.pan_dx;
+  view.pan_y += actions.pan_dy;
+  if (actions.window) {
+    view.window = *actions.window;
+    view.texture_dirty = true;
+  }
+  if (actions.reset_view) {
+    view.zoom = 1.0f;
+    view.pan_x = view.pan_y = 0.0f;
+    view.window = view.auto_window;
+    view.texture_dirty = true;
+  }
+}
+
+}  // namespace loupe_web

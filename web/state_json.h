@@ -1,0 +1,17 @@
+// The test hook: the app state as the JSON object the page mirrors to `window.loupe.state` every
+// frame (page.h), so the browser tests check what is on screen without reading pixels. Keep the
+// keys stable: the tests (tests/browser/) and the benchmark (tests/bench/bench-web.mjs) read them.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "app.h"
+
+namespace loupe_web {
+
+// `with_image_list`: include images.list, images.rows and evaluation (thousands of entries; the
+// page keeps the previous ones when they are left out). Reads app.views: call refresh_views()
+// first.
+nlohmann::json state_json(const AppState& app, bool with_image_list);
+
+}  // namespace loupe_web
