@@ -16,6 +16,7 @@
 #include <dcmtk/dcmdata/dcdict.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcstack.h>
 #include <dcmtk/dcmdata/dcistrmb.h>
 #include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcpixel.h>
@@ -52,6 +53,62 @@ void init_dcmtk() {
   if (!dcmDataDict.isDictionaryLoaded()) {
     throw Error(ErrorCode::UnsupportedImage,
                 "DCMTK's DICOM data dictionary is not loaded (install DCMTK's dicom.dic or set DCMDICTPATH)");
+  }
+}
+
+// DCMTK allocates a value of the length its element declares before reading it. From a buffer
+// stream it loads every value at once, so a damaged 200-byte file declaring a 4 GB element costs
+// a 4 GB allocation (found by tests/fuzz). This stream over the same bytes can be re-created at a
+// value's position (as DCMTK's file streams are), so DCMTK leaves values above maxReadLength
+// unread until asked for, and Loupe asks only for values that fit in the input (require_fits).
+class MemoryStreamFactory final : public DcmInputStreamFactory {
+ public:
+  MemoryStreamFactory(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  DcmInputStream* create() const override;
+  DcmInputStreamFactory* clone() const override { return new MemoryStreamFactory(data_, size_); }
+  DcmInputStreamFactoryType ident() const override { return DFT_DcmInputFileStreamFactory; }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+};
+
+class MemoryInputStream final : public DcmInputBufferStream {
+ public:
+  MemoryInputStream(const uint8_t* data, size_t size) : data_(data), size_(size) {
+    setBuffer(data, static_cast<offile_off_t>(size));
+    setEos();
+  }
+  // A stream from the current position on: where DCMTK will read a value it did not load.
+  DcmInputStreamFactory* newFactory() const override {
+    const auto at = static_cast<size_t>(tell());
+    return new MemoryStreamFactory(data_ + at, size_ - at);
+  }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+};
+
+DcmInputStream* MemoryStreamFactory::create() const { return new MemoryInputStream(data_, size_); }
+
+// An element's declared length fits in the input (checked before any value is loaded).
+void require_fits(DcmObject* object, size_t input_size, const std::string& what) {
+  if (object != nullptr && object->getLength() > input_size) {
+    corrupt(what + " declares " + std::to_string(object->getLength()) + " bytes but the file has " +
+            std::to_string(input_size));
+  }
+}
+
+// Every value of the file (meta information and data set, nested sequences included) fits in
+// the input: checked once after parsing, before any deferred value is loaded.
+void require_values_fit(DcmFileFormat& file, size_t input_size) {
+  for (DcmItem* root : {static_cast<DcmItem*>(file.getMetaInfo()), static_cast<DcmItem*>(file.getDataset())}) {
+    DcmStack stack;
+    while (root != nullptr && root->nextObject(stack, OFTrue).good()) {
+      DcmObject* object = stack.top();
+      if (object->isLeaf()) require_fits(object, input_size, "element " + std::string(object->getTag().toString().c_str()));
+    }
   }
 }
 
@@ -155,7 +212,7 @@ void copy_native_pixels(DcmDataset* ds, DicomPixels& d) {
 }
 
 // All fragments of the (single) frame of encapsulated pixel data, for dicom.cpp to decode.
-void copy_encapsulated_frame(DcmDataset* ds, DicomPixels& d) {
+void copy_encapsulated_frame(DcmDataset* ds, DicomPixels& d, size_t input_size) {
   DcmElement* element = nullptr;
   if (ds->findAndGetElement(DCM_PixelData, element).bad() || element == nullptr) corrupt("pixel data missing");
   DcmPixelSequence* sequence = nullptr;
@@ -168,13 +225,30 @@ void copy_encapsulated_frame(DcmDataset* ds, DicomPixels& d) {
   for (unsigned long i = 1; i < sequence->card(); ++i) {
     DcmPixelItem* item = nullptr;
     Uint8* bytes = nullptr;
-    if (sequence->getItem(item, i).bad() || item == nullptr || item->getUint8Array(bytes).bad()) {
+    if (sequence->getItem(item, i).bad() || item == nullptr) corrupt("pixel data fragment " + std::to_string(i) + " is missing");
+    require_fits(item, input_size, "pixel data fragment " + std::to_string(i));
+    if (item->getUint8Array(bytes).bad()) {
       corrupt("pixel data fragment " + std::to_string(i) + " could not be read");
     }
     if (bytes != nullptr) d.pixel_data.insert(d.pixel_data.end(), bytes, bytes + item->getLength());
   }
   if (d.pixel_data.empty()) corrupt("encapsulated pixel data has no fragments");
   d.pixel_syntax = d.transfer_syntax;
+}
+
+// Every fragment of encapsulated pixel data fits in the input, before a codec loads them.
+void check_encapsulated_fragments(DcmDataset* ds, size_t input_size) {
+  DcmElement* element = nullptr;
+  if (ds->findAndGetElement(DCM_PixelData, element).bad() || element == nullptr) corrupt("pixel data missing");
+  DcmPixelSequence* sequence = nullptr;
+  if (static_cast<DcmPixelData*>(element)->getEncapsulatedRepresentation(ds->getOriginalXfer(), nullptr, sequence).bad() ||
+      sequence == nullptr) {
+    corrupt("encapsulated pixel data could not be read");
+  }
+  for (unsigned long i = 0; i < sequence->card(); ++i) {
+    DcmPixelItem* item = nullptr;
+    if (sequence->getItem(item, i).good()) require_fits(item, input_size, "pixel data fragment " + std::to_string(i));
+  }
 }
 
 bool is_syntax(const std::string& uid, std::initializer_list<const char*> uids) {
@@ -191,9 +265,7 @@ bool dicom_reader_available() { return true; }
 DicomPixels read_dicom(const uint8_t* data, size_t size, const DecodeLimits& limits) {
   if (data == nullptr || size == 0) throw Error(ErrorCode::EmptyInput, "the file is empty (0 bytes)");
   init_dcmtk();
-  DcmInputBufferStream stream;
-  stream.setBuffer(data, static_cast<offile_off_t>(size));
-  stream.setEos();
+  MemoryInputStream stream(data, size);  // values over DCM_MaxReadLength load when asked for
   DcmFileFormat file;
   file.transferInit();
   const OFCondition status = file.read(stream, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
@@ -206,13 +278,15 @@ DicomPixels read_dicom(const uint8_t* data, size_t size, const DecodeLimits& lim
     }
     corrupt(std::string("the DICOM data set could not be parsed (") + status.text() + "): truncated or damaged");
   }
+  require_values_fit(file, size);
   DicomPixels d = read_attributes(file);
   check_dicom(d, limits);  // no pixel data, multi-frame, syntax, layout and size: before decompressing
   DcmDataset* ds = file.getDataset();
   const std::string& ts = d.transfer_syntax;
   if (is_syntax(ts, {"1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.50"})) {
-    copy_encapsulated_frame(ds, d);  // RLE and JPEG baseline: dicom.cpp decodes them, as in the browser
+    copy_encapsulated_frame(ds, d, size);  // RLE and JPEG baseline: dicom.cpp decodes them, as in the browser
   } else if (DcmXfer(ds->getOriginalXfer()).isEncapsulated()) {
+    check_encapsulated_fragments(ds, size);  // DCMTK's codecs load every fragment
     const OFCondition decoded = ds->chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
     if (decoded.bad() || !ds->canWriteXfer(EXS_LittleEndianExplicit)) {
       corrupt(dicom_transfer_syntax_name(ts) + " pixel data could not be decompressed (" + decoded.text() + ")");

@@ -150,3 +150,23 @@ TEST_CASE("truncated and damaged DICOM bytes are errors", "[dicom][dicom-files][
     }
   }
 }
+
+// Found by tests/fuzz (regressions/dicom_file/): a few kilobytes whose elements declare values of
+// 2 to 4 GB. DCMTK used to allocate the declared length before finding the bytes missing.
+TEST_CASE("an element declaring more bytes than the file has is refused before anything is allocated",
+          "[dicom][dicom-files][bad-input][fuzz]") {
+  const std::string here = __FILE__;
+  const std::string folder = here.substr(0, here.rfind("/core/")) + "/fuzz/regressions/dicom_file/";
+  for (const char* name : {"declared-length-4gb-1.dcm", "declared-length-4gb-2.dcm"}) {
+    CAPTURE(name);
+    const auto bytes = read_file(folder + name);
+    REQUIRE(bytes.size() < 10000);
+    try {
+      decode_image(bytes);
+      FAIL("decoded");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::CorruptImage);
+      CHECK_THAT(e.what(), Catch::Contains("DICOM file is corrupt"));
+    }
+  }
+}

@@ -2,6 +2,8 @@
 // DICOM files written with DCMTK, configs of the repository), never files of ../shared/data.
 //   fuzz_make_seeds OUT_DIR REPO_DIR      -> OUT_DIR/<target>/<seed>
 // The ONNX seeds (a tiny model with a card) come from tests/browser/helpers.mjs (scripts/fuzz).
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -102,6 +104,7 @@ int main(int argc, char** argv) {
   write_text(out / "manifest", "crlf.csv", "Path,Label,Split\r\na.png,one,train\r\nb.png,two,test\r\n");
 
   // npz and tflite: the binary fixtures of the native tests.
+  fs::create_directories(out / "npz");
   test::write_npz(out / "npz" / "tiny.npz");
   write(out / "tflite", "tiny.tflite", test::tiny_tflite());
 

@@ -15,7 +15,11 @@ std::vector<uint8_t> npy_u8(const std::vector<int64_t>& shape, const std::vector
   std::string dims;
   for (int64_t d : shape) dims += std::to_string(d) + ",";
   if (shape.size() > 1) dims.pop_back();
-  std::string header = "{'descr': '|u1', 'fortran_order': False, 'shape': (" + dims + "), }";
+  return npy_u8_with_shape("(" + dims + ")", data);
+}
+
+std::vector<uint8_t> npy_u8_with_shape(const std::string& shape, const std::vector<uint8_t>& data) {
+  std::string header = "{'descr': '|u1', 'fortran_order': False, 'shape': " + shape + ", }";
   header.append(64 - (10 + header.size() + 1) % 64, ' ');
   header += '\n';
   std::string bytes = "\x93NUMPY";
@@ -28,27 +32,30 @@ std::vector<uint8_t> npy_u8(const std::vector<int64_t>& shape, const std::vector
   return std::vector<uint8_t>(bytes.begin(), bytes.end());
 }
 
-// A MedMNIST-style .npz: 12x12 images, 2 classes, train/val/test of 10/4/6 images.
-std::string write_npz(const fs::path& path) {
+std::string write_zip(const fs::path& path, const std::vector<std::pair<std::string, std::vector<uint8_t>>>& entries) {
   int error = 0;
   zip_t* archive = zip_open(path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error);
   if (!archive) throw std::runtime_error("cannot create " + path.string());
-  std::vector<std::vector<uint8_t>> keep;  // zip_source_buffer does not copy
-  for (const auto& [prefix, n] : {std::pair{"train", 10}, std::pair{"val", 4}, std::pair{"test", 6}}) {
-    std::vector<uint8_t> pixels(static_cast<size_t>(n) * 144), labels(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) {
-      labels[i] = static_cast<uint8_t>(i % 2);
-      std::fill(pixels.begin() + i * 144, pixels.begin() + (i + 1) * 144, static_cast<uint8_t>(i % 2 ? 200 : 30));
-    }
-    keep.push_back(npy_u8({n, 12, 12}, pixels));
-    zip_file_add(archive, (std::string(prefix) + "_images.npy").c_str(),
-                 zip_source_buffer(archive, keep.back().data(), keep.back().size(), 0), ZIP_FL_OVERWRITE);
-    keep.push_back(npy_u8({n, 1}, labels));
-    zip_file_add(archive, (std::string(prefix) + "_labels.npy").c_str(),
-                 zip_source_buffer(archive, keep.back().data(), keep.back().size(), 0), ZIP_FL_OVERWRITE);
+  for (const auto& [name, bytes] : entries) {  // zip_source_buffer does not copy: `entries` outlives zip_close
+    zip_file_add(archive, name.c_str(), zip_source_buffer(archive, bytes.data(), bytes.size(), 0), ZIP_FL_OVERWRITE);
   }
   if (zip_close(archive) != 0) throw std::runtime_error("cannot write " + path.string());
   return path.string();
+}
+
+// A MedMNIST-style .npz: 12x12 images, 2 classes, train/val/test of 10/4/6 images.
+std::string write_npz(const fs::path& path) {
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> entries;
+  for (const auto& [prefix, n] : {std::pair{"train", 10}, std::pair{"val", 4}, std::pair{"test", 6}}) {
+    std::vector<uint8_t> pixels(static_cast<size_t>(n) * 144), labels(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      labels[static_cast<size_t>(i)] = static_cast<uint8_t>(i % 2);
+      std::fill(pixels.begin() + i * 144, pixels.begin() + (i + 1) * 144, static_cast<uint8_t>(i % 2 ? 200 : 30));
+    }
+    entries.emplace_back(std::string(prefix) + "_images.npy", npy_u8({n, 12, 12}, pixels));
+    entries.emplace_back(std::string(prefix) + "_labels.npy", npy_u8({n, 1}, labels));
+  }
+  return write_zip(path, entries);
 }
 
 

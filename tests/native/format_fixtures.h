@@ -6,12 +6,19 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace loupe::test {
 
 // One .npy array of uint8 with `shape`.
 std::vector<uint8_t> npy_u8(const std::vector<int64_t>& shape, const std::vector<uint8_t>& data);
+// The same with the header's shape written as given ("(2, 12, 12)"), for damaged headers.
+std::vector<uint8_t> npy_u8_with_shape(const std::string& shape, const std::vector<uint8_t>& data);
+
+// A zip archive of the given entries (name, bytes). Returns the path.
+std::string write_zip(const std::filesystem::path& path,
+                      const std::vector<std::pair<std::string, std::vector<uint8_t>>>& entries);
 
 // A MedMNIST-style .npz: 12x12 images, 2 classes, train/val/test of 10/4/6 images. Returns the path.
 std::string write_npz(const std::filesystem::path& path);

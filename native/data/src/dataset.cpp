@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -154,13 +155,17 @@ struct NpyArray {
   std::vector<uint8_t> data;
 };
 
+// Every value is checked against the bytes that are there (tests/fuzz found a shape that made
+// std::stoll throw): a damaged array is an error that names it, never another exception.
 NpyArray parse_npy_u8(const std::vector<uint8_t>& bytes, const std::string& where) {
   if (bytes.size() < 10 || std::memcmp(bytes.data(), "\x93NUMPY", 6) != 0) fail(where + ": not a .npy array");
   const int major = bytes[6];
+  if (major < 1 || major > 3) fail(where + ": .npy format version " + std::to_string(major) + " is not one of 1, 2, 3");
+  if (major > 1 && bytes.size() < 12) fail(where + ": truncated .npy header");
   const size_t header_len = major == 1 ? size_t(bytes[8] | (bytes[9] << 8))
                                        : size_t(bytes[8] | (bytes[9] << 8) | (bytes[10] << 16) | (size_t(bytes[11]) << 24));
   const size_t offset = major == 1 ? 10 : 12;
-  if (offset + header_len > bytes.size()) fail(where + ": truncated .npy header");
+  if (header_len > bytes.size() - offset) fail(where + ": truncated .npy header");
   const std::string header(bytes.begin() + static_cast<std::ptrdiff_t>(offset),
                            bytes.begin() + static_cast<std::ptrdiff_t>(offset + header_len));
   if (header.find("'descr': '|u1'") == std::string::npos && header.find("'descr': '<u1'") == std::string::npos) {
@@ -168,20 +173,30 @@ NpyArray parse_npy_u8(const std::vector<uint8_t>& bytes, const std::string& wher
   }
   if (header.find("'fortran_order': False") == std::string::npos) fail(where + ": Fortran-order arrays are not supported");
   NpyArray array;
-  const auto open = header.find('(', header.find("'shape'"));
-  const auto close = header.find(')', open);
+  const auto shape_key = header.find("'shape'");
+  const auto open = shape_key == std::string::npos ? std::string::npos : header.find('(', shape_key);
+  const auto close = open == std::string::npos ? std::string::npos : header.find(')', open);
+  if (close == std::string::npos) fail(where + ": the .npy header has no shape");
   std::stringstream dims(header.substr(open + 1, close - open - 1));
   std::string dim;
-  int64_t count = 1;
+  const size_t data_offset = offset + header_len;
+  const size_t available = bytes.size() - data_offset;
+  size_t count = 1;
   while (std::getline(dims, dim, ',')) {
     if (dim.find_first_not_of(' ') == std::string::npos) continue;
-    array.shape.push_back(std::stoll(dim));
-    count *= array.shape.back();
+    char* end = nullptr;
+    const long long value = std::strtoll(dim.c_str(), &end, 10);
+    if (end == dim.c_str() || std::string(end).find_first_not_of(' ') != std::string::npos || value < 0) {
+      fail(where + ": the .npy shape has a dimension that is not a non-negative integer ('" + dim + "')");
+    }
+    // The product never exceeds the data that is there (checked per dimension: no overflow).
+    if (value > 0 && count > available / static_cast<size_t>(value)) fail(where + ": array data truncated");
+    array.shape.push_back(value);
+    count *= static_cast<size_t>(value);
   }
-  const size_t data_offset = offset + header_len;
-  if (bytes.size() - data_offset < static_cast<size_t>(count)) fail(where + ": array data truncated");
+  if (available < count) fail(where + ": array data truncated");
   array.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(data_offset),
-                    bytes.begin() + static_cast<std::ptrdiff_t>(data_offset + static_cast<size_t>(count)));
+                    bytes.begin() + static_cast<std::ptrdiff_t>(data_offset + count));
   return array;
 }
 
@@ -190,10 +205,16 @@ std::vector<uint8_t> read_zip_entry(zip_t* archive, const std::string& name, con
   if (zip_stat(archive, name.c_str(), 0, &st) != 0) return {};
   std::unique_ptr<zip_file_t, decltype(&zip_fclose)> file(zip_fopen(archive, name.c_str(), 0), zip_fclose);
   if (!file) fail(where + ": cannot open " + name + " in the archive");
-  std::vector<uint8_t> bytes(st.size);
-  if (zip_fread(file.get(), bytes.data(), st.size) != static_cast<zip_int64_t>(st.size)) {
-    fail(where + ": " + name + " is truncated or damaged");
+  // Read as the data arrives: the size the archive declares is not trusted with an allocation.
+  std::vector<uint8_t> bytes;
+  uint8_t chunk[1 << 16];
+  for (;;) {
+    const zip_int64_t n = zip_fread(file.get(), chunk, sizeof chunk);
+    if (n < 0) fail(where + ": " + name + " is truncated or damaged");
+    if (n == 0) break;
+    bytes.insert(bytes.end(), chunk, chunk + n);
   }
+  if ((st.valid & ZIP_STAT_SIZE) && bytes.size() != st.size) fail(where + ": " + name + " is truncated or damaged");
   return bytes;
 }
 
@@ -345,6 +366,10 @@ Dataset read_npz(const std::string& npz_path, const LoadOptions& options) {
       fail(npz_path + ":" + images_name + ": expected shape (N, H, W) or (N, H, W, 1|3)");
     }
     const int64_t n = images.shape[0];
+    if (images.shape[1] <= 0 || images.shape[2] <= 0 || images.shape[1] > 65535 || images.shape[2] > 65535) {
+      fail(npz_path + ":" + images_name + ": image size " + std::to_string(images.shape[2]) + "x" +
+           std::to_string(images.shape[1]) + " is not one Loupe reads (1 to 65535 pixels a side)");
+    }
     if (labels.shape.empty() || labels.shape[0] != n || labels.data.size() != static_cast<size_t>(n)) {
       fail(npz_path + ": " + prefix + " has " + std::to_string(n) + " images but labels of another size (multi-label data is not supported)");
     }

@@ -164,7 +164,10 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& json) {
   if (!json.is_object()) bad("config", "expected a JSON object");
   TrainConfig c;
   bool has_model = false, has_data = false;
-  for (const auto& [key, v] : json.items()) {
+  for (const auto& item : json.items()) {
+    // Named copies, not a structured binding: lambdas below capture them (C++17 forbids capturing bindings).
+    const std::string key = item.key();
+    const nlohmann::json& v = item.value();
     if (key == "name") c.name = text(v, key);
     else if (key == "description") c.description = text(v, key);
     else if (key == "data") {
