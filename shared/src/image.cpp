@@ -141,18 +141,31 @@ ImageHeader parse_tiff(const uint8_t* d, size_t n) {
   size_t ifd = u32(4);
   if (ifd + 2 > n) corrupt(ImageFormat::Tiff, "first directory offset points past the end of the file");
   size_t entries = u16(ifd);
-  int64_t width = -1, height = -1;
+  // The sizes libtiff will allocate for. A tag given twice is refused: libtiff keeps the first,
+  // so reading the last let a file declaring 7953x46034 pixels pass as 31x66 (found by tests/fuzz).
+  int64_t width = -1, height = -1, tile_width = 0, tile_length = 0, samples = 1;
   for (size_t i = 0; i < entries; ++i) {
     size_t e = ifd + 2 + i * 12;
     if (e + 12 > n) corrupt(ImageFormat::Tiff, "directory truncated");
     uint16_t tag = u16(e), type = u16(e + 2);
-    if (tag != 256 && tag != 257) continue;  // ImageWidth, ImageLength
-    int64_t value = type == 3 ? int64_t{u16(e + 8)} : int64_t{u32(e + 8)};  // SHORT or LONG
-    (tag == 256 ? width : height) = value;
+    int64_t* field = tag == 256 ? &width : tag == 257 ? &height : tag == 322 ? &tile_width : tag == 323 ? &tile_length
+                   : tag == 277 ? &samples : nullptr;  // ImageWidth, ImageLength, TileWidth, TileLength, SamplesPerPixel
+    if (field == nullptr) continue;
+    if (tag != 277 && *field != (tag >= 322 ? 0 : -1)) corrupt(ImageFormat::Tiff, "tag " + std::to_string(tag) + " appears twice");
+    if (type != 3 && type != 4) corrupt(ImageFormat::Tiff, "tag " + std::to_string(tag) + " is not a SHORT or LONG");
+    *field = type == 3 ? int64_t{u16(e + 8)} : int64_t{u32(e + 8)};
   }
   ImageHeader h{ImageFormat::Tiff, 0, 0};
   h.width = checked_dimension(h.format, width, "width");
   h.height = checked_dimension(h.format, height, "height");
+  if (samples < 1 || samples > 4) {
+    throw Error(ErrorCode::UnsupportedImage, "TIFF with " + std::to_string(samples) + " samples per pixel is not supported (1 to 4 are)");
+  }
+  // A tile is decoded whole: one far larger than the image would be allocated for nothing.
+  if (tile_width * tile_length > std::max<int64_t>(int64_t{h.width} * h.height * 4, int64_t{1} << 20)) {
+    corrupt(ImageFormat::Tiff, "tiles of " + std::to_string(tile_width) + "x" + std::to_string(tile_length) +
+                                   " pixels for a " + std::to_string(h.width) + "x" + std::to_string(h.height) + " image");
+  }
   return h;
 }
 

@@ -277,3 +277,54 @@ test('a batch of 2,000 images streams with bounded memory (LOUPE_BATCH_IMAGES)',
     await context.close();
   }
 });
+
+test('an image just under the decode limit and a 200 MB non-image: the page goes on, earlier results stay', async () => {
+  const dir = path.join(scratch, 'limits');
+  mkdirSync(path.join(dir, 'first'), { recursive: true });
+  for (let i = 0; i < 3; ++i) {
+    writeFileSync(path.join(dir, 'first', `small-${i}.png`), encodePng(48, 40, 1, 8, (x, y) => (x * 3 + y + i * 40) & 0xff));
+  }
+  // 8000 x 7999 = 63,992,000 pixels: under the 64-megapixel limit (decoded: 61 MB of gray samples).
+  const nearLimit = path.join(dir, 'near-limit.png');
+  writeFileSync(nearLimit, encodePng(8000, 7999, 1, 8, (x, y) => (x ^ y) & 0xff));
+  // 200 MB that is no image at all, named like one.
+  const big = path.join(dir, 'big.png');
+  writeFileSync(big, Buffer.alloc(200 * 1048576, 0x5a));
+  const { context, page, events } = await openPage(browser, site.url);
+  try {
+    await waitForApp(page, events, { ort: false });
+    const modelFile = path.join(scratch, 'tiny-limits.onnx');
+    writeFileSync(modelFile, encodeTinyModel());
+    await page.setInputFiles('#open-model', modelFile);
+    await page.waitForFunction(() => window.loupe.state.model?.name === 'tiny-test-model', null, { timeout: 90_000 });
+    await page.setInputFiles('#open-folder', path.join(dir, 'first'));
+    await waitForBatch(page, events, 3);
+    await page.waitForFunction(() => window.loupe.state.batch.done === 3 && window.loupe.state.batch.inFlight === 0,
+                               null, { timeout: 60_000 });
+    const earlier = await page.evaluate(() => window.loupe.state.images.list.map((e) => e.prediction?.probabilities));
+
+    await page.setInputFiles('#open-files', [nearLimit, big]);
+    const images = await waitForBatch(page, events, 5, 180_000);
+    await page.waitForFunction(() => window.loupe.state.batch.inFlight === 0 && !window.loupe.state.batch.running,
+                               null, { timeout: 180_000, polling: 250 });
+    const state = await page.evaluate(() => window.loupe.state);
+    const entry = (name) => state.images.list.find((e) => e.name === name);
+    assert.equal(entry('near-limit.png').ok, true, `near-limit.png: ${entry('near-limit.png').status}`);
+    assert.deepEqual([entry('near-limit.png').width, entry('near-limit.png').height], [8000, 7999]);
+    assert.equal(entry('near-limit.png').prediction?.status, 'done', 'the near-limit image is classified too');
+    assert.equal(entry('big.png').ok, false);
+    assert.match(entry('big.png').status, /not a supported image/);
+    // What was done before is still there, unchanged.
+    assert.deepEqual(state.images.list.slice(0, 3).map((e) => e.prediction?.probabilities), earlier);
+    assert.equal(images.ok, 4);
+    const framesBefore = state.frames;
+    await page.mouse.move(200, 200);
+    await page.waitForFunction((n) => window.loupe.state.frames > n, framesBefore, { timeout: 10_000 });
+    const mb = (bytes) => (bytes / 1048576).toFixed(0);
+    console.log(`# near-limit 8000x7999 PNG decoded and classified; 200 MB non-image refused; wasm heap ${mb(state.memory.heapBytes)} MB`);
+    writeFileSync(path.join(artifactsDir(), 'web-limits-memory.json'), JSON.stringify({ heapBytes: state.memory.heapBytes }, null, 2));
+    assertNoProblems(events, site.origin);
+  } finally {
+    await context.close();
+  }
+});

@@ -254,3 +254,41 @@ TEST_CASE("read_file names the missing path", "[image]") {
     CHECK_THAT(e.what(), Catch::Contains("/nonexistent/loupe/scan.png"));
   }
 }
+
+// A TIFF directory as libtiff reads it: entries (tag, SHORT value), little endian, no pixel data.
+static std::vector<uint8_t> tiff_directory(const std::vector<std::pair<uint16_t, uint16_t>>& entries) {
+  std::vector<uint8_t> b = {'I', 'I', 42, 0, 8, 0, 0, 0};
+  const auto put16 = [&](uint16_t v) { b.push_back(uint8_t(v & 0xff)); b.push_back(uint8_t(v >> 8)); };
+  put16(static_cast<uint16_t>(entries.size()));
+  for (const auto& [tag, value] : entries) {
+    put16(tag);
+    put16(3);  // SHORT
+    put16(1);
+    put16(0);  // count 1
+    put16(value);
+    put16(0);
+  }
+  b.insert(b.end(), 64, 0);
+  return b;
+}
+
+// Found by tests/fuzz (regressions/image/tiff-duplicate-size-tags.tif): libtiff keeps the first of
+// two ImageWidth tags, the header check kept the last, so 7953x46034 pixels passed as 31x66.
+TEST_CASE("TIFF headers that would let libtiff allocate past the limits are refused", "[image][bad-input][fuzz]") {
+  const auto error_of = [](const std::vector<uint8_t>& bytes) {
+    try {
+      read_image_header(bytes.data(), bytes.size());
+      return std::string("no error");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+  };
+  CHECK_THAT(error_of(tiff_directory({{256, 7953}, {256, 31}, {257, 66}})), Catch::Contains("tag 256 appears twice"));
+  CHECK_THAT(error_of(tiff_directory({{256, 31}, {257, 46034}, {257, 66}})), Catch::Contains("tag 257 appears twice"));
+  CHECK_THAT(error_of(tiff_directory({{256, 32}, {257, 32}, {322, 60000}, {323, 60000}})), Catch::Contains("tiles of 60000x60000"));
+  CHECK_THAT(error_of(tiff_directory({{256, 32}, {257, 32}, {277, 9}})), Catch::Contains("9 samples per pixel"));
+  CHECK(error_of(tiff_directory({{256, 32}, {257, 32}, {322, 256}, {323, 256}, {277, 3}})) == "no error");  // tiles bigger than a small image are fine
+  const std::string here = __FILE__;
+  const auto regression = read_file(here.substr(0, here.rfind("/core/")) + "/fuzz/regressions/image/tiff-duplicate-size-tags.tif");
+  CHECK_THROWS_AS(decode_image(regression), Error);
+}
