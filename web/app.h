@@ -108,7 +108,11 @@ struct DerivedViews {
   int model_id = -1;
   std::vector<int> rows;                  // visible_rows(): filtered and sorted
   std::vector<loupe::ResultRow> results;  // one per image, in file order (loupe/results.h)
-  loupe::Evaluation evaluation;           // of `results`
+  loupe::Evaluation evaluation;           // of `results`; its intervals once the batch has finished
+  // The evaluation's confidence intervals (a 2,000-resample bootstrap: computed once per set of
+  // labelled predictions, not per table sort), and the fingerprint of the predictions they are of.
+  std::optional<loupe::ReportIntervals> intervals;
+  uint64_t intervals_of = 0;
 };
 
 struct AppState {

@@ -435,6 +435,26 @@ void refresh_views(AppState& app) {
   views.results.reserve(app.images.size());
   for (const ImageEntry& entry : app.images) views.results.push_back(result_row(entry, classes, app.model.id));
   views.evaluation = loupe::evaluate(views.results, classes);
+  if (!views.evaluation.report || batch_progress(app).running) return;
+  // The labelled predictions, and a fingerprint of them (FNV-1a over labels and probabilities).
+  std::vector<std::vector<double>> scores;
+  std::vector<int> labels;
+  uint64_t fingerprint = 1469598103934665603ull;
+  const auto mix = [&](const void* data, size_t size) {
+    for (size_t i = 0; i < size; ++i) fingerprint = (fingerprint ^ static_cast<const uint8_t*>(data)[i]) * 1099511628211ull;
+  };
+  for (const loupe::ResultRow& row : views.results) {
+    if (row.label < 0 || row.status != loupe::ResultStatus::ok) continue;
+    scores.emplace_back(row.prediction.probabilities.begin(), row.prediction.probabilities.end());
+    labels.push_back(row.label);
+    mix(&row.label, sizeof row.label);
+    mix(row.prediction.probabilities.data(), row.prediction.probabilities.size() * sizeof(float));
+  }
+  if (!views.intervals || views.intervals_of != fingerprint) {
+    views.intervals = loupe::report_intervals(classes, scores, labels);
+    views.intervals_of = fingerprint;
+  }
+  views.evaluation.report->intervals = views.intervals;
 }
 
 loupe::HeatMap class_heat_map(const CamResult& cam, int cls) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "app.h"
+#include "loupe/metrics.h"
 #include "loupe/prediction.h"
 #include "imgui.h"
 
@@ -211,8 +212,13 @@ static void draw_model_section(const AppState& app, UiActions& actions) {
   }
   fact_key("Test metrics");
   if (card.test_metrics.is_object() && card.test_metrics.contains("accuracy")) {
-    ImGui::TextWrapped("accuracy %.3f, balanced %.3f (held-out test split)", json_number(card.test_metrics, "accuracy"),
-                       json_number(card.test_metrics, "balanced_accuracy"));
+    // With its 95% interval: how sure the figure is on the test split's size.
+    const std::optional<loupe::Interval> ci = loupe::accuracy_interval_of(card.test_metrics);
+    const std::string accuracy = ci ? loupe::with_interval(json_number(card.test_metrics, "accuracy"), *ci)
+                                    : std::to_string(json_number(card.test_metrics, "accuracy"));
+    ImGui::TextWrapped("accuracy %s (95%% interval), balanced %.3f, on %s held-out test images", accuracy.c_str(),
+                       json_number(card.test_metrics, "balanced_accuracy"),
+                       card.test_metrics.value("total", nlohmann::json()).dump().c_str());
   } else {
     ImGui::TextColored(colours::caution, "none recorded");
   }
@@ -772,6 +778,9 @@ static void draw_evaluation_window(const AppState& app, UiActions& actions) {
       draw_confusion_matrix(*evaluation.matrix);
       ImGui::Spacing();
       ImGui::TextUnformatted(evaluation.report->to_text(3).c_str());
+      if (!evaluation.report->intervals) {
+        wrapped(colours::dim, "Confidence intervals appear when the batch has finished.");
+      }
       wrapped(colours::caution, "These figures describe only the images opened here. They are not a validation of "
                                 "the model for clinical use.");
     }

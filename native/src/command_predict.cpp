@@ -94,7 +94,7 @@ void add_predict_command(CLI::App& app) {
     inference::predict_rows(session, card, rows, batch_options);
     if (!opt->quiet) std::fprintf(stderr, "\n");
 
-    const Evaluation evaluation = evaluate(rows, card.class_names);
+    const Evaluation evaluation = evaluate(rows, card.class_names, BootstrapOptions{});
     size_t classified = 0, flagged = 0;
     for (const ResultRow& r : rows) {
       classified += r.status == ResultStatus::ok;

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <limits>
 #include <numeric>
+#include <random>
 #include <utility>
 
 namespace loupe {
@@ -191,7 +192,210 @@ ClassificationReport classification_report(const std::vector<std::string>& class
   }
   report.roc_auc = aucs;
   if (defined > 0) report.macro_roc_auc = auc_sum / defined;
+  if (!scores.empty()) report.ece = expected_calibration_error(scores, labels);
   return report;
+}
+
+// [SECTION] Intervals
+
+namespace {
+
+// Peter Acklam's rational approximation (relative error below 1.2e-9).
+double acklam_quantile(double p) {
+  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+                             1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00};
+  static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+                             6.680131188771972e+01, -1.328068155288572e+01};
+  static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+                             -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00};
+  static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+                             3.754408661907416e+00};
+  const double low = 0.02425;
+  if (p < low) {
+    const double q = std::sqrt(-2 * std::log(p));
+    return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+           ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+  }
+  if (p > 1 - low) return -acklam_quantile(1 - p);
+  const double q = p - 0.5, r = q * q;
+  return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
+         (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+}
+
+}  // namespace
+
+double normal_quantile(double p) {
+  if (!(p > 0 && p < 1)) throw Error(ErrorCode::InvalidArgument, "normal_quantile: p must be in (0, 1)");
+  // One Halley step on the exact CDF (erfc) takes Acklam's approximation to double precision.
+  const double x = acklam_quantile(p);
+  const double e = 0.5 * std::erfc(-x / std::sqrt(2.0)) - p;
+  const double u = e * std::sqrt(2 * M_PI) * std::exp(x * x / 2);
+  return x - u / (1 + x * u / 2);
+}
+
+Interval wilson_interval(int64_t successes, int64_t trials, double level) {
+  if (trials <= 0) return {0.0, 1.0};
+  if (successes < 0 || successes > trials) {
+    throw Error(ErrorCode::InvalidArgument, "wilson_interval: " + std::to_string(successes) + " successes of " +
+                                                std::to_string(trials) + " trials");
+  }
+  const double z = normal_quantile(0.5 + level / 2), n = static_cast<double>(trials);
+  const double p = static_cast<double>(successes) / n, z2 = z * z;
+  const double centre = (p + z2 / (2 * n)) / (1 + z2 / n);
+  const double half = z * std::sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n);
+  // At 0 and n the bound is exactly 0 (or 1); the closed form leaves a rounding error there.
+  return {successes == 0 ? 0.0 : std::max(0.0, centre - half), successes == trials ? 1.0 : std::min(1.0, centre + half)};
+}
+
+double expected_calibration_error(const std::vector<std::vector<double>>& scores, const std::vector<int>& labels,
+                                  int bins) {
+  if (scores.size() != labels.size() || bins < 1) {
+    throw Error(ErrorCode::InvalidArgument, "expected_calibration_error: " + std::to_string(scores.size()) +
+                                                " score rows for " + std::to_string(labels.size()) + " labels");
+  }
+  if (scores.empty()) return 0.0;
+  std::vector<double> confidence(static_cast<size_t>(bins), 0.0), correct(static_cast<size_t>(bins), 0.0);
+  std::vector<int64_t> count(static_cast<size_t>(bins), 0);
+  for (size_t i = 0; i < scores.size(); ++i) {
+    const int top = argmax(scores[i]);
+    const double c = scores[i][static_cast<size_t>(top)];
+    // (b - 1) / bins < c <= b / bins, as the export's reliability diagram bins them.
+    const auto b = static_cast<size_t>(std::clamp(static_cast<int>(std::ceil(c * bins)) - 1, 0, bins - 1));
+    ++count[b];
+    confidence[b] += c;
+    correct[b] += top == labels[i] ? 1.0 : 0.0;
+  }
+  double ece = 0;
+  for (size_t b = 0; b < count.size(); ++b) {
+    if (count[b] > 0) ece += std::abs(correct[b] - confidence[b]) / static_cast<double>(scores.size());
+  }
+  return ece;
+}
+
+namespace {
+
+// Percentile interval of bootstrap values (linear interpolation between order statistics, as
+// numpy.percentile does by default).
+Interval percentile_interval(std::vector<double> values, double level) {
+  values.erase(std::remove_if(values.begin(), values.end(), [](double v) { return std::isnan(v); }), values.end());
+  if (values.empty()) return {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::quiet_NaN()};
+  std::sort(values.begin(), values.end());
+  const auto at = [&](double q) {
+    const double pos = q * static_cast<double>(values.size() - 1);
+    const auto i = static_cast<size_t>(std::floor(pos));
+    const size_t j = std::min(i + 1, values.size() - 1);
+    return values[i] + (values[j] - values[i]) * (pos - static_cast<double>(i));
+  };
+  return {at((1 - level) / 2), at(1 - (1 - level) / 2)};
+}
+
+// Uniform in [0, n) by rejection from mt19937_64, whose output the C++ standard fixes: the same
+// intervals with every standard library (std::uniform_int_distribution is not specified).
+uint64_t draw(std::mt19937_64& rng, uint64_t n) {
+  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+  uint64_t v;
+  do v = rng(); while (v >= limit);
+  return v % n;
+}
+
+}  // namespace
+
+ReportIntervals report_intervals(const std::vector<std::string>& class_names,
+                                 const std::vector<std::vector<double>>& scores, const std::vector<int>& labels,
+                                 const BootstrapOptions& options) {
+  const ClassificationReport point = classification_report(class_names, scores, labels);
+  ReportIntervals out;
+  out.level = options.level;
+  out.resamples = options.resamples;
+  out.seed = options.seed;
+  ConfusionMatrix cm(class_names);
+  for (size_t i = 0; i < labels.size(); ++i) cm.add(labels[i], argmax(scores[i]));
+  int64_t correct = 0;
+  for (size_t c = 0; c < class_names.size(); ++c) correct += cm.at(static_cast<int>(c), static_cast<int>(c));
+  out.accuracy = wilson_interval(correct, cm.total(), options.level);
+  for (size_t c = 0; c < class_names.size(); ++c) {
+    const int k = static_cast<int>(c);
+    out.precision.push_back(wilson_interval(cm.at(k, k), cm.predicted_count(k), options.level));
+    out.recall.push_back(wilson_interval(cm.at(k, k), cm.true_count(k), options.level));
+  }
+
+  // Stratified bootstrap: every resample keeps each class's count.
+  std::vector<std::vector<size_t>> by_class(class_names.size());
+  for (size_t i = 0; i < labels.size(); ++i) by_class[static_cast<size_t>(labels[i])].push_back(i);
+  std::mt19937_64 rng(options.seed);
+  std::vector<double> balanced, macro_f1, macro_auc, ece;
+  std::vector<std::vector<double>> f1(class_names.size());
+  std::vector<std::vector<double>> s;
+  std::vector<int> l;
+  for (int r = 0; r < options.resamples; ++r) {
+    s.clear();
+    l.clear();
+    for (const auto& members : by_class) {
+      for (size_t k = 0; k < members.size(); ++k) {
+        const size_t i = members[draw(rng, members.size())];
+        s.push_back(scores[i]);
+        l.push_back(labels[i]);
+      }
+    }
+    const ClassificationReport rep = classification_report(class_names, s, l);
+    balanced.push_back(rep.balanced_accuracy);
+    macro_f1.push_back(rep.macro_avg.f1);
+    macro_auc.push_back(rep.macro_roc_auc.value_or(std::numeric_limits<double>::quiet_NaN()));
+    ece.push_back(rep.ece.value_or(0.0));
+    for (size_t c = 0; c < class_names.size(); ++c) f1[c].push_back(rep.per_class[c].f1);
+  }
+  out.balanced_accuracy = percentile_interval(balanced, options.level);
+  out.macro_f1 = percentile_interval(macro_f1, options.level);
+  if (point.macro_roc_auc) out.macro_roc_auc = percentile_interval(macro_auc, options.level);
+  out.ece = percentile_interval(ece, options.level);
+  for (auto& values : f1) out.f1.push_back(percentile_interval(std::move(values), options.level));
+  return out;
+}
+
+std::optional<Interval> accuracy_interval_of(const nlohmann::json& report) {
+  if (!report.is_object()) return std::nullopt;
+  const auto intervals = report.find("intervals");
+  if (intervals != report.end() && intervals->is_object()) {
+    const auto accuracy = intervals->find("accuracy");
+    if (accuracy != intervals->end() && accuracy->is_array() && accuracy->size() == 2 && (*accuracy)[0].is_number() &&
+        (*accuracy)[1].is_number()) {
+      return Interval{(*accuracy)[0].get<double>(), (*accuracy)[1].get<double>()};
+    }
+  }
+  const auto accuracy = report.find("accuracy"), total = report.find("total");
+  if (accuracy == report.end() || total == report.end() || !accuracy->is_number() || !total->is_number_integer() ||
+      total->get<int64_t>() <= 0) {
+    return std::nullopt;
+  }
+  const int64_t n = total->get<int64_t>();
+  const auto correct = static_cast<int64_t>(std::llround(accuracy->get<double>() * static_cast<double>(n)));
+  if (correct < 0 || correct > n) return std::nullopt;
+  return wilson_interval(correct, n);
+}
+
+std::string with_interval(double value, const Interval& interval, int digits) {
+  char text[96];
+  std::snprintf(text, sizeof text, "%.*f [%.*f, %.*f]", digits, value, digits, interval.low, digits, interval.high);
+  return text;
+}
+
+nlohmann::json ReportIntervals::to_json() const {
+  const auto pair = [](const Interval& i) { return nlohmann::json::array({number_or_null(i.low), number_or_null(i.high)}); };
+  nlohmann::json classes = nlohmann::json::array();
+  for (size_t c = 0; c < precision.size(); ++c) {
+    classes.push_back({{"precision", pair(precision[c])}, {"recall", pair(recall[c])}, {"f1", pair(f1[c])}});
+  }
+  return {{"level", level},
+          {"method", "Wilson score interval for proportions (accuracy, precision, recall); percentile interval of a "
+                     "stratified bootstrap for the rest"},
+          {"resamples", resamples},
+          {"seed", seed},
+          {"accuracy", pair(accuracy)},
+          {"balanced_accuracy", pair(balanced_accuracy)},
+          {"macro_f1", pair(macro_f1)},
+          {"macro_roc_auc", macro_roc_auc ? pair(*macro_roc_auc) : nlohmann::json(nullptr)},
+          {"ece", pair(ece)},
+          {"classes", classes}};
 }
 
 std::string ClassificationReport::to_text(int digits) const {
@@ -229,6 +433,29 @@ std::string ClassificationReport::to_text(int digits) const {
     }
     out += "\n";
   }
+  if (ece) {
+    std::snprintf(line, sizeof line, "ECE (15 bins): %.*f\n", digits + 2, *ece);
+    out += line;
+  }
+  if (intervals) {
+    const ReportIntervals& ci = *intervals;
+    const int d = digits + 1;
+    std::snprintf(line, sizeof line, "\n%.0f%% confidence intervals (Wilson for proportions; stratified bootstrap, %d "
+                  "resamples, seed %llu, otherwise):\n", 100 * ci.level, ci.resamples, static_cast<unsigned long long>(ci.seed));
+    out += line;
+    out += "  accuracy           " + with_interval(accuracy, ci.accuracy, d) + "  (n = " + std::to_string(total) + ")\n";
+    out += "  balanced accuracy  " + with_interval(balanced_accuracy, ci.balanced_accuracy, d) + "\n";
+    out += "  macro F1           " + with_interval(macro_avg.f1, ci.macro_f1, d) + "\n";
+    if (macro_roc_auc && ci.macro_roc_auc) out += "  macro ROC-AUC      " + with_interval(*macro_roc_auc, *ci.macro_roc_auc, d) + "\n";
+    if (ece) out += "  ECE                " + with_interval(*ece, ci.ece, d) + "\n";
+    for (size_t c = 0; c < per_class.size() && c < ci.precision.size(); ++c) {
+      std::snprintf(line, sizeof line, "  %-*s  precision %s  recall %s  F1 %s\n", w, per_class[c].name.c_str(),
+                    with_interval(per_class[c].precision, ci.precision[c], d).c_str(),
+                    with_interval(per_class[c].recall, ci.recall[c], d).c_str(),
+                    with_interval(per_class[c].f1, ci.f1[c], d).c_str());
+      out += line;
+    }
+  }
   return out;
 }
 
@@ -252,6 +479,8 @@ nlohmann::json ClassificationReport::to_json() const {
     j["roc_auc"] = per;
     j["macro_roc_auc"] = macro_roc_auc ? nlohmann::json(*macro_roc_auc) : nlohmann::json(nullptr);
   }
+  if (ece) j["ece"] = *ece;
+  if (intervals) j["intervals"] = intervals->to_json();
   return j;
 }
 

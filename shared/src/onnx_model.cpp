@@ -9,6 +9,8 @@
 // [SECTION] describe
 #include "loupe/onnx_model.h"
 
+#include "loupe/metrics.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
@@ -603,7 +605,11 @@ std::string describe(const OnnxModelInfo& info) {
     out << "\n";
   }
   if (c.test_metrics.is_object()) {
-    out << "test metrics: accuracy " << number(c.test_metrics, "accuracy");
+    const std::optional<Interval> ci = accuracy_interval_of(c.test_metrics);
+    out << "test metrics: accuracy ";
+    if (ci) out << with_interval(number(c.test_metrics, "accuracy"), *ci, 4) << " (95% interval)";
+    else out << number(c.test_metrics, "accuracy");
+    if (c.test_metrics.contains("total")) out << " on " << c.test_metrics.at("total").dump() << " held-out images";
     if (c.test_metrics.contains("balanced_accuracy")) {
       out << ", balanced accuracy " << c.test_metrics.at("balanced_accuracy").dump();
     }

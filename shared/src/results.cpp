@@ -115,7 +115,8 @@ nlohmann::json Evaluation::to_json() const {
   return j;
 }
 
-Evaluation evaluate(const std::vector<ResultRow>& rows, const std::vector<std::string>& class_names) {
+Evaluation evaluate(const std::vector<ResultRow>& rows, const std::vector<std::string>& class_names,
+                    const std::optional<BootstrapOptions>& intervals) {
   Evaluation evaluation;
   std::vector<std::vector<double>> scores;
   std::vector<int> labels;
@@ -138,6 +139,7 @@ Evaluation evaluate(const std::vector<ResultRow>& rows, const std::vector<std::s
   if (labels.empty()) return evaluation;
   // The matrix is built from argmax of the scores, as the report's: the table's predicted class.
   evaluation.report = classification_report(class_names, scores, labels);
+  if (intervals) evaluation.report->intervals = report_intervals(class_names, scores, labels, *intervals);
   ConfusionMatrix matrix(class_names);
   for (size_t i = 0; i < labels.size(); ++i) matrix.add(labels[i], argmax(scores[i]));
   evaluation.matrix = std::move(matrix);

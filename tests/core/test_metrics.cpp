@@ -108,3 +108,125 @@ TEST_CASE("metrics reject bad input", "[metrics][bad-input]") {
   CHECK_THROWS_AS(ConfusionMatrix::from_counts({"a", "b"}, {{1, 2}}), Error);
   CHECK_THROWS_AS(classification_report({"a", "b"}, {{0.5}}, {0}), Error);
 }
+
+// [SECTION] Intervals
+
+TEST_CASE("normal quantiles and Wilson intervals match their known values", "[metrics][intervals]") {
+  CHECK(normal_quantile(0.975) == Approx(1.959963984540054).epsilon(1e-9));
+  CHECK(normal_quantile(0.995) == Approx(2.5758293035489).epsilon(1e-9));
+  CHECK(normal_quantile(0.5) == Approx(0.0).margin(1e-12));
+  CHECK(normal_quantile(0.01) == Approx(-2.3263478740408).epsilon(1e-9));
+  // Brown, Cai & DasGupta (2001): 0 of 10 gives [0, 0.2775]; the rest by the closed form
+  // (p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), computed once in Python.
+  const Interval none = wilson_interval(0, 10);
+  CHECK(none.low == 0.0);
+  CHECK(none.high == Approx(0.2775327998628892).epsilon(1e-9));
+  const Interval all = wilson_interval(10, 10);
+  CHECK(all.low == Approx(0.7224672001371107).epsilon(1e-9));
+  CHECK(all.high == 1.0);
+  const Interval chest = wilson_interval(84, 97);  // the shipped chest model's test accuracy, 0.866
+  CHECK(chest.low == Approx(0.7841000614500552).epsilon(1e-9));
+  CHECK(chest.high == Approx(0.9199754331959006).epsilon(1e-9));
+  const Interval zero_trials = wilson_interval(0, 0);
+  CHECK((zero_trials.low == 0.0 && zero_trials.high == 1.0));
+  CHECK_THROWS_AS(wilson_interval(11, 10), Error);
+}
+
+TEST_CASE("expected calibration error of the top class, by hand", "[metrics][intervals]") {
+  // Two bins: (0, 0.5] and (0.5, 1]. Confidences 0.9, 0.8 (one right), 0.6 (right), 0.55 (wrong).
+  const std::vector<std::vector<double>> scores = {{0.9, 0.1}, {0.2, 0.8}, {0.6, 0.4}, {0.45, 0.55}};
+  const std::vector<int> labels = {0, 0, 0, 0};
+  // All in the upper bin: accuracy 2/4, mean confidence (0.9 + 0.8 + 0.6 + 0.55) / 4 = 0.7125.
+  CHECK(expected_calibration_error(scores, labels, 2) == Approx(0.2125));
+  CHECK(expected_calibration_error({{1.0, 0.0}}, {0}) == Approx(0.0));
+}
+
+namespace {
+// n samples of 3 classes whose scores point at the right class with probability `right`.
+void synthetic(size_t n, double right, uint32_t seed, std::vector<std::vector<double>>& scores, std::vector<int>& labels) {
+  uint32_t state = seed;
+  const auto next = [&] { return (state = state * 1664525u + 1013904223u) / 4294967296.0; };
+  for (size_t i = 0; i < n; ++i) {
+    const int label = static_cast<int>(i % 3);
+    const int predicted = next() < right ? label : (label + 1 + static_cast<int>(next() * 2)) % 3;
+    std::vector<double> s(3, 0.1);
+    s[static_cast<size_t>(predicted)] = 0.5 + 0.3 * next();
+    double sum = s[0] + s[1] + s[2];
+    for (double& v : s) v /= sum;
+    scores.push_back(s);
+    labels.push_back(label);
+  }
+}
+}  // namespace
+
+TEST_CASE("bootstrap intervals: seeded, around the figure, narrowing with more data", "[metrics][intervals]") {
+  const std::vector<std::string> names = {"a", "b", "c"};
+  std::vector<std::vector<double>> scores;
+  std::vector<int> labels;
+  synthetic(300, 0.8, 7, scores, labels);
+  BootstrapOptions options;
+  options.resamples = 500;
+  const ClassificationReport report = classification_report(names, scores, labels);
+  const ReportIntervals ci = report_intervals(names, scores, labels, options);
+  const ReportIntervals again = report_intervals(names, scores, labels, options);
+  CHECK(ci.balanced_accuracy.low == again.balanced_accuracy.low);  // seeded
+  CHECK(ci.macro_f1.high == again.macro_f1.high);
+  for (const auto& [value, interval] : std::vector<std::pair<double, Interval>>{
+           {report.accuracy, ci.accuracy}, {report.balanced_accuracy, ci.balanced_accuracy},
+           {report.macro_avg.f1, ci.macro_f1}, {*report.macro_roc_auc, *ci.macro_roc_auc}, {*report.ece, ci.ece}}) {
+    CHECK(interval.low <= value);
+    CHECK(value <= interval.high);
+    CHECK(interval.high - interval.low > 0.005);
+  }
+  // The bootstrap of balanced accuracy (equal class sizes here: the same as accuracy) agrees with
+  // Wilson's interval for accuracy to a point or two.
+  CHECK(ci.balanced_accuracy.low == Approx(ci.accuracy.low).margin(0.02));
+  CHECK(ci.balanced_accuracy.high == Approx(ci.accuracy.high).margin(0.02));
+  // Four times the data: about half the width.
+  std::vector<std::vector<double>> more_scores;
+  std::vector<int> more_labels;
+  synthetic(1200, 0.8, 7, more_scores, more_labels);
+  const ReportIntervals narrow = report_intervals(names, more_scores, more_labels, options);
+  const double ratio = (narrow.macro_f1.high - narrow.macro_f1.low) / (ci.macro_f1.high - ci.macro_f1.low);
+  CHECK(ratio > 0.35);
+  CHECK(ratio < 0.7);
+  // A perfect classifier: no doubt left in the resamples.
+  std::vector<std::vector<double>> perfect;
+  std::vector<int> truth;
+  synthetic(60, 1.0, 3, perfect, truth);
+  const ReportIntervals sure = report_intervals(names, perfect, truth, options);
+  CHECK(sure.macro_f1.low == 1.0);
+  CHECK(sure.balanced_accuracy.low == 1.0);
+}
+
+TEST_CASE("a report with intervals prints and writes them", "[metrics][intervals]") {
+  const std::vector<std::string> names = {"a", "b", "c"};
+  std::vector<std::vector<double>> scores;
+  std::vector<int> labels;
+  synthetic(90, 0.9, 11, scores, labels);
+  ClassificationReport report = classification_report(names, scores, labels);
+  BootstrapOptions options;
+  options.resamples = 200;
+  report.intervals = report_intervals(names, scores, labels, options);
+  const std::string text = report.to_text(3);
+  CHECK_THAT(text, Catch::Contains("95% confidence intervals (Wilson for proportions; stratified bootstrap, 200 resamples"));
+  CHECK_THAT(text, Catch::Contains("accuracy           " + with_interval(report.accuracy, report.intervals->accuracy, 4)));
+  const nlohmann::json j = report.to_json();
+  REQUIRE(j.contains("intervals"));
+  CHECK(j["intervals"]["accuracy"][0].get<double>() == report.intervals->accuracy.low);
+  CHECK(j["intervals"]["classes"].size() == 3);
+  CHECK(j["ece"].get<double>() == *report.ece);
+  CHECK(with_interval(0.8660, {0.7841, 0.92}, 2) == "0.87 [0.78, 0.92]");
+}
+
+TEST_CASE("the accuracy interval of a written report: its own, else Wilson's from accuracy and total", "[metrics][intervals]") {
+  const auto ci = accuracy_interval_of({{"accuracy", 84.0 / 97.0}, {"total", 97}});
+  REQUIRE(ci);
+  CHECK(ci->low == Approx(0.7841000614500552).epsilon(1e-9));  // a card written before intervals existed
+  const auto own = accuracy_interval_of({{"accuracy", 0.5}, {"total", 10}, {"intervals", {{"accuracy", {0.1, 0.9}}}}});
+  REQUIRE(own);
+  CHECK(own->low == 0.1);
+  CHECK_FALSE(accuracy_interval_of({{"accuracy", 0.5}}));
+  CHECK_FALSE(accuracy_interval_of(nlohmann::json()));
+  CHECK_FALSE(accuracy_interval_of({{"accuracy", 2.0}, {"total", 10}}));
+}

@@ -83,6 +83,12 @@ TEST_CASE("evaluation: labelled predictions only; failures and unlabelled counte
   REQUIRE(evaluation.report->roc_auc);
   CHECK(evaluation.report->roc_auc->size() == 3);
   CHECK(evaluation.to_json()["confusion_matrix"]["matrix"][0][2] == 1);
+  CHECK_FALSE(evaluation.report->intervals);  // asked for only: a bootstrap is not free
+  BootstrapOptions bootstrap;
+  bootstrap.resamples = 100;
+  const Evaluation with_intervals = evaluate(rows, kClasses, bootstrap);
+  REQUIRE(with_intervals.report->intervals);
+  CHECK(with_intervals.report->intervals->accuracy.low == wilson_interval(3, 4).low);
   CHECK_FALSE(evaluate({row("x/y.png", {0.5f, 0.3f, 0.2f})}, kClasses).report);
 }
 

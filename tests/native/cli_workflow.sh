@@ -33,6 +33,11 @@ pred = json.load(open(sys.argv[2]))["report"]
 print(f"run test accuracy {run['accuracy']:.4f}, loupe predict {pred['accuracy']:.4f}")
 assert abs(run["accuracy"] - pred["accuracy"]) < 1e-9
 assert [round(c["f1"], 9) for c in run["classes"]] == [round(c["f1"], 9) for c in pred["classes"]]
+# Both carry 95% intervals; the Wilson interval of the same accuracy on the same images is the same.
+assert run["intervals"]["accuracy"] == pred["intervals"]["accuracy"], (run["intervals"], pred["intervals"])
+lo, hi = pred["intervals"]["accuracy"]
+assert lo <= pred["accuracy"] <= hi and pred["intervals"]["resamples"] == 2000
+print(f"accuracy {pred['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {pred['total']} images")
 PY
 python3 - "$work/run/model.card.json" "$work/test.json" <<'PY' || fail "predict's out-of-distribution flags"
 import json, sys

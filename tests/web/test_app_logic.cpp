@@ -91,6 +91,23 @@ TEST_CASE("a labelled folder: read, decoded, classified, evaluated and exported"
   CHECK(t.app.views.evaluation.unlabelled == 3);
   REQUIRE(t.app.views.evaluation.report);
   CHECK(t.app.views.rows.size() == 12);
+  // The batch is done: the report carries its confidence intervals, computed once.
+  REQUIRE(t.app.views.evaluation.report->intervals);
+  const loupe::Interval accuracy = t.app.views.evaluation.report->intervals->accuracy;
+  CHECK(accuracy.low <= t.app.views.evaluation.report->accuracy);
+  CHECK(accuracy.high >= t.app.views.evaluation.report->accuracy);
+  const uint64_t fingerprint = t.app.views.intervals_of;
+  UiActions sort;
+  sort.sort = std::make_pair(Column::confidence, false);
+  apply(t.app, sort);
+  refresh_views(t.app);
+  CHECK(t.app.views.intervals_of == fingerprint);  // a new table order, the same predictions
+  REQUIRE(t.app.views.evaluation.report->intervals);
+  CHECK(t.app.views.evaluation.report->intervals->accuracy.low == accuracy.low);
+  UiActions by_name;
+  by_name.sort = std::make_pair(Column::name, true);
+  apply(t.app, by_name);
+  refresh_views(t.app);
 
   UiActions export_action;
   export_action.export_csv = true;

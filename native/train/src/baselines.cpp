@@ -36,7 +36,11 @@ nlohmann::json evaluate(const std::vector<int>& predicted, const std::vector<int
                         const std::vector<std::string>& classes) {
   ConfusionMatrix cm(classes);
   for (size_t i = 0; i < truth.size(); ++i) cm.add(truth[i], predicted[i]);
-  const ClassificationReport report = classification_report(cm);
+  ClassificationReport report = classification_report(cm);
+  // The classifiers give classes, not scores: the bootstrap resamples their one-hot answers.
+  std::vector<std::vector<double>> one_hot(truth.size(), std::vector<double>(classes.size(), 0.0));
+  for (size_t i = 0; i < truth.size(); ++i) one_hot[i][static_cast<size_t>(predicted[i])] = 1.0;
+  if (!truth.empty()) report.intervals = report_intervals(classes, one_hot, truth);
   nlohmann::json j = report.to_json();
   j["confusion_matrix"] = cm.to_json();
   j["report_text"] = report.to_text();

@@ -42,7 +42,8 @@ Predictions predict(models::Classifier& model, const data::Dataset& dataset, con
 }
 
 nlohmann::json evaluation_json(const Predictions& predictions, const std::vector<std::string>& classes) {
-  const ClassificationReport report = classification_report(classes, predictions.probabilities, predictions.labels);
+  ClassificationReport report = classification_report(classes, predictions.probabilities, predictions.labels);
+  if (!predictions.labels.empty()) report.intervals = report_intervals(classes, predictions.probabilities, predictions.labels);
   ConfusionMatrix cm(classes);
   for (size_t i = 0; i < predictions.labels.size(); ++i) cm.add(predictions.labels[i], argmax(predictions.probabilities[i]));
   nlohmann::json j = report.to_json();

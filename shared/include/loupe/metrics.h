@@ -8,6 +8,10 @@
 //
 // Conventions follow scikit-learn: a precision or recall whose denominator is zero is 0
 // ("zero_division=0"); macro averages weigh classes equally, weighted averages by support.
+//
+// How sure a figure is: report_intervals() gives 95% confidence intervals, Wilson's for the
+// proportions (accuracy, per-class precision and recall) and a stratified bootstrap for the rest
+// (balanced accuracy, F1, ROC-AUC, ECE); a report that carries them prints "0.866 [0.784, 0.920]".
 #pragma once
 
 #include <cstdint>
@@ -45,6 +49,45 @@ class ConfusionMatrix {
   std::vector<int64_t> counts_;  // row-major num_classes x num_classes
 };
 
+// A confidence interval [low, high].
+struct Interval {
+  double low = 0, high = 0;
+};
+
+// The normal distribution's quantile: normal_quantile(0.975) = 1.95996... (Acklam's algorithm and
+// one Halley step: double precision). p in (0, 1).
+double normal_quantile(double p);
+
+// Wilson's score interval of a proportion, `successes` of `trials`, at `level` (closed form; the
+// standard interval for a proportion, sensible at 0 and 1, unlike the normal approximation).
+// 0 trials: [0, 1].
+Interval wilson_interval(int64_t successes, int64_t trials, double level = 0.95);
+
+// Expected calibration error of the top class (Naeini et al. 2015; Guo et al. 2017): `bins`
+// equal-width confidence bins, sum over bins of |accuracy - mean confidence| weighted by count.
+double expected_calibration_error(const std::vector<std::vector<double>>& scores, const std::vector<int>& labels,
+                                  int bins = 15);
+
+struct BootstrapOptions {
+  int resamples = 2000;
+  uint64_t seed = 1;
+  double level = 0.95;
+};
+
+// The intervals of a report's figures (ClassificationReport::intervals).
+struct ReportIntervals {
+  double level = 0.95;
+  int resamples = 0;  // of the stratified bootstrap
+  uint64_t seed = 0;
+  Interval accuracy;                       // Wilson
+  Interval balanced_accuracy, macro_f1;    // bootstrap
+  std::optional<Interval> macro_roc_auc;   // bootstrap; absent when no class has a defined AUC
+  Interval ece;                            // bootstrap
+  std::vector<Interval> precision, recall; // Wilson, per class
+  std::vector<Interval> f1;                // bootstrap, per class
+  nlohmann::json to_json() const;
+};
+
 struct ClassMetrics {
   std::string name;
   double precision = 0;
@@ -64,8 +107,11 @@ struct ClassificationReport {
   // negative samples has an undefined AUC, reported as NaN and left out of the macro average.
   std::optional<std::vector<double>> roc_auc;
   std::optional<double> macro_roc_auc;
+  std::optional<double> ece;  // top-class ECE (15 bins), present when scores were given
+  std::optional<ReportIntervals> intervals;  // report_intervals(), when the caller asked for them
 
-  // scikit-learn's text layout (digits decimals), followed by balanced accuracy and ROC-AUC.
+  // scikit-learn's text layout (digits decimals), followed by balanced accuracy, ROC-AUC, ECE
+  // and, when present, the confidence intervals.
   std::string to_text(int digits = 2) const;
   nlohmann::json to_json() const;
 };
@@ -77,6 +123,23 @@ ClassificationReport classification_report(const ConfusionMatrix& matrix);
 ClassificationReport classification_report(const std::vector<std::string>& class_names,
                                            const std::vector<std::vector<double>>& scores,
                                            const std::vector<int>& labels);
+
+// Confidence intervals of the report classification_report(class_names, scores, labels) gives:
+// Wilson's for accuracy and per-class precision and recall; for balanced accuracy, per-class and
+// macro F1, macro ROC-AUC and ECE, the percentile interval of a stratified bootstrap (each
+// resample draws, within every true class, as many samples as the class has, with replacement;
+// seeded, so the same inputs give the same intervals).
+ReportIntervals report_intervals(const std::vector<std::string>& class_names,
+                                 const std::vector<std::vector<double>>& scores, const std::vector<int>& labels,
+                                 const BootstrapOptions& options = {});
+
+// The accuracy interval of a report written as JSON (ClassificationReport::to_json(), e.g. a
+// model card's test_metrics): its own "intervals" when it has them, else Wilson's from its
+// accuracy and total (reports written before intervals existed). None without accuracy and total.
+std::optional<Interval> accuracy_interval_of(const nlohmann::json& report);
+
+// A figure and its interval, "0.866 [0.784, 0.920]" (digits decimals).
+std::string with_interval(double value, const Interval& interval, int digits = 3);
 
 // Area under the ROC curve of `scores` for the binary labels (true = positive), with ties
 // counted as one half (the Mann-Whitney U statistic, equal to scikit-learn's roc_auc_score).

@@ -74,6 +74,8 @@ struct Evaluation {
   std::optional<ConfusionMatrix> matrix;
   nlohmann::json to_json() const;  // {"labelled", ..., "report", "confusion_matrix"}
 };
-Evaluation evaluate(const std::vector<ResultRow>& rows, const std::vector<std::string>& class_names);
+// With `intervals`, the report carries its confidence intervals (report_intervals(), metrics.h).
+Evaluation evaluate(const std::vector<ResultRow>& rows, const std::vector<std::string>& class_names,
+                    const std::optional<BootstrapOptions>& intervals = std::nullopt);
 
 }  // namespace loupe
