@@ -1,7 +1,6 @@
 // `loupe train`: train a classifier from a config, resumable after Ctrl-C or a kill.
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -16,25 +15,6 @@ namespace fs = std::filesystem;
 namespace loupe::cli {
 
 namespace {
-
-std::atomic<bool> g_interrupt{false};
-
-extern "C" void on_interrupt(int) {
-  // First Ctrl-C: finish cleanly (the last finished epoch is checkpointed). Second: default action.
-  g_interrupt = true;
-  std::signal(SIGINT, SIG_DFL);
-}
-
-// "--set optimizer.lr=0.001": the value is parsed as JSON when it is valid JSON, else kept as a string.
-void apply_override(nlohmann::json& config, const std::string& assignment) {
-  const auto eq = assignment.find('=');
-  if (eq == std::string::npos || eq == 0) {
-    throw Error(ErrorCode::InvalidArgument, "--set '" + assignment + "': expected key=value, e.g. optimizer.lr=0.001");
-  }
-  const std::string value = assignment.substr(eq + 1);
-  nlohmann::json parsed = nlohmann::json::parse(value, nullptr, false);
-  train::set_dotted(config, assignment.substr(0, eq), parsed.is_discarded() ? nlohmann::json(value) : parsed);
-}
 
 std::string default_run_dir(const std::string& name) {
   const std::time_t now = std::time(nullptr);
@@ -81,23 +61,15 @@ void add_train_command(CLI::App& app) {
       if (!opt->resume) throw Error(ErrorCode::InvalidArgument, "--config is required (e.g. models/configs/seed001.json)");
       config_path = (fs::path(opt->out) / "config.json").string();
     }
-    nlohmann::json doc = train::load_config_json(config_path);
-    for (const auto& o : opt->overrides) apply_override(doc, o);
-    train::TrainConfig config;
-    try {
-      config = train::TrainConfig::from_json(doc);
-    } catch (const Error& e) {
-      throw Error(e.code(), config_path + ": " + e.what());
-    }
+    const train::TrainConfig config = load_config_with_overrides(config_path, opt->overrides);
     const std::string out = opt->out.empty() ? default_run_dir(config.name) : opt->out;
     if (!opt->resume && fs::exists(fs::path(out) / "checkpoints" / "last.pt")) {
       throw Error(ErrorCode::InvalidArgument, out + " already holds a run: use --resume to continue it, or another --out");
     }
-    std::signal(SIGINT, on_interrupt);
     train::RunOptions run_options;
     run_options.resume = opt->resume;
     run_options.progress = !opt->quiet;
-    run_options.interrupt = &g_interrupt;
+    run_options.interrupt = stop_on_ctrl_c();
     print_summary(train::run_grid(config, out, run_options));
   });
 }

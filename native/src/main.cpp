@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   loupe::cli::add_export_command(app);
   loupe::cli::add_inspect_command(app);
   loupe::cli::add_predict_command(app);
+  loupe::cli::add_cv_command(app);
+  loupe::cli::add_split_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -72,6 +72,23 @@ mkdir -p "$work/bad" && cp "$work/mixed/notes.png" "$work/mixed/truncated.jpg" "
   fail "predict exited 0 although every image failed"
 grep -q "no image could be classified" "$work/bad.log" || fail "all-failed predict does not say why"
 
+# loupe cv on the smoke config: two folds, every image tested once; loupe split shows a split's groups.
+"$loupe" cv -q -c "$config" --folds 2 -o "$work/cv" --set epochs=1 --set data.max_per_class=8 --set preprocess.size=32 \
+  >"$work/cv.log" 2>&1 || { cat "$work/cv.log"; fail "loupe cv"; }
+grep -q "2-fold cross-validation" "$work/cv.log" || fail "loupe cv printed no summary"
+python3 - "$work/cv/cv.json" <<'PY' || fail "cv.json"
+import json, sys
+cv = json.load(open(sys.argv[1]))
+assert cv["folds"] == 2 and len(cv["per_fold"]) == 2, cv
+assert sum(f["test_images"] for f in cv["per_fold"]) == 32, cv["per_fold"]  # 4 classes x 8: each tested once
+s = cv["summary"]["accuracy"]
+assert s["min"] <= s["mean"] <= s["max"]
+print(f"loupe cv: accuracy {s['mean']:.3f} +- {s['sd']:.3f} over 2 folds")
+PY
+"$loupe" split -c "$config" --set 'split.group={"file_name_pattern": "^WBC-(\\w+)-", "keep_together": false}' >"$work/split.log" ||
+  fail "loupe split"
+grep -q "groups (" "$work/split.log" || fail "loupe split shows no groups"
+
 # kill -9 during training, then --resume: the same history and weights as an uninterrupted run.
 small=(--set epochs=3 --set data.max_per_class=10 --set preprocess.size=32 --set augment.horizontal_flip=0.5)
 "$loupe" train -q -c "$config" -o "$work/straight" "${small[@]}" >/dev/null 2>&1 || fail "straight run"

@@ -149,8 +149,8 @@ TEST_CASE("stratified split: exact per-class counts, disjoint, seeded", "[data][
   Dataset ds;
   ds.origin = "synthetic";
   ds.classes = {"a", "b"};
-  for (int i = 0; i < 100; ++i) ds.samples.push_back({"a" + std::to_string(i), 0, SplitName::Unassigned, -1});
-  for (int i = 0; i < 30; ++i) ds.samples.push_back({"b" + std::to_string(i), 1, SplitName::Unassigned, -1});
+  for (int i = 0; i < 100; ++i) ds.samples.push_back({"a" + std::to_string(i), 0, SplitName::Unassigned, -1, {}});
+  for (int i = 0; i < 30; ++i) ds.samples.push_back({"b" + std::to_string(i), 1, SplitName::Unassigned, -1, {}});
   SplitSpec spec;
   spec.val = 0.1;
   spec.test = 0.1;
@@ -190,7 +190,7 @@ TEST_CASE("balancing the training split", "[data][balance]") {
   ds.classes = {"common", "rare"};
   std::vector<size_t> train;
   for (int i = 0; i < 12; ++i) {
-    ds.samples.push_back({std::to_string(i), i < 9 ? 0 : 1, SplitName::Unassigned, -1});
+    ds.samples.push_back({std::to_string(i), i < 9 ? 0 : 1, SplitName::Unassigned, -1, {}});
     train.push_back(static_cast<size_t>(i));
   }
   const auto under = balance_training(ds, train, Balancing::Undersample, 1);
@@ -230,4 +230,93 @@ TEST_CASE("augmentation is seeded and does what it says", "[data][augment]") {
   CHECK(first.height == img.height);
   CHECK_THAT(test::error_of([] { AugmentSpec::from_json({{"rotation", 10}}); }), Contains("augment.rotation"));
   CHECK_THAT(test::error_of([] { AugmentSpec::from_json({{"horizontal_flip", 2}}); }), Contains("outside"));
+}
+
+// NIH ChestX-ray names a patient's images 00001280_000.png, 00001280_001.png, ...
+TEST_CASE("group-aware split: no patient on two sides, the leakage of an image-level split counted", "[data][split]") {
+  Dataset ds;
+  ds.origin = "synthetic";
+  ds.classes = {"normal", "pneumonia", "covid"};
+  uint32_t state = 5;
+  const auto next = [&] { return (state = state * 1664525u + 1013904223u) >> 8; };
+  for (int patient = 0; patient < 120; ++patient) {
+    const int label = patient % 2;  // normal or pneumonia
+    const int images = 1 + static_cast<int>(next() % 5);
+    char name[32];
+    for (int k = 0; k < images; ++k) {
+      std::snprintf(name, sizeof name, "%08d_%03d.png", patient, k);
+      ds.samples.push_back({std::string(label ? "pneumonia/" : "normal/") + name, label, SplitName::Unassigned, -1, {}});
+    }
+  }
+  for (int i = 0; i < 40; ++i) ds.samples.push_back({"covid/case-" + std::to_string(i) + ".jpeg", 2, SplitName::Unassigned, -1, {}});
+  const SplitSpec spec = SplitSpec::from_json(
+      {{"val", 0.15}, {"test", 0.15}, {"seed", 3}, {"group", {{"file_name_pattern", "^(\\d{8})_\\d{3}\\.png$"}}}});
+  const Split s = stratified_split(ds, spec);
+  REQUIRE(s.groups);
+  CHECK(s.groups->groups == 120 + 40);  // every unmatched COVID file is a group of its own
+  CHECK(s.groups->ungrouped_files == 40);
+  CHECK(s.groups->groups_crossing == 0);
+  CHECK(s.groups->test_sharing_train == 0);
+  const std::vector<std::string> group_of = sample_groups(ds, spec.group);
+  std::map<std::string, std::set<int>> sides;
+  const std::pair<int, const std::vector<size_t>*> parts[] = {{0, &s.train}, {1, &s.val}, {2, &s.test}};
+  for (const auto& [side, indices] : parts) {
+    for (size_t i : *indices) if (!group_of[i].empty()) sides[group_of[i]].insert(side);
+  }
+  for (const auto& [id, where] : sides) CHECK(where.size() == 1);
+  // About 15% of each class's images in test, up to one patient's images.
+  for (int label = 0; label < 3; ++label) {
+    const auto in = [&](const std::vector<size_t>& part) {
+      return std::count_if(part.begin(), part.end(), [&](size_t i) { return ds.samples[i].label == label; });
+    };
+    const double total = double(in(s.train) + in(s.val) + in(s.test));
+    CHECK(double(in(s.test)) / total == Approx(0.15).margin(0.05));
+    CHECK(in(s.val) > 0);
+  }
+  const nlohmann::json recorded = s.to_json(ds);
+  CHECK(recorded["groups"]["groups_crossing_splits"] == 0);
+  CHECK(recorded["spec"]["group"]["file_name_pattern"] == "^(\\d{8})_\\d{3}\\.png$");
+  CHECK(SplitSpec::from_json(recorded["spec"]).group.file_name_pattern == spec.group.file_name_pattern);
+
+  // The same data split image by image: the groups are only counted, and they leak.
+  nlohmann::json leaky = spec.to_json();
+  leaky["group"]["keep_together"] = false;
+  const Split image_level = stratified_split(ds, SplitSpec::from_json(leaky));
+  REQUIRE(image_level.groups);
+  CHECK(image_level.groups->groups_crossing > 10);
+  CHECK(image_level.groups->test_sharing_train > 10);
+
+  // Bad group specs name the key.
+  const auto error = [](const nlohmann::json& group) {
+    return test::error_of([&] { SplitSpec::from_json({{"group", group}}); });
+  };
+  CHECK_THAT(error({{"file_name_pattern", "^\\d+_"}}), Contains("needs a capture group"));
+  CHECK_THAT(error({{"file_name_pattern", "(["}}), Contains("not a valid regular expression"));
+  CHECK_THAT(error({{"file_name_pattern", "(x)"}, {"manifest_column", "patient"}}), Contains("exactly one of"));
+  CHECK_THAT(error({{"patient", "x"}}), Contains("split.group.patient: unknown key"));
+}
+
+TEST_CASE("group-aware split from a manifest column", "[data][split]") {
+  const test::TempDir dir;
+  std::ofstream csv(dir.path / "manifest.csv");
+  csv << "path,label,patient_id\n";
+  for (int patient = 0; patient < 30; ++patient) {
+    for (int k = 0; k < 3; ++k) csv << "img-" << patient << "-" << k << ".png," << (patient % 2 ? "b" : "a") << ",P" << patient << "\n";
+  }
+  csv.close();
+  LoadOptions options;
+  options.check_headers = false;
+  options.group_column = "patient_id";
+  const Dataset ds = read_manifest((dir.path / "manifest.csv").string(), options);
+  CHECK(ds.samples.front().group == "P0");
+  SplitSpec spec;
+  spec.val = 0.2;
+  spec.test = 0.2;
+  spec.group.manifest_column = "patient_id";
+  const Split s = stratified_split(ds, spec);
+  REQUIRE(s.groups);
+  CHECK(s.groups->groups == 30);
+  CHECK(s.groups->groups_crossing == 0);
+  options.group_column = "subject";
+  CHECK_THAT(test::error_of([&] { read_manifest((dir.path / "manifest.csv").string(), options); }), Contains("no 'subject' column"));
 }

@@ -10,8 +10,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "loupe/train/adamax.h"
+#include "loupe/train/cross_validation.h"
 #include "loupe/train/baselines.h"
 #include "fixtures.h"
 #include "loupe/train/optim.h"
@@ -362,4 +364,42 @@ TEST_CASE("ImageNet-pretrained MobileNetV2 beats training from scratch at equal 
   INFO("held-out test accuracy: pretrained " << pretrained << ", scratch " << scratch << " (40 test images, chance 0.25)");
   CHECK(pretrained > scratch + 0.15);
   CHECK(pretrained > 0.6);
+}
+
+TEST_CASE("k-fold cross-validation: every image tested once, per-fold runs kept, mean and spread", "[train][cv]") {
+  const test::TempDir dir;
+  test::write_shapes_dataset(dir.path / "data", {"disc", "square", "stripes"}, 9, 32);
+  const TrainConfig config = TrainConfig::from_json(small_config(dir.path / "data", 2));
+  const CrossValidation cv = run_cross_validation(config, (dir.path / "cv").string(), 3, quiet());
+  REQUIRE(cv.folds.size() == 3);
+  CHECK_FALSE(cv.interrupted);
+  // The three folds' test splits are disjoint and together hold every image.
+  std::multiset<std::string> tested;
+  for (int fold = 0; fold < 3; ++fold) {
+    std::ifstream in(dir.path / "cv" / ("fold-" + std::to_string(fold)) / "split.json");
+    REQUIRE(in);
+    const nlohmann::json split = nlohmann::json::parse(in);
+    CHECK(split["spec"]["folds"] == 3);
+    CHECK(split["spec"]["fold"] == fold);
+    CHECK(split["class_counts"]["test"] == nlohmann::json({3, 3, 3}));
+    for (const auto& file : split["files"]["test"]) tested.insert(file[0].get<std::string>());
+  }
+  CHECK(tested.size() == 27);
+  CHECK(std::set<std::string>(tested.begin(), tested.end()).size() == 27);
+  // The summary is the mean and sample standard deviation of the folds' test figures.
+  const nlohmann::json& s = cv.summary["summary"]["accuracy"];
+  std::vector<double> accuracy;
+  for (const auto& f : cv.summary["per_fold"]) accuracy.push_back(f["test"]["accuracy"].get<double>());
+  const double mean = (accuracy[0] + accuracy[1] + accuracy[2]) / 3;
+  CHECK(s["mean"].get<double>() == Approx(mean));
+  double var = 0;
+  for (double a : accuracy) var += (a - mean) * (a - mean);
+  CHECK(s["sd"].get<double>() == Approx(std::sqrt(var / 2)).margin(1e-12));
+  CHECK(fs::exists(dir.path / "cv" / "cv.md"));
+  // A second run keeps the finished folds (nothing retrained).
+  const auto written = fs::last_write_time(dir.path / "cv" / "fold-1" / "metrics.json");
+  const CrossValidation again = run_cross_validation(config, (dir.path / "cv").string(), 3, quiet());
+  CHECK(fs::last_write_time(dir.path / "cv" / "fold-1" / "metrics.json") == written);
+  CHECK(again.summary["summary"]["accuracy"]["mean"] == s["mean"]);
+  CHECK_THAT(test::error_of([&] { run_cross_validation(config, (dir.path / "cv1").string(), 1, quiet()); }), Contains("at least 2"));
 }

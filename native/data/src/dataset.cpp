@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <regex>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -280,7 +281,7 @@ Dataset scan_image_folder(const std::string& root, const LoadOptions& options) {
           continue;
         }
       }
-      ds.samples.push_back({file.string(), label, SplitName::Unassigned, -1});
+      ds.samples.push_back({file.string(), label, SplitName::Unassigned, -1, {}});
     }
   }
   if (ds.classes.empty()) fail(root + ": no class sub-folders (expected " + root + "/<class>/<image>)");
@@ -298,28 +299,33 @@ Dataset read_manifest(const std::string& csv_path, const LoadOptions& options) {
   std::string line;
   if (!std::getline(in, line)) fail(csv_path + ": empty manifest");
   const auto header = parse_csv_line(line);
-  int path_col = -1, label_col = -1, split_col = -1;
+  int path_col = -1, label_col = -1, split_col = -1, group_col = -1;
   for (size_t i = 0; i < header.size(); ++i) {
     const std::string name = lower(header[i]);
     if (name == "path") path_col = int(i);
     else if (name == "label") label_col = int(i);
     else if (name == "split") split_col = int(i);
+    if (!options.group_column.empty() && name == lower(options.group_column)) group_col = int(i);
   }
   if (path_col < 0 || label_col < 0) fail(csv_path + ": the header row must name 'path' and 'label' columns");
+  if (!options.group_column.empty() && group_col < 0) {
+    fail(csv_path + ": no '" + options.group_column + "' column (split.group.manifest_column)");
+  }
   std::map<std::string, int> label_index;
-  struct Row { std::string path, label; SplitName split; };
+  struct Row { std::string path, label; SplitName split; std::string group; };
   std::vector<Row> parsed;
   for (int number = 2; std::getline(in, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const auto fields = parse_csv_line(line);
     const std::string where = csv_path + ":" + std::to_string(number);
-    const size_t needed = size_t(std::max({path_col, label_col, split_col})) + 1;
+    const size_t needed = size_t(std::max({path_col, label_col, split_col, group_col})) + 1;
     if (fields.size() < needed) fail(where + ": expected " + std::to_string(needed) + " fields, got " + std::to_string(fields.size()));
     if (fields[label_col].empty()) fail(where + ": empty label");
     fs::path p(fields[path_col]);
     if (p.is_relative()) p = base / p;
-    parsed.push_back({p.string(), fields[label_col], split_col >= 0 ? parse_split_name(fields[split_col], where)
-                                                                    : SplitName::Unassigned});
+    parsed.push_back({p.string(), fields[label_col],
+                      split_col >= 0 ? parse_split_name(fields[split_col], where) : SplitName::Unassigned,
+                      group_col >= 0 ? fields[static_cast<size_t>(group_col)] : std::string()});
     label_index[fields[label_col]] = 0;
   }
   for (auto& [name, index] : label_index) {
@@ -334,7 +340,7 @@ Dataset read_manifest(const std::string& csv_path, const LoadOptions& options) {
         continue;
       }
     }
-    ds.samples.push_back({row.path, label_index[row.label], row.split, -1});
+    ds.samples.push_back({row.path, label_index[row.label], row.split, -1, row.group});
   }
   if (split_col >= 0 && !ds.has_given_split()) {
     fail(csv_path + ": the split column is filled for some rows only; fill it for all rows or remove it");
@@ -386,7 +392,7 @@ Dataset read_npz(const std::string& npz_path, const LoadOptions& options) {
       const int label = labels.data[static_cast<size_t>(i)];
       max_label = std::max(max_label, label);
       ds.samples.push_back({npz_path + ":" + images_name + "[" + std::to_string(i) + "]", label, split,
-                            static_cast<int64_t>(ds.in_memory.size())});
+                            static_cast<int64_t>(ds.in_memory.size()), {}});
       ds.in_memory.push_back(std::move(img));
     }
   }
@@ -415,8 +421,55 @@ Dataset load_dataset(const std::string& path, const LoadOptions& options) {
 
 // [SECTION] Splits
 
+nlohmann::json GroupSpec::to_json() const {
+  nlohmann::json j = {{"keep_together", keep_together}};
+  if (!file_name_pattern.empty()) j["file_name_pattern"] = file_name_pattern;
+  if (!manifest_column.empty()) j["manifest_column"] = manifest_column;
+  return j;
+}
+
+nlohmann::json GroupReport::to_json() const {
+  return {{"groups", groups}, {"ungrouped_files", ungrouped_files}, {"groups_crossing_splits", groups_crossing},
+          {"test_images_sharing_a_group_with_train", test_sharing_train}};
+}
+
+namespace {
+
+GroupSpec group_spec_from_json(const nlohmann::json& json) {
+  if (!json.is_object()) fail("split.group: expected an object");
+  GroupSpec g;
+  for (const auto& [key, value] : json.items()) {
+    if (key == "file_name_pattern" || key == "manifest_column") {
+      if (!value.is_string() || value.get<std::string>().empty()) fail("split.group." + key + ": expected a non-empty string");
+      (key == "file_name_pattern" ? g.file_name_pattern : g.manifest_column) = value.get<std::string>();
+    } else if (key == "keep_together") {
+      if (!value.is_boolean()) fail("split.group.keep_together: expected true or false");
+      g.keep_together = value.get<bool>();
+    } else {
+      fail("split.group." + key + ": unknown key; expected file_name_pattern, manifest_column, keep_together");
+    }
+  }
+  if (g.file_name_pattern.empty() == g.manifest_column.empty()) {
+    fail("split.group: give exactly one of file_name_pattern and manifest_column");
+  }
+  if (!g.file_name_pattern.empty()) {
+    try {
+      const std::regex re(g.file_name_pattern);
+      if (re.mark_count() < 1) fail("split.group.file_name_pattern: needs a capture group, e.g. ^(\\d+)_ for the id");
+    } catch (const std::regex_error& e) {
+      fail("split.group.file_name_pattern: not a valid regular expression (" + std::string(e.what()) + ")");
+    }
+  }
+  return g;
+}
+
+}  // namespace
+
 nlohmann::json SplitSpec::to_json() const {
-  return {{"val", val}, {"test", test}, {"val_from_train", val_from_train}, {"seed", seed}};
+  nlohmann::json j = {{"val", val}, {"test", test}, {"val_from_train", val_from_train}, {"seed", seed}};
+  if (group.enabled()) j["group"] = group.to_json();
+  if (folds > 0) j["folds"] = folds, j["fold"] = fold;
+  return j;
 }
 
 SplitSpec SplitSpec::from_json(const nlohmann::json& json) {
@@ -435,13 +488,24 @@ SplitSpec SplitSpec::from_json(const nlohmann::json& json) {
         throw Error(ErrorCode::InvalidArgument, "split.seed: expected a non-negative integer");
       }
       spec.seed = value.get<uint64_t>();
+    } else if (key == "group") {
+      spec.group = group_spec_from_json(value);
+    } else if (key == "folds" || key == "fold") {
+      if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > 1000) {
+        fail("split." + key + ": expected an integer from 0 to 1000");
+      }
+      (key == "folds" ? spec.folds : spec.fold) = value.get<int>();
     } else {
-      throw Error(ErrorCode::InvalidArgument, "split." + key + ": unknown key; expected val, test, val_from_train, seed");
+      throw Error(ErrorCode::InvalidArgument, "split." + key + ": unknown key; expected val, test, val_from_train, seed, group, folds, fold");
     }
   }
   const auto in_range = [](double v) { return v >= 0.0 && v < 1.0; };
   if (!in_range(spec.val) || !in_range(spec.test) || !in_range(spec.val_from_train) || spec.val + spec.test >= 1.0) {
     throw Error(ErrorCode::InvalidArgument, "split: fractions must be in [0, 1) and leave images for training");
+  }
+  if (spec.folds == 1 || (spec.folds >= 2 && spec.fold >= spec.folds)) {
+    fail("split: folds must be 0 (no cross-validation) or at least 2, and fold below folds (got folds " +
+         std::to_string(spec.folds) + ", fold " + std::to_string(spec.fold) + ")");
   }
   return spec;
 }
@@ -460,13 +524,151 @@ nlohmann::json Split::to_json(const Dataset& dataset) const {
     counts[name] = per_class;
     files[name] = list;
   }
-  return {{"spec", spec.to_json()}, {"from_dataset", from_dataset}, {"classes", dataset.classes},
-          {"class_counts", counts}, {"files", files}};
+  nlohmann::json j = {{"spec", spec.to_json()}, {"from_dataset", from_dataset}, {"classes", dataset.classes},
+                      {"class_counts", counts}, {"files", files}};
+  if (groups) j["groups"] = groups->to_json();
+  return j;
 }
+
+std::vector<std::string> sample_groups(const Dataset& dataset, const GroupSpec& spec) {
+  std::vector<std::string> out(dataset.samples.size());
+  if (!spec.manifest_column.empty()) {
+    for (size_t i = 0; i < out.size(); ++i) out[i] = dataset.samples[i].group;
+  } else if (!spec.file_name_pattern.empty()) {
+    const std::regex re(spec.file_name_pattern);
+    for (size_t i = 0; i < out.size(); ++i) {
+      const std::string name = fs::path(dataset.samples[i].path).filename().string();
+      std::smatch m;
+      if (std::regex_search(name, m, re) && m.size() > 1) out[i] = m[1].str();
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// How the groups fall on the split (for split.json and the log).
+GroupReport report_groups(const std::vector<std::string>& group_of, const Split& split) {
+  GroupReport r;
+  std::map<std::string, int> sides;  // bit 0 train, 1 val, 2 test
+  for (size_t i = 0; i < group_of.size(); ++i) {
+    if (group_of[i].empty()) ++r.ungrouped_files;
+  }
+  const std::pair<int, const std::vector<size_t>*> parts[] = {{1, &split.train}, {2, &split.val}, {4, &split.test}};
+  for (const auto& [bit, indices] : parts) {
+    for (size_t i : *indices) {
+      if (!group_of[i].empty()) sides[group_of[i]] |= bit;
+    }
+  }
+  r.groups = sides.size() + r.ungrouped_files;
+  for (const auto& [id, mask] : sides) r.groups_crossing += mask != 1 && mask != 2 && mask != 4;
+  for (size_t i : split.test) r.test_sharing_train += !group_of[i].empty() && (sides[group_of[i]] & 1);
+  return r;
+}
+
+}  // namespace
+
+namespace {
+
+// What a split assigns whole: groups (one patient's images; a file without a group id alone), or
+// single images when groups are not kept together. Each counts for its most frequent class.
+using Unit = std::vector<size_t>;
+std::vector<std::vector<Unit>> units_by_class(const Dataset& dataset, const std::vector<std::string>& group_of,
+                                              bool whole_groups) {
+  std::map<std::string, Unit> members;
+  for (size_t i = 0; i < dataset.samples.size(); ++i) {
+    const bool alone = !whole_groups || group_of[i].empty();
+    members[alone ? "\x01" + std::to_string(i) : group_of[i]].push_back(i);
+  }
+  std::vector<std::vector<Unit>> by_class(dataset.classes.size());
+  for (auto& [id, indices] : members) {
+    std::vector<int> counts(dataset.classes.size(), 0);
+    for (size_t i : indices) ++counts[static_cast<size_t>(dataset.samples[i].label)];
+    by_class[static_cast<size_t>(std::max_element(counts.begin(), counts.end()) - counts.begin())].push_back(std::move(indices));
+  }
+  // Sample order, not the ids' order, decides the seeded shuffle's input.
+  for (auto& units : by_class) std::sort(units.begin(), units.end());
+  return by_class;
+}
+
+// k-fold: per class, units in seeded order are dealt to the folds in turn; fold `spec.fold` is
+// the test split, and `spec.val` of the remaining images (in seeded order) the validation split.
+void split_into_folds(const Dataset& dataset, const std::vector<std::string>& group_of, const SplitSpec& spec,
+                      Split& split) {
+  const bool whole_groups = spec.group.enabled() && spec.group.keep_together;
+  std::vector<std::vector<Unit>> by_class = units_by_class(dataset, group_of, whole_groups);
+  std::mt19937_64 rng(spec.seed);
+  for (size_t c = 0; c < by_class.size(); ++c) {
+    auto& units = by_class[c];
+    shuffle_in_place(units, rng);
+    if (units.size() < static_cast<size_t>(spec.folds)) {
+      fail(dataset.origin + ": class '" + dataset.classes[c] + "' has " + std::to_string(units.size()) +
+           (whole_groups ? " group(s)" : " image(s)") + ", fewer than the " + std::to_string(spec.folds) + " folds");
+    }
+    std::vector<const Unit*> rest;
+    size_t rest_images = 0;
+    for (size_t j = 0; j < units.size(); ++j) {
+      if (static_cast<int>(j % static_cast<size_t>(spec.folds)) == spec.fold) {
+        split.test.insert(split.test.end(), units[j].begin(), units[j].end());
+      } else {
+        rest.push_back(&units[j]);
+        rest_images += units[j].size();
+      }
+    }
+    const size_t want_val = static_cast<size_t>(std::lround(double(rest_images) * spec.val));
+    size_t in_val = 0;
+    for (const Unit* unit : rest) {
+      std::vector<size_t>& part = in_val < want_val ? split.val : split.train;
+      if (&part == &split.val) in_val += unit->size();
+      part.insert(part.end(), unit->begin(), unit->end());
+    }
+  }
+  for (auto* part : {&split.train, &split.val, &split.test}) std::sort(part->begin(), part->end());
+  if (split.train.empty()) fail(dataset.origin + ": no training images left in fold " + std::to_string(spec.fold));
+}
+
+// Whole groups per split: per class, groups are taken in seeded order into test until it holds
+// its share of the class's images, then val, then train.
+void split_by_groups(const Dataset& dataset, const std::vector<std::string>& group_of, double test_fraction,
+                     double val_fraction, uint64_t seed, Split& split) {
+  std::vector<std::vector<Unit>> units = units_by_class(dataset, group_of, true);
+  std::mt19937_64 rng(seed);
+  for (size_t c = 0; c < units.size(); ++c) {
+    std::vector<const Unit*> groups;
+    for (const Unit& u : units[c]) groups.push_back(&u);
+    shuffle_in_place(groups, rng);
+    size_t images = 0;
+    for (const auto* g : groups) images += g->size();
+    const size_t want_test = static_cast<size_t>(std::lround(double(images) * test_fraction));
+    const size_t want_val = static_cast<size_t>(std::lround(double(images) * val_fraction));
+    size_t in_test = 0, in_val = 0, in_train = 0;
+    for (const auto* g : groups) {
+      std::vector<size_t>* part = &split.train;
+      if (in_test < want_test) part = &split.test, in_test += g->size();
+      else if (in_val < want_val) part = &split.val, in_val += g->size();
+      else in_train += g->size();
+      part->insert(part->end(), g->begin(), g->end());
+    }
+    if ((test_fraction > 0 && in_test == 0) || (val_fraction > 0 && in_val == 0) || in_train == 0) {
+      fail(dataset.origin + ": class '" + dataset.classes[c] + "' has " + std::to_string(groups.size()) + " group(s) of " +
+           std::to_string(images) + " images, too few to keep groups whole in a split with val " +
+           std::to_string(val_fraction) + " and test " + std::to_string(test_fraction));
+    }
+  }
+  for (auto* part : {&split.train, &split.val, &split.test}) std::sort(part->begin(), part->end());
+}
+
+}  // namespace
 
 Split stratified_split(const Dataset& dataset, const SplitSpec& spec) {
   Split split;
   split.spec = spec;
+  if (spec.folds >= 2) {  // every image takes part, whatever split the data set came with
+    const std::vector<std::string> group_of = sample_groups(dataset, spec.group);
+    split_into_folds(dataset, group_of, spec, split);
+    if (spec.group.enabled()) split.groups = report_groups(group_of, split);
+    return split;
+  }
   if (dataset.has_given_split()) {
     split.from_dataset = true;
     for (size_t i = 0; i < dataset.samples.size(); ++i) {
@@ -478,10 +680,17 @@ Split stratified_split(const Dataset& dataset, const SplitSpec& spec) {
       }
     }
     if (split.train.empty()) fail(dataset.origin + ": its own split has no training images");
+    if (spec.group.enabled()) split.groups = report_groups(sample_groups(dataset, spec.group), split);
     return split;
   }
   const double test_fraction = spec.test;
   const double val_fraction = spec.val_from_train > 0 ? (1.0 - spec.test) * spec.val_from_train : spec.val;
+  const std::vector<std::string> group_of = sample_groups(dataset, spec.group);
+  if (spec.group.enabled() && spec.group.keep_together) {
+    split_by_groups(dataset, group_of, test_fraction, val_fraction, spec.seed, split);
+    split.groups = report_groups(group_of, split);
+    return split;
+  }
   std::vector<std::vector<size_t>> by_class(dataset.classes.size());
   for (size_t i = 0; i < dataset.samples.size(); ++i) by_class[static_cast<size_t>(dataset.samples[i].label)].push_back(i);
   std::mt19937_64 rng(spec.seed);
@@ -502,6 +711,7 @@ Split stratified_split(const Dataset& dataset, const SplitSpec& spec) {
     split.train.insert(split.train.end(), indices.begin() + static_cast<std::ptrdiff_t>(n_test + n_val), indices.end());
   }
   for (auto* part : {&split.train, &split.val, &split.test}) std::sort(part->begin(), part->end());
+  if (spec.group.enabled()) split.groups = report_groups(group_of, split);
   return split;
 }
 

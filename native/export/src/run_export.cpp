@@ -195,7 +195,7 @@ SplitData split_data(const SplitFiles& files, const train::TrainConfig& config, 
                                       std::pair{&files.test, &out.test}}) {
     for (const auto& [path, label] : *part) {
       indices->push_back(out.dataset.samples.size());
-      out.dataset.samples.push_back({path, label, data::SplitName::Unassigned, -1});
+      out.dataset.samples.push_back({path, label, data::SplitName::Unassigned, -1, {}});
     }
   }
   return out;

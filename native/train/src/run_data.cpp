@@ -52,6 +52,7 @@ void limit_per_class(data::Dataset& ds, int n, uint64_t seed) {
 data::Dataset load_run_dataset(const TrainConfig& config) {
   data::LoadOptions load_options;
   load_options.npz_class_names = config.class_names;
+  load_options.group_column = config.split.group.manifest_column;
   data::Dataset dataset = data::load_dataset(config.data_path, load_options);
   keep_classes(dataset, config.include_classes);
   limit_per_class(dataset, config.max_per_class, config.seed);

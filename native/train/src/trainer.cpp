@@ -209,6 +209,13 @@ RunData prepare_run_data(TrainConfig& config, const std::string& run_dir, RunLog
       " / test " + std::to_string(d.split.test.size()) + (d.split.from_dataset ? " (the data set's own split)" : "") +
       "; balancing " + data::to_string(config.balancing) + " -> " + std::to_string(d.balanced.indices.size()) +
       " training images");
+  if (d.split.groups) {
+    const data::GroupReport& g = *d.split.groups;
+    log("groups: " + std::to_string(g.groups) + " (" + std::to_string(g.ungrouped_files) + " files without a group id), " +
+        std::to_string(g.groups_crossing) + " on more than one side of the split, " + std::to_string(g.test_sharing_train) +
+        " test images sharing a group with training" +
+        (config.split.group.keep_together ? "" : " (keep_together is false: an image-level split)"));
+  }
   if (d.split.val.empty()) throw Error(ErrorCode::InvalidArgument, "split: no validation images (set split.val > 0)");
   config.model.num_classes = static_cast<int>(d.dataset.classes.size());
   write_json_atomic((fs::path(run_dir) / "config.json").string(), config.to_json());
