@@ -332,7 +332,7 @@ ReportIntervals report_intervals(const std::vector<std::string>& class_names,
     l.clear();
     for (const auto& members : by_class) {
       for (size_t k = 0; k < members.size(); ++k) {
-        const size_t i = members[draw(rng, members.size())];
+        const size_t i = members[static_cast<size_t>(draw(rng, members.size()))];
         s.push_back(scores[i]);
         l.push_back(labels[i]);
       }
