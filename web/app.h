@@ -43,13 +43,25 @@ struct Model {
                                   // outputs mean is the core's too (loupe/prediction.h)
   int session = 0;                // ONNX Runtime Web session
   std::string weights_sha256;     // as hashed in the browser
+  // The card's self-test (loupe/self_test.h) as run in this browser before the model became
+  // active; a model that fails it never becomes active.
+  bool has_self_test = false;     // false: exported before Loupe wrote one
+  loupe::SelfTestResult self_test;
 };
 
-// A model being read or opened; becomes AppState::model when its session is up.
+// A model being read or opened; becomes AppState::model when its session is up, its weights
+// match the card's hash and its self-test passes here.
 struct ModelLoad {
   int request = 0;
   std::string file, source;
   std::optional<loupe::OnnxModelInfo> info;
+  // Set once the session is up, while the self-test runs: its run and the hash of its record
+  // are two answers from the browser, in either order.
+  int session = 0;
+  std::string weights_sha256;
+  int self_test_run = 0, self_test_hash = 0;      // request ids
+  std::optional<loupe::SelfTestResult> self_test;
+  std::optional<std::string> self_test_sha256;
 };
 
 // The selected image, decoded: the only full-resolution pixels the app holds.

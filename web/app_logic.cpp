@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@
 #include "loupe/prediction.h"
 #include "loupe/preprocess.h"
 #include "loupe/results.h"
+#include "loupe/self_test.h"
 
 namespace loupe_web {
 
@@ -193,10 +195,11 @@ static void select_entry(AppState& app, int entry) {
 // [SECTION] Models
 //-----------------------------------------------------------------------------------------------
 
-static void activate_model(AppState& app, int session, const std::string& weights_sha256) {
+static void activate_model(AppState& app) {
   static int next_model_id = 1;
   ModelLoad load = std::move(*app.model_load);
   app.model_load.reset();
+  const int session = load.session;
   if (app.model.session > 0) app.host->release_session(app.model.session);
   Model& model = app.model;
   model.id = next_model_id++;
@@ -205,10 +208,57 @@ static void activate_model(AppState& app, int session, const std::string& weight
   model.source = load.source;
   model.info = std::move(*load.info);
   model.session = session;
-  model.weights_sha256 = weights_sha256;
+  model.weights_sha256 = load.weights_sha256;
+  model.has_self_test = load.self_test.has_value();
+  model.self_test = load.self_test.value_or(loupe::SelfTestResult{});
   // Runs of the previous model still in flight are dropped when they answer (their model_id).
   app.paused = false;
   rescan(app);
+}
+
+// The model being opened is not used: the message says why; the active model stays.
+static void refuse_model_load(AppState& app, const std::string& message) {
+  app.model_error = message;
+  if (app.model_load->session > 0) app.host->release_session(app.model_load->session);
+  app.model_load.reset();
+}
+
+// The card's self-test, before the model may classify anything: its synthetic images through
+// this browser's ONNX Runtime, and the hash of its record. Both answers go to finish_self_test.
+static void start_self_test(AppState& app) {
+  ModelLoad& load = *app.model_load;
+  const loupe::ModelCard& card = load.info->card;
+  const loupe::SelfTest& test = *card.self_test;
+  loupe::Tensor input;
+  try {
+    input = loupe::self_test_input(test, card.preprocess);
+  } catch (const std::exception& error) {
+    refuse_model_load(app, load.file + ": its self-test cannot be prepared: " + error.what());
+    return;
+  }
+  load.self_test_hash = app.next_request++;
+  load.self_test_run = app.next_request++;
+  app.host->sha256(load.self_test_hash, loupe::self_test_digest_text(test));
+  const nlohmann::json dims = input.shape;
+  const nlohmann::json outputs = test.output_names();
+  app.host->run_model(load.self_test_run, load.session, input.data.data(), input.data.size(), dims.dump(), outputs.dump());
+}
+
+static void finish_self_test(AppState& app) {
+  ModelLoad& load = *app.model_load;
+  if (!load.self_test || !load.self_test_sha256) return;  // the other answer is still to come
+  const loupe::SelfTest& test = *load.info->card.self_test;
+  if (*load.self_test_sha256 != test.sha256) {
+    refuse_model_load(app, load.file + ": its self-test record does not match its SHA-256 (" + test.sha256.substr(0, 12) +
+                               "... vs " + load.self_test_sha256->substr(0, 12) + "...): the file was modified or damaged");
+    return;
+  }
+  if (!load.self_test->passed) {
+    refuse_model_load(app, load.file + " fails its self-test in this browser (ONNX Runtime Web " + app.ort.version +
+                               "): " + load.self_test->summary() + ". It is not used.");
+    return;
+  }
+  activate_model(app);
 }
 
 //-----------------------------------------------------------------------------------------------
@@ -272,15 +322,25 @@ void on_ort_session(AppState& app, int request, int session, const std::string& 
     app.model_load.reset();
     return;
   }
+  app.model_load->session = session;
+  app.model_load->weights_sha256 = weights_sha256;
   const std::string& expected = app.model_load->info->card.weights_sha256;
   if (!expected.empty() && weights_sha256 != expected) {
-    app.model_error = file + ": the weights do not match the model card's SHA-256 (" + expected.substr(0, 12) +
-                      "... vs " + weights_sha256.substr(0, 12) + "...): the file was modified or damaged";
-    app.model_load.reset();
-    app.host->release_session(session);
+    refuse_model_load(app, file + ": the weights do not match the model card's SHA-256 (" + expected.substr(0, 12) +
+                               "... vs " + weights_sha256.substr(0, 12) + "...): the file was modified or damaged");
     return;
   }
-  activate_model(app, session, weights_sha256);
+  if (app.model_load->info->card.self_test) {
+    start_self_test(app);
+  } else {
+    activate_model(app);
+  }
+}
+
+void on_sha256(AppState& app, int request, const std::string& hex) {
+  if (!app.model_load || app.model_load->self_test_hash != request || request == 0) return;
+  app.model_load->self_test_sha256 = hex;
+  finish_self_test(app);
 }
 
 // One run's outputs as ort_bridge laid them out: one float buffer, and per output its name, dims
@@ -324,7 +384,32 @@ static loupe::ImageOutputs image_outputs(const RunOutputs& run, const loupe::Mod
   return out;
 }
 
+// The self-test's run: each recorded output as a tensor, for check_self_test.
+static void on_self_test_run(AppState& app, const float* data, size_t count, const char* layout_json, const char* error) {
+  ModelLoad& load = *app.model_load;
+  if (!data) {
+    refuse_model_load(app, load.file + ": ONNX Runtime cannot run its self-test: " + (error ? error : "unknown error"));
+    return;
+  }
+  const RunOutputs run{data, count, nlohmann::json::parse(layout_json ? layout_json : "[]", nullptr, false)};
+  std::map<std::string, loupe::Tensor> outputs;
+  for (const std::string& name : load.info->card.self_test->output_names()) {
+    nlohmann::json dims;
+    const float* values = run.values(name, &dims);
+    if (!values) continue;  // check_self_test names the missing output
+    loupe::Tensor& tensor = outputs[name];
+    for (const nlohmann::json& d : dims) tensor.shape.push_back(d.is_number_integer() ? d.get<int64_t>() : 0);
+    tensor.data.assign(values, values + tensor.element_count());
+  }
+  load.self_test = loupe::check_self_test(*load.info->card.self_test, outputs);
+  finish_self_test(app);
+}
+
 void on_ort_run(AppState& app, int request, const float* data, size_t count, const char* layout_json, const char* error) {
+  if (app.model_load && app.model_load->self_test_run == request && request != 0) {
+    on_self_test_run(app, data, count, layout_json, error);
+    return;
+  }
   const auto run = std::find_if(app.runs.begin(), app.runs.end(), [&](const InferenceRun& r) { return r.request == request; });
   if (run == app.runs.end()) return;
   const InferenceRun done = *run;

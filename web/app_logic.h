@@ -30,6 +30,8 @@ void on_model_file(AppState& app, const uint8_t* bytes, size_t size, const std::
 void on_ort_session(AppState& app, int request, int session, const std::string& weights_sha256, const char* error);
 // A run's outputs (data null on failure), laid out as ort_bridge.h says.
 void on_ort_run(AppState& app, int request, const float* data, size_t count, const char* layout_json, const char* error);
+// The SHA-256 a Host::sha256 request asked for (the model's self-test record).
+void on_sha256(AppState& app, int request, const std::string& hex);
 void on_image_file_added(AppState& app, int file_index, const std::string& name, const std::string& path, double size);
 // A file's bytes (null: it could not be read), or a DICOM file's pixel data with the attributes
 // the page parsed (`dicom_attributes` JSON, else empty).

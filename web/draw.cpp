@@ -168,7 +168,11 @@ static void draw_model_section(const AppState& app, UiActions& actions) {
   section_title("Model");
   draw_model_picker(app, actions);
   if (app.model_load) {
-    ImGui::TextColored(colours::dim, "Opening %s...", app.model_load->file.c_str());
+    if (app.model_load->self_test_run > 0) {
+      ImGui::TextColored(colours::dim, "Running the self-test of %s...", app.model_load->file.c_str());
+    } else {
+      ImGui::TextColored(colours::dim, "Opening %s...", app.model_load->file.c_str());
+    }
   }
   if (!app.model_error.empty()) wrapped(colours::error, app.model_error);
   if (app.model.status != ModelStatus::ready) {
@@ -237,6 +241,18 @@ static void draw_model_section(const AppState& app, UiActions& actions) {
                      app.model.weights_sha256.substr(0, 12).c_str(),
                      verified ? "(matches the card)" : card.weights_sha256.empty() ? "(card has no hash)" : "(MISMATCH)");
   if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", app.model.weights_sha256.c_str());
+  fact_key("Self-test");
+  if (app.model.has_self_test) {
+    // Only a passing model becomes active (app_logic.cpp), so this line is the proof.
+    ImGui::TextColored(colours::local, "verified in this browser: max difference %.2g (tolerance %.2g), %d synthetic images",
+                       app.model.self_test.max_abs_diff, app.model.self_test.worst_bound, app.model.self_test.images);
+    if (ImGui::IsItemHovered()) {
+      ImGui::SetTooltip("The model file carries synthetic images (generated from a seed, not patient images) and the\n"
+                        "outputs LibTorch gave for them at export. This browser's ONNX Runtime reproduced them.");
+    }
+  } else {
+    ImGui::TextColored(colours::caution, "none in this file (exported before Loupe wrote one)");
+  }
   ImGui::EndTable();
   if (card.test_metrics.is_object() && card.test_metrics.contains("classes") && card.test_metrics["classes"].is_array() &&
       ImGui::TreeNode("Per-class test metrics")) {

@@ -27,6 +27,8 @@ class Host {
   virtual void run_model(int request, int session, const float* input, size_t count, const std::string& dims_json,
                          const std::string& outputs_json) = 0;
   virtual void release_session(int session) = 0;
+  // page.h: the SHA-256 (hex) of a text, with the browser's crypto.subtle (answered by on_sha256).
+  virtual void sha256(int request, const std::string& text) = 0;
   // page.h: a download made in the tab, and the time.
   virtual void download(const std::string& file_name, const std::string& mime_type, const std::string& text) = 0;
   virtual void download_bytes(const std::string& file_name, const std::string& mime_type, const std::vector<uint8_t>& bytes) = 0;

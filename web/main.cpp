@@ -65,6 +65,7 @@ class BrowserHost final : public loupe_web::Host {
     loupe_web::ort_bridge_run(request, session, input, count, dims_json, outputs_json);
   }
   void release_session(int session) override { loupe_web::ort_bridge_release_session(session); }
+  void sha256(int request, const std::string& text) override { loupe_web::page_sha256(request, text); }
   void download(const std::string& file_name, const std::string& mime_type, const std::string& text) override {
     loupe_web::page_download(file_name, mime_type, text);
   }
@@ -313,6 +314,11 @@ extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_ort_run(int request, float* data, 
   wake();
   const FreeOnReturn owned(data, std::free);
   loupe_web::on_ort_run(g_app, request, data, static_cast<size_t>(std::max(count, 0)), layout_json, error);
+}
+
+extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_sha256(int request, const char* hex) {
+  wake();
+  loupe_web::on_sha256(g_app, request, hex ? hex : "");
 }
 
 extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_image_file_added(int file_index, const char* name, const char* path,

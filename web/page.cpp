@@ -51,6 +51,14 @@ EM_JS(char*, js_now_iso8601, (), {
   return pointer;
 });
 
+EM_JS(void, js_sha256, (int request, const char* text), {
+  const bytes = new TextEncoder().encode(UTF8ToString(text));
+  const report = (hex) => Module["ccall"]("loupe_on_sha256", null, ["number", "string"], [request, hex]);
+  crypto.subtle.digest("SHA-256", bytes).then(
+      (digest) => report([...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("")),
+      (error) => { console.warn("Loupe: SHA-256: " + error); report(""); });
+});
+
 EM_JS(void, js_hide_loading_overlay, (), {
   const overlay = document.getElementById("loading");
   if (overlay) overlay.hidden = true;
@@ -99,6 +107,8 @@ std::string page_now_iso8601() {
   std::free(text);
   return out;
 }
+
+void page_sha256(int request, const std::string& text) { js_sha256(request, text.c_str()); }
 
 void page_hide_loading_overlay() { js_hide_loading_overlay(); }
 

@@ -41,6 +41,11 @@ void page_download_bytes(const std::string& file_name, const std::string& mime_t
 // The browser's current time, ISO 8601 UTC ("2026-11-24T06:00:00.000Z").
 std::string page_now_iso8601();
 
+// SHA-256 of `text` (UTF-8) with crypto.subtle, answered by loupe_on_sha256(request, hex); an
+// empty hex when the browser cannot hash (which no record matches).
+void page_sha256(int request, const std::string& text);
+extern "C" void loupe_on_sha256(int request, const char* hex);
+
 // Hides the HTML "Loading..." overlay once the first frame is on screen.
 void page_hide_loading_overlay();
 

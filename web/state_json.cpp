@@ -58,7 +58,8 @@ nlohmann::json model_json(const AppState& app) {
   const Model& model = app.model;
   nlohmann::json json = {{"status", to_string(model.status)}, {"id", model.id}, {"file", model.file},
                          {"source", model.source}, {"error", app.model_error},
-                         {"loading", app.model_load ? app.model_load->file : ""}};
+                         {"loading", app.model_load ? app.model_load->file : ""},
+                         {"verifying", app.model_load && app.model_load->self_test_run > 0}};
   if (model.status != ModelStatus::ready) return json;
   const loupe::ModelCard& card = model.info.card;
   json["name"] = card.name;
@@ -70,6 +71,12 @@ nlohmann::json model_json(const AppState& app) {
   json["probabilityNote"] = loupe::probability_note(card);
   json["weightsSha256"] = model.weights_sha256;
   json["weightsVerified"] = !card.weights_sha256.empty() && card.weights_sha256 == model.weights_sha256;
+  json["selfTest"] = model.has_self_test
+                         ? nlohmann::json{{"present", true}, {"passed", model.self_test.passed},
+                                          {"maxDifference", model.self_test.max_abs_diff},
+                                          {"tolerance", model.self_test.worst_bound}, {"images", model.self_test.images},
+                                          {"summary", model.self_test.summary()}}
+                         : nlohmann::json{{"present", false}};
   json["disclaimer"] = card.disclaimer;
   json["oodOutput"] = card.ood ? card.ood->output : "";
   json["oodThreshold"] = card.ood ? card.ood->threshold : 0.0;

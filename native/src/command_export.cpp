@@ -46,6 +46,7 @@ void add_export_command(CLI::App& app) {
     const auto result = exporter::run_export(opt->run, opt->out, options);
     std::printf("%s (%lld bytes)\n%s%s", result.onnx_path.c_str(), static_cast<long long>(result.file_bytes),
                 result.parity.to_text().c_str(), result.summary.c_str());
+    if (result.card.self_test) std::printf("self-test (ONNX Runtime): %s\n", result.self_test.summary().c_str());
     if (!result.reliability_png.empty()) std::printf("reliability diagram: %s\n", result.reliability_png.c_str());
     if (!result.report_path.empty()) std::printf("report: %s\n", result.report_path.c_str());
     if (!result.note.empty()) std::printf("note: %s\n", result.note.c_str());

@@ -10,6 +10,7 @@
 #include "loupe/export/onnx_file.h"
 #include "loupe/export/run_export.h"
 #include "loupe/inference/batch_predict.h"
+#include "loupe/inference/self_test_run.h"
 #include "loupe/results.h"
 
 namespace fs = std::filesystem;
@@ -85,6 +86,18 @@ void add_predict_command(CLI::App& app) {
     inference::OrtSessionOptions session_options;
     session_options.threads = opt->threads;
     const inference::OrtSession session(opt->model, session_options);
+    // The model's own self-test first: a runtime or file that computes otherwise classifies nothing.
+    if (card.self_test) {
+      const SelfTestResult self_test = inference::run_self_test(card, session);
+      if (!self_test.passed) {
+        throw Error(ErrorCode::InvalidArgument, opt->model + ": the model fails its self-test with ONNX Runtime " +
+                                                    inference::OrtSession::runtime_version() + ": " + self_test.summary() +
+                                                    "; nothing was classified");
+      }
+      if (!opt->quiet) std::fprintf(stderr, "predict: self-test %s\n", self_test.summary().c_str());
+    } else if (!opt->quiet) {
+      std::fprintf(stderr, "predict: this model has no self-test (exported before Loupe wrote one)\n");
+    }
     inference::BatchOptions batch_options;
     batch_options.batch = opt->batch;
     batch_options.threads = opt->threads;

@@ -120,6 +120,7 @@ json ModelCard::to_json() const {
   // Written only when present, so cards of models without them stay as they were.
   if (calibration) card["calibration"] = calibration->to_json();
   if (ood) card["ood"] = ood->to_json();
+  if (self_test) card["self_test"] = self_test->to_json();
   return card;
 }
 
@@ -172,6 +173,7 @@ ModelCard ModelCard::from_json(const json& j) {
   card.test_metrics = j.value("test_metrics", json());
   if (j.contains("calibration") && !j.at("calibration").is_null()) card.calibration = Calibration::from_json(j.at("calibration"));
   if (j.contains("ood") && !j.at("ood").is_null()) card.ood = OodCheck::from_json(j.at("ood"));
+  if (j.contains("self_test") && !j.at("self_test").is_null()) card.self_test = SelfTest::from_json(j.at("self_test"));
   card.weights_sha256 = optional_string(j, "weights_sha256");
   card.intended_use = optional_string(j, "intended_use");
   card.disclaimer = optional_string(j, "disclaimer");
@@ -211,6 +213,15 @@ ModelCard ModelCard::from_json(const json& j) {
   }
   if (card.ood && !card.has_output(card.ood->output)) {
     bad_card("ood.output", "'" + card.ood->output + "' is not one of the card's outputs");
+  }
+  if (card.self_test) {
+    if (card.self_test->channels != card.input_channels) {
+      bad_card("self_test.channels", std::to_string(card.self_test->channels) + " but input.channels is " +
+                                         std::to_string(card.input_channels));
+    }
+    for (const std::string& name : card.self_test->output_names()) {
+      if (!card.has_output(name)) bad_card("self_test.outputs", "'" + name + "' is not one of the card's outputs");
+    }
   }
   return card;
 }

@@ -659,6 +659,20 @@ std::string describe(const OnnxModelInfo& info) {
   } else {
     out << "out-of-distribution check: none\n";
   }
+  if (c.self_test) {
+    std::string names;
+    for (const std::string& name : c.self_test->output_names()) names += (names.empty() ? "" : ", ") + name;
+    char line[320];
+    std::snprintf(line, sizeof line,
+                  "self-test: %zu synthetic images (%s, seed %llu), expected %s within %.3g (absolute) / %.3g "
+                  "(relative)\n",
+                  c.self_test->images.size(), c.self_test->generator.c_str(),
+                  static_cast<unsigned long long>(c.self_test->seed), names.c_str(), c.self_test->absolute_tolerance,
+                  c.self_test->relative_tolerance);
+    out << line;
+  } else {
+    out << "self-test: none (exported before Loupe wrote one)\n";
+  }
   out << "weights sha256: " << c.weights_sha256 << (info.weights_verified ? " (verified)" : "") << "\n";
   out << "intended use: " << c.intended_use << "\n" << c.disclaimer << "\n";
   return out.str();

@@ -524,6 +524,8 @@ TEST_CASE("the shipped models read, with the card export wrote", "[model_card][o
     const OnnxModelInfo info = read_onnx_model(bytes.data(), bytes.size(), path);
     CHECK(info.card.disclaimer == kDisclaimer);
     CHECK(info.card.weights_sha256.size() == 64);
+    REQUIRE(info.card.self_test);  // every shipped model carries its self-test
+    CHECK(info.card.self_test->images.size() == 4);
     CHECK(info.outputs.at(0).name == "logits");
     CHECK(info.outputs.at(0).dims == std::vector<std::string>{"batch", std::to_string(info.card.class_names.size())});
     size_t weight_bytes = 0;

@@ -22,6 +22,8 @@ grep -q "out-of-distribution check: Mahalanobis" "$work/export.log" || fail "exp
 grep -q "not a diagnostic device" "$work/inspect.txt" || fail "inspect shows no disclaimer"
 grep -q "output ood_distance float32 \[batch\]" "$work/inspect.txt" || fail "inspect shows no ood_distance output"
 grep -q "calibration: temperature_scaling" "$work/inspect.txt" || fail "inspect shows no calibration"
+"$loupe" inspect --verify "$work/run/model.onnx" >"$work/verify.txt" || fail "inspect --verify: the fresh export fails its self-test"
+grep -q "self-test with ONNX Runtime .*: passed: max difference" "$work/verify.txt" || fail "inspect --verify prints no self-test result"
 
 # Predict on the run's held-out split: the same accuracy as training reported.
 "$loupe" predict -q -m "$work/run/model.onnx" --split "$work/run/split.json" -o "$work/test.json" >/dev/null ||

@@ -109,6 +109,11 @@ TEST_CASE("temperature scaling recovers a known temperature", "[export][calibrat
   CHECK(fit_temperature(torch::zeros({10, 3}), torch::zeros({10}, torch::kInt64)) == 1.0);
   const torch::Tensor separated = torch::tensor({{5.0, 0.0}, {0.0, 5.0}, {4.0, -1.0}}, torch::kFloat64);
   CHECK(fit_temperature(separated, torch::tensor({0, 1, 0}, torch::kInt64)) == Approx(kMinTemperature));
+  // ... which `loupe export` does not apply (a model made certain of everything).
+  CHECK(temperature_at_search_bound(fit_temperature(separated, torch::tensor({0, 1, 0}, torch::kInt64))));
+  CHECK(temperature_at_search_bound(kMaxTemperature));
+  CHECK_FALSE(temperature_at_search_bound(1.16));
+  CHECK_FALSE(temperature_at_search_bound(0.5));
   CHECK_THAT(test::error_of([] { fit_temperature(torch::zeros({2, 3}), torch::tensor({0, 3}, torch::kInt64)); }),
              Contains("outside [0, 3)"));
   CHECK_THAT(test::error_of([] { calibrated_probabilities(torch::zeros({2, 3}), 0.0); }), Contains("> 0"));

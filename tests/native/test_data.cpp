@@ -292,6 +292,11 @@ TEST_CASE("group-aware split: no patient on two sides, the leakage of an image-l
   };
   CHECK_THAT(error({{"file_name_pattern", "^\\d+_"}}), Contains("needs a capture group"));
   CHECK_THAT(error({{"file_name_pattern", "(["}}), Contains("not a valid regular expression"));
+  // Numbers std::regex would overflow on (the train_config fuzzer; regressions/train_config/).
+  CHECK_THAT(error({{"file_name_pattern", "^(\\2222222222222222222)"}}), Contains("back-reference of more than two digits"));
+  CHECK_THAT(error({{"file_name_pattern", "^(a{99999999999})"}}), Contains("repetition count"));
+  CHECK(SplitSpec::from_json({{"group", {{"file_name_pattern", "^(\\d{8})_\\d{3}\\.png$"}}}}).group.enabled());
+  CHECK(SplitSpec::from_json({{"group", {{"file_name_pattern", "^(a)\\1_(\\w{2,1000})"}}}}).group.enabled());
   CHECK_THAT(error({{"file_name_pattern", "(x)"}, {"manifest_column", "patient"}}), Contains("exactly one of"));
   CHECK_THAT(error({{"patient", "x"}}), Contains("split.group.patient: unknown key"));
 }

@@ -6,6 +6,8 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cstring>
+#include <functional>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +20,8 @@
 #include "loupe/export/onnx_file.h"
 #include "loupe/export/onnx_export.h"
 #include "loupe/inference/ort_session.h"
+#include "loupe/inference/self_test_run.h"
+#include "loupe/inference/sha256.h"
 #include "loupe/export/run_export.h"
 #include "loupe/loupe.h"
 #include "loupe/models/zoo.h"
@@ -415,6 +419,12 @@ TEST_CASE("exporting a training run embeds a complete model card", "[export][car
   CHECK(card.has_output("probabilities"));
   CHECK(card.has_output("embedding"));
   CHECK_FALSE(card.has_output("cam"));  // flatten + hidden layer: no exact CAM
+  // The self-test: LibTorch's outputs for the synthetic images, rerun by ONNX Runtime at export.
+  REQUIRE(card.self_test);
+  CHECK(card.self_test->images.size() == 4);
+  CHECK(card.self_test->output_names() == std::vector<std::string>{"logits", "ood_distance", "probabilities"});
+  CHECK(result.self_test.passed);
+  CHECK(result.self_test.max_abs_diff <= result.self_test.worst_bound);
 
   REQUIRE(card.training_data.is_object());
   CHECK(card.training_data["folder"] == (dir.path / "data").string());
@@ -455,6 +465,74 @@ TEST_CASE("exporting a training run embeds a complete model card", "[export][car
   CHECK(std::abs(p[0] + p[1] + p[2] - 1.0f) < 1e-5f);
 }
 
+namespace {
+
+// The card inside an exported proto, edited in place (the file keeps its layout otherwise).
+void edit_card(onnx::ModelProto& proto, const std::function<void(nlohmann::json&)>& edit) {
+  for (auto& entry : *proto.mutable_metadata_props()) {
+    if (entry.key() != kModelCardKey) continue;
+    nlohmann::json card = nlohmann::json::parse(entry.value());
+    edit(card);
+    entry.set_value(card.dump());
+    return;
+  }
+  FAIL("no model card in the proto");
+}
+
+SelfTestResult self_test_of(const onnx::ModelProto& proto) {
+  const std::string bytes = serialize_onnx(proto);
+  const OnnxFileInfo info = read_onnx_bytes(bytes, "edited.onnx");
+  REQUIRE(info.card.self_test);
+  return run_self_test(info.card, OrtSession::from_bytes(bytes, two_threads()));
+}
+
+}  // namespace
+
+TEST_CASE("the self-test in the card: passes under ONNX Runtime, fails for changed expectations or weights",
+          "[export][self-test]") {
+  torch::manual_seed(5);
+  auto model = models::create_model(small_cnn_config());
+  const onnx::ModelProto exported = export_onnx(*model);
+  const SelfTestResult passed = self_test_of(exported);
+  CHECK(passed.passed);
+  CHECK(passed.images == 4);
+  CHECK(passed.max_abs_diff <= 1e-5);
+  CAPTURE(passed.summary());
+
+  SECTION("an expectation changed without its hash: the record is refused before anything runs") {
+    onnx::ModelProto proto = exported;
+    edit_card(proto, [](nlohmann::json& card) { card["self_test"]["outputs"]["logits"]["values"][0] = 0.123; });
+    const SelfTestResult r = self_test_of(proto);
+    CHECK_FALSE(r.passed);
+    CHECK_THAT(r.problem, Contains("SHA-256") && Contains("modified or damaged"));
+  }
+  SECTION("an expectation changed with a matching hash: the model's answer differs") {
+    onnx::ModelProto proto = exported;
+    edit_card(proto, [](nlohmann::json& card) {
+      SelfTest test = SelfTest::from_json(card["self_test"]);
+      test.outputs["logits"].values[1] += 0.05;
+      test.sha256 = sha256_hex(self_test_digest_text(test));
+      card["self_test"] = test.to_json();
+    });
+    const SelfTestResult r = self_test_of(proto);
+    CHECK_FALSE(r.passed);
+    CHECK_THAT(r.problem, Contains("'logits' differs") && Contains("0.05"));
+  }
+  SECTION("weights changed, and the card's weights hash with them: the outputs give it away") {
+    onnx::ModelProto proto = exported;
+    std::string& raw = *proto.mutable_graph()->mutable_initializer(0)->mutable_raw_data();
+    float first = 0;
+    std::memcpy(&first, raw.data(), sizeof first);
+    first += 0.25f;
+    std::memcpy(raw.data(), &first, sizeof first);
+    const std::string weights = weights_sha256(proto);
+    edit_card(proto, [&](nlohmann::json& card) { card["weights_sha256"] = weights; });
+    const SelfTestResult r = self_test_of(proto);
+    CHECK_FALSE(r.passed);
+    CHECK_THAT(r.summary(), Contains("FAILED"));
+  }
+}
+
 TEST_CASE("the shipped models: the shared reader and libprotobuf agree, the weights verify", "[export][card]") {
   const fs::path folder = fs::path(__FILE__).parent_path().parent_path().parent_path() / "models" / "shipped";
   std::vector<fs::path> models;
@@ -490,8 +568,12 @@ TEST_CASE("the shipped models: the shared reader and libprotobuf agree, the weig
     names.push_back("probabilities");
     const auto out = session.run(input, names);
     const size_t classes = info.card.class_names.size();
-    REQUIRE(info.card.calibration);
     REQUIRE(info.card.ood);
+    // The self-test the page runs before using the model, here with native ONNX Runtime.
+    REQUIRE(info.card.self_test);
+    const SelfTestResult self_test = run_self_test(info.card, session);
+    CHECK(self_test.passed);
+    CAPTURE(self_test.summary());
     for (int64_t i = 0; i < batch; ++i) {
       ImageOutputs image;
       image.logits = out.at("logits").data.data() + i * static_cast<int64_t>(classes);

@@ -1,18 +1,65 @@
 #include "fake_host.h"
 
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "app_logic.h"
 
 namespace loupe_web::test {
 
-void TestApp::open_model(const std::vector<uint8_t>& bytes, const std::string& name, const std::string* sha) {
+namespace {
+
+// What crypto.subtle.digest("SHA-256", ...) gives the page, as hex.
+std::string sha256_hex(const std::string& text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha256(), nullptr);
+  std::string hex;
+  char byte[3];
+  for (unsigned int i = 0; i < length; ++i) {
+    std::snprintf(byte, sizeof byte, "%02x", digest[i]);
+    hex += byte;
+  }
+  return hex;
+}
+
+}  // namespace
+
+void TestApp::open_model(const std::vector<uint8_t>& bytes, const std::string& name, const std::string* sha,
+                         SelfTestAnswer self_test) {
   on_model_file(app, bytes.data(), bytes.size(), name, "file", nullptr);
   if (host.sessions.empty() || !app.model_load) return;  // refused before ORT
   const FakeHost::Session session = host.sessions.back();
   host.sessions.pop_back();
   const std::string hash = sha ? *sha : app.model_load->info->card.weights_sha256;
   on_ort_session(app, session.request, next_session++, hash, nullptr);
+  answer_self_test(self_test);
+}
+
+void TestApp::answer_self_test(SelfTestAnswer answer) {
+  if (answer == SelfTestAnswer::none || !app.model_load || !app.model_load->info->card.self_test) return;
+  const loupe::SelfTest test = *app.model_load->info->card.self_test;
+  const int run_request = app.model_load->self_test_run;
+  const auto run = std::find_if(host.runs.begin(), host.runs.end(), [&](const FakeHost::Run& r) { return r.request == run_request; });
+  if (run != host.runs.end()) {
+    host.runs.erase(run);
+    std::vector<float> data;
+    nlohmann::json layout = nlohmann::json::array();
+    for (const auto& [name, expected] : test.outputs) {
+      layout.push_back({{"name", name}, {"dims", expected.shape}, {"offset", data.size()}});
+      for (double v : expected.values) data.push_back(static_cast<float>(v));
+      if (answer == SelfTestAnswer::one_logit_off && name == "logits") data[data.size() - 1] += 0.01f;
+    }
+    on_ort_run(app, run_request, data.data(), data.size(), layout.dump().c_str(), nullptr);
+  }
+  std::vector<FakeHost::Hash> hashes;
+  hashes.swap(host.hashes);
+  for (const auto& h : hashes) {
+    on_sha256(app, h.request, answer == SelfTestAnswer::wrong_hash ? std::string(64, '0') : sha256_hex(h.text));
+  }
 }
 
 int TestApp::add_file(const std::string& path, std::vector<uint8_t> bytes) {

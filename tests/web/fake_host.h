@@ -21,11 +21,13 @@ class FakeHost final : public Host {
   };
   struct Session { int request; std::vector<uint8_t> bytes; std::string weight_ranges; };
   struct Download { std::string file_name, mime_type, text; };
+  struct Hash { int request; std::string text; };
 
   std::vector<Read> reads;         // requests not answered yet
   std::vector<Run> runs;
   std::vector<Session> sessions;
   std::vector<int> released;
+  std::vector<Hash> hashes;
   std::vector<Download> downloads;
   int image_pickers = 0, model_pickers = 0;
   std::vector<std::string> shipped_requests;
@@ -42,6 +44,7 @@ class FakeHost final : public Host {
     runs.push_back({request, session, std::vector<float>(input, input + count), dims_json, outputs_json});
   }
   void release_session(int session) override { released.push_back(session); }
+  void sha256(int request, const std::string& text) override { hashes.push_back({request, text}); }
   void download(const std::string& file_name, const std::string& mime_type, const std::string& text) override {
     downloads.push_back({file_name, mime_type, text});
   }
@@ -61,9 +64,15 @@ struct TestApp {
 
   TestApp() { app.host = &host; }
 
+  // How the stand-in browser answers a model's self-test: with the recorded outputs (a runtime
+  // that computes what LibTorch did), with one logit off by 0.01, or with another hash of the
+  // record; or not at all (the test answers itself).
+  enum class SelfTestAnswer { recorded, one_logit_off, wrong_hash, none };
   // Opens a model file's bytes and lets ORT "open" it; `sha` as the browser hashed the weights
-  // (the card's own hash unless given).
-  void open_model(const std::vector<uint8_t>& bytes, const std::string& name, const std::string* sha = nullptr);
+  // (the card's own hash unless given); then answers the self-test.
+  void open_model(const std::vector<uint8_t>& bytes, const std::string& name, const std::string* sha = nullptr,
+                  SelfTestAnswer self_test = SelfTestAnswer::recorded);
+  void answer_self_test(SelfTestAnswer answer);
   // Adds a file the user opened (path as webkitRelativePath gives it).
   int add_file(const std::string& path, std::vector<uint8_t> bytes);
   // Answers every pending read (bytes of the file; a file with no bytes fails to read).

@@ -14,6 +14,7 @@
 #include "app_logic.h"
 #include "fake_host.h"
 #include "loupe/results.h"
+#include "loupe/self_test.h"
 #include "state_json.h"
 #include "test_support.h"
 
@@ -219,6 +220,54 @@ TEST_CASE("models: a bad file or a weights mismatch keeps the active model; a ne
   t.settle(logits_by_brightness);
   CHECK(batch_progress(t.app).done == 3);
   for (const auto& entry : t.app.images) CHECK(entry.prediction.model_id == t.app.model.id);
+}
+
+TEST_CASE("a model becomes active only once its self-test passes in this browser", "[web][app][self-test]") {
+  using Answer = TestApp::SelfTestAnswer;
+  TestApp t;
+  t.open_model(chest_model(), "chest.onnx", nullptr, Answer::none);
+  REQUIRE(t.app.model_load);
+  CHECK(t.app.model.status == ModelStatus::none);  // not yet: the self-test is running
+  const loupe::ModelCard& card = t.app.model_load->info->card;
+  REQUIRE(card.self_test);  // the shipped models carry one
+  // The card's synthetic images, preprocessed by the core, in one run; and the record's hash.
+  REQUIRE(t.host.runs.size() == 1);
+  const loupe::Tensor expected_input = loupe::self_test_input(*card.self_test, card.preprocess);
+  CHECK(t.host.runs[0].input == expected_input.data);
+  CHECK(t.host.runs[0].dims == nlohmann::json(expected_input.shape).dump());
+  CHECK(nlohmann::json::parse(t.host.runs[0].outputs) == nlohmann::json(card.self_test->output_names()));
+  REQUIRE(t.host.hashes.size() == 1);
+  CHECK(t.host.hashes[0].text == loupe::self_test_digest_text(*card.self_test));
+  t.answer_self_test(Answer::recorded);
+  REQUIRE(t.app.model.status == ModelStatus::ready);
+  CHECK(t.app.model.has_self_test);
+  CHECK(t.app.model.self_test.passed);
+  CHECK(t.app.model.self_test.images == 4);
+  const nlohmann::json state = state_json(t.app, false);
+  CHECK(state["model"]["selfTest"]["passed"] == true);
+  CHECK(state["model"]["selfTest"]["maxDifference"] == 0.0);
+  const int active = t.app.model.id;
+
+  SECTION("outputs off by 0.01: refused with the figures, the active model stays") {
+    t.open_model(chest_model(), "drifted.onnx", nullptr, Answer::one_logit_off);
+    CHECK_THAT(t.app.model_error, Catch::Contains("drifted.onnx fails its self-test in this browser") &&
+                                      Catch::Contains("'logits' differs") && Catch::Contains("0.01"));
+    CHECK(t.app.model.id == active);
+    CHECK_FALSE(t.app.model_load);
+    CHECK(t.host.released.size() == 1);
+  }
+  SECTION("a record whose hash does not match: refused") {
+    t.open_model(chest_model(), "edited.onnx", nullptr, Answer::wrong_hash);
+    CHECK_THAT(t.app.model_error, Catch::Contains("self-test record does not match its SHA-256"));
+    CHECK(t.app.model.id == active);
+    CHECK(t.host.released.size() == 1);
+  }
+  SECTION("the run fails in ONNX Runtime: refused") {
+    t.open_model(chest_model(), "broken.onnx", nullptr, Answer::none);
+    on_ort_run(t.app, t.app.model_load->self_test_run, nullptr, 0, "[]", "Error: out of memory");
+    CHECK_THAT(t.app.model_error, Catch::Contains("cannot run its self-test") && Catch::Contains("out of memory"));
+    CHECK(t.app.model.id == active);
+  }
 }
 
 TEST_CASE("derived views are recomputed when the images change, not every frame", "[web][app]") {

@@ -7,6 +7,7 @@
 #include <zip.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -435,6 +436,35 @@ nlohmann::json GroupReport::to_json() const {
 
 namespace {
 
+// libstdc++'s std::regex parses the number of a back-reference (\12) or an interval ({2,5}) into
+// a long without an overflow check (undefined behaviour on "\\2222222222222222222"; found by the
+// train_config fuzzer). No file-name pattern needs more than two digits there, or four in braces.
+void check_regex_numbers(const std::string& pattern) {
+  const auto bad = [](const std::string& why) {
+    throw Error(ErrorCode::InvalidSpec, "split.group.file_name_pattern: " + why);
+  };
+  bool in_braces = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      size_t digits = 0;
+      while (i + 1 + digits < pattern.size() && std::isdigit(static_cast<unsigned char>(pattern[i + 1 + digits]))) ++digits;
+      if (digits > 2) bad("a back-reference of more than two digits");
+      i += digits > 0 ? digits : 1;  // skip the escaped character
+    } else if (c == '{') {
+      in_braces = true;
+    } else if (c == '}') {
+      in_braces = false;
+    } else if (in_braces && std::isdigit(static_cast<unsigned char>(c))) {
+      size_t digits = 0;
+      while (i + digits < pattern.size() && std::isdigit(static_cast<unsigned char>(pattern[i + digits]))) ++digits;
+      if (digits > 4) bad("a repetition count of more than four digits");
+      i += digits - 1;
+    }
+  }
+}
+
+
 GroupSpec group_spec_from_json(const nlohmann::json& json) {
   if (!json.is_object()) fail("split.group: expected an object");
   GroupSpec g;
@@ -453,6 +483,7 @@ GroupSpec group_spec_from_json(const nlohmann::json& json) {
     fail("split.group: give exactly one of file_name_pattern and manifest_column");
   }
   if (!g.file_name_pattern.empty()) {
+    check_regex_numbers(g.file_name_pattern);
     try {
       const std::regex re(g.file_name_pattern);
       if (re.mark_count() < 1) fail("split.group.file_name_pattern: needs a capture group, e.g. ^(\\d+)_ for the id");

@@ -67,19 +67,6 @@ nlohmann::json card_shape(const torch::Tensor& sample) {
   return shape;
 }
 
-// Restores the model's train/eval mode on scope exit.
-class EvalModeGuard {
- public:
-  explicit EvalModeGuard(nn::Module& module) : module_(module), was_training_(module.is_training()) { module.eval(); }
-  ~EvalModeGuard() { module_.train(was_training_); }
-  EvalModeGuard(const EvalModeGuard&) = delete;
-  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
-
- private:
-  nn::Module& module_;
-  bool was_training_;
-};
-
 ModelCard make_card(models::Classifier& model, const ExportOptions& options, int size) {
   const auto& config = model.config();
   const CardInfo& info = options.card;
@@ -286,6 +273,7 @@ onnx::ModelProto export_onnx(models::Classifier& model, const ExportOptions& opt
     tensor = torch::Tensor();  // free as we go (vgg16: 0.5 GB)
   }
   card.weights_sha256 = weights_sha256(proto);
+  if (options.self_test) card.self_test = make_self_test(model, card, options);
   auto* entry = proto.add_metadata_props();
   entry->set_key(kModelCardKey);
   entry->set_value(card.to_json().dump());

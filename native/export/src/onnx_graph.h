@@ -23,6 +23,19 @@ namespace nn = torch::nn;
 
 // [SECTION] Helpers
 
+// Restores the model's train/eval mode on scope exit.
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(nn::Module& module) : module_(module), was_training_(module.is_training()) { module.eval(); }
+  ~EvalModeGuard() { module_.train(was_training_); }
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  nn::Module& module_;
+  bool was_training_;
+};
+
 [[noreturn]] inline void fail(const std::string& message) {
   throw Error(ErrorCode::InvalidArgument, "ONNX export: " + message);
 }

@@ -15,6 +15,7 @@
 #include "loupe/train/loader.h"
 #include "loupe/error.h"
 #include "loupe/export/calibration.h"
+#include "loupe/inference/self_test_run.h"
 #include "loupe/data/random.h"
 #include "loupe/train/report.h"
 #include "loupe/train/train_config.h"
@@ -315,8 +316,18 @@ Fitted fit_calibration_and_ood(models::Classifier& model, const train::TrainConf
     return f.unreadable > 0 ? ", " + std::to_string(f.unreadable) + " unreadable" : std::string();
   };
 
-  if (options.calibration) {
-    const double t = fit_temperature(val.logits, val.labels);
+  const double fitted_t = options.calibration ? fit_temperature(val.logits, val.labels) : 1.0;
+  if (options.calibration && temperature_at_search_bound(fitted_t)) {
+    // Not identified by the data (e.g. every validation image right with a wide margin: the NLL
+    // falls all the way to T -> 0). Applying it would make the model falsely certain on new images.
+    char text[320];
+    std::snprintf(text, sizeof text,
+                  "calibration: not applied: the validation split (%lld images) does not bound the temperature (the fit "
+                  "ran to T = %.3g, the end of [%.2g, %.3g]); probabilities stay softmax(logits)\n",
+                  static_cast<long long>(val.size()), fitted_t, kMinTemperature, kMaxTemperature);
+    out.summary += text;
+  } else if (options.calibration) {
+    const double t = fitted_t;
     out.temperature = t;
     ReliabilityBins val_before, val_after, test_before, test_after;
     json val_json = part_calibration(val, t, bins, &val_before, &val_after);
@@ -328,9 +339,6 @@ Fitted fit_calibration_and_ood(models::Classifier& model, const train::TrainConf
                        {"ece_bins", bins},
                        {"val", val_json},
                        {"test", test_json}};
-    if (t <= kMinTemperature * 1.0001 || t >= kMaxTemperature * 0.9999) {
-      out.calibration["note"] = "the fit reached the end of the searched range [0.01, 100]";
-    }
     out.panels = {panel("validation, before (T = 1)", val_before), panel("validation, after temperature scaling (T = " + fixed(t, 3) + ")", val_after)};
     if (test.size() > 0) {
       out.panels.push_back(panel("test, before (T = 1)", test_before));
@@ -398,6 +406,7 @@ void write_export_report(const fs::path& run, RunExportResult& result, const std
     md += "- created: " + result.card.created_utc + "\n";
     if (!result.note.empty()) md += "- note: " + result.note + "\n";
     md += "\n## Parity (ONNX Runtime against LibTorch)\n\n```\n" + result.parity.to_text() + "```\n";
+    if (result.card.self_test) md += "\nSelf-test in the card, with ONNX Runtime: " + result.self_test.summary() + "\n";
     if (!result.summary.empty()) md += "\n## Calibration and out-of-distribution check\n\n```\n" + result.summary + "```\n";
     if (!result.reliability_png.empty()) {
       md += "\n![reliability diagram: accuracy per confidence bin before and after temperature scaling](reliability.png)\n";
@@ -614,6 +623,14 @@ RunExportResult run_export(const std::string& run_dir, const std::string& out_pa
         throw Error(ErrorCode::InvalidArgument, "ONNX export of " + run.string() +
                                                     ": ONNX Runtime and LibTorch disagree beyond the tolerance "
                                                     "(please report this):\n" + result.parity.to_text());
+      }
+      if (result.card.self_test) {
+        result.self_test = inference::run_self_test(result.card, session);
+        if (!result.self_test.passed) {
+          throw Error(ErrorCode::InvalidArgument, "ONNX export of " + run.string() +
+                                                      ": the file fails its own self-test with ONNX Runtime (please "
+                                                      "report this): " + result.self_test.summary());
+        }
       }
     }
   } catch (...) {

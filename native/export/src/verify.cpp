@@ -67,6 +67,33 @@ nlohmann::json ParityReport::to_json() const {
   return {{"passed", passed}, {"inputs", inputs}, {"outputs", outs}};
 }
 
+std::map<std::string, torch::Tensor> reference_outputs(models::Classifier& model, const torch::Tensor& x,
+                                                       const std::vector<std::string>& names, double temperature,
+                                                       const std::optional<MahalanobisFit>& ood) {
+  const auto wants = [&](const char* name) { return std::find(names.begin(), names.end(), name) != names.end(); };
+  std::map<std::string, torch::Tensor> reference;
+  const torch::Tensor logits = model.forward(x);
+  reference["logits"] = logits;
+  if (wants("probabilities")) {
+    const torch::Tensor scores = temperature > 0 ? logits / static_cast<float>(temperature) : logits;
+    reference["probabilities"] = logits.size(1) == 1 ? torch::sigmoid(scores) : torch::softmax(scores, 1);
+  }
+  if (wants("embedding") || wants("ood_distance")) {
+    const torch::Tensor embedding = model.embed(x);
+    reference["embedding"] = embedding;
+    if (wants("ood_distance")) {
+      if (!ood) throw Error(ErrorCode::InvalidArgument, "reference_outputs: 'ood_distance' needs the out-of-distribution fit");
+      reference["ood_distance"] = mahalanobis_distance(*ood, embedding);
+    }
+  }
+  if (wants("cam") || wants("feature_map")) {
+    const torch::Tensor fm = model.feature_map(x);
+    reference["feature_map"] = fm;
+    if (wants("cam")) reference["cam"] = model.class_activation_maps(fm);
+  }
+  return reference;
+}
+
 ParityReport verify_onnx(models::Classifier& model, const inference::OrtSession& session, const ParityOptions& options) {
   const bool was_training = model.is_training();
   model.eval();
@@ -119,25 +146,7 @@ ParityReport verify_onnx(models::Classifier& model, const inference::OrtSession&
   report.inputs = described;
   for (const auto& name : compared) report.outputs.push_back({name, 0.0, 0.0, true});
   for (const auto& input : inputs) {
-    // Reference values.
-    std::map<std::string, torch::Tensor> reference;
-    const torch::Tensor x = input.to(device, torch::kFloat32);
-    const torch::Tensor logits = model.forward(x);
-    reference["logits"] = logits;
-    if (wants("probabilities")) {
-      const torch::Tensor scores = options.temperature > 0 ? logits / static_cast<float>(options.temperature) : logits;
-      reference["probabilities"] = logits.size(1) == 1 ? torch::sigmoid(scores) : torch::softmax(scores, 1);
-    }
-    if (wants("embedding") || wants("ood_distance")) {
-      const torch::Tensor embedding = model.embed(x);
-      reference["embedding"] = embedding;
-      if (wants("ood_distance")) reference["ood_distance"] = mahalanobis_distance(*options.ood, embedding);
-    }
-    if (wants("cam") || wants("feature_map")) {
-      const torch::Tensor fm = model.feature_map(x);
-      reference["feature_map"] = fm;
-      if (wants("cam")) reference["cam"] = model.class_activation_maps(fm);
-    }
+    const auto reference = reference_outputs(model, input.to(device, torch::kFloat32), compared, options.temperature, options.ood);
     const auto ort = session.run(to_loupe(input), compared);
     for (auto& o : report.outputs) {
       const torch::Tensor ref = reference.at(o.output).to(torch::kCPU, torch::kFloat32);

@@ -1,44 +1,13 @@
-// SHA-256 of an ONNX model's weights (OpenSSL's EVP interface), for the model card: from the
+// SHA-256 of an ONNX model's weights (loupe/inference/sha256.h), for the model card: from the
 // protobuf when writing, from the shared reader's byte ranges when reading.
-#include <openssl/evp.h>
-
-#include <cstdio>
-#include <memory>
-
 #include "loupe/error.h"
 #include "loupe/export/onnx_file.h"
+#include "loupe/inference/sha256.h"
 #include "weights_hash.h"
 
 namespace loupe::exporter {
 
-namespace {
-
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) {
-    if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1) {
-      throw Error(ErrorCode::InvalidArgument, "SHA-256: OpenSSL could not initialise a digest");
-    }
-  }
-  void update(const void* data, size_t size) { EVP_DigestUpdate(ctx_.get(), data, size); }
-  std::string hex() {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int length = 0;
-    EVP_DigestFinal_ex(ctx_.get(), digest, &length);
-    std::string out;
-    char buf[3];
-    for (unsigned int i = 0; i < length; ++i) {
-      std::snprintf(buf, sizeof buf, "%02x", digest[i]);
-      out += buf;
-    }
-    return out;
-  }
-
- private:
-  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx_;
-};
-
-}  // namespace
+using inference::Sha256;
 
 std::string weights_sha256(const onnx::ModelProto& proto) {
   Sha256 sha;

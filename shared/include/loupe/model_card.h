@@ -38,6 +38,9 @@
 //                                    "threshold", "threshold_quantile", "dims", "fitted_on",
 //                                    "val_false_alarm_rate", "test_false_alarm_rate"} or null; an
 //                                    image whose output value exceeds threshold is flagged
+//   self_test                        synthetic reference images (from a seed) and LibTorch's outputs
+//                                    for them, with a hash: self_test.h; null in models exported
+//                                    before it existed
 //   weights_sha256, weights_digest   SHA-256 (hex) of the weights, and how it is computed: the
 //                                    raw_data bytes of every graph initializer, concatenated in
 //                                    file order (OnnxModelInfo::weight_ranges in onnx_model.h)
@@ -52,6 +55,7 @@
 #include <vector>
 
 #include "loupe/preprocess.h"
+#include "loupe/self_test.h"
 
 namespace loupe {
 
@@ -126,6 +130,8 @@ struct ModelCard {
   std::optional<Calibration> calibration;
   // The out-of-distribution check; absent in models without one.
   std::optional<OodCheck> ood;
+  // The self-test that travels with the model (self_test.h); absent in models exported before it.
+  std::optional<SelfTest> self_test;
   std::string weights_sha256;
   std::string intended_use = kDefaultIntendedUse;
   std::string disclaimer = kDisclaimer;
@@ -141,7 +147,8 @@ struct ModelCard {
   // agree: architecture with model.architecture, the class count with model.num_classes (where the
   // model JSON has them), the preprocess spec's channels and size with the input; calibration and
   // ood are null or as Calibration::from_json / OodCheck::from_json require, ood.output one of the
-  // outputs. Unknown keys are kept out of the struct but are not errors (newer writers may add some).
+  // outputs; self_test null or as SelfTest::from_json requires, for the input's channels and
+  // recording only outputs the card lists. Unknown keys are kept out of the struct but are not errors (newer writers may add some).
   static ModelCard from_json(const nlohmann::json& json);
 };
 

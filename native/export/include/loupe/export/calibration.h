@@ -41,6 +41,10 @@ double nll_at_temperature(const torch::Tensor& logits, const torch::Tensor& labe
 // [kMinTemperature, kMaxTemperature]. Returns 1 when the logits carry no information (all equal).
 double fit_temperature(const torch::Tensor& logits, const torch::Tensor& labels);
 
+// True when fit_temperature's result is at an end of the searched range: the data did not bound
+// the temperature, and `loupe export` leaves the model uncalibrated (saying so) instead.
+inline bool temperature_at_search_bound(double t) { return t <= kMinTemperature * 1.0001 || t >= kMaxTemperature * 0.9999; }
+
 // Equal-width bins over the top-class confidence: bin b (0-based) holds confidences in
 // (b / bins, (b + 1) / bins] (0 in bin 0).
 struct ReliabilityBins {

@@ -52,6 +52,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -105,6 +106,13 @@ struct ExportOptions {
   double temperature = 0;
   // The "ood_distance" output and the card's "ood" entry (needs a model with >= 1 fitted class).
   std::optional<OodOutput> ood;
+  // The card's self-test (shared/include/loupe/self_test.h): synthetic images from this seed, at
+  // default_self_test_sizes() of the input, and LibTorch's logits, probabilities and OOD distance
+  // for them. Whoever opens the file reruns it (loupe inspect --verify, loupe predict, the page).
+  bool self_test = true;
+  uint64_t self_test_seed = 20261203;
+  double self_test_absolute_tolerance = 1e-3;   // logits, probabilities
+  double self_test_relative_tolerance = 1e-3;   // the OOD distance, relative to max(1, |value|)
   CardInfo card;
 };
 
@@ -167,6 +175,17 @@ struct ParityReport {
   std::string to_text() const;       // one line per output
   nlohmann::json to_json() const;
 };
+
+// LibTorch's value of each of `names` for input x (eval mode and no grad are the caller's): logits,
+// probabilities (softmax, or sigmoid for one class, of logits / temperature when temperature > 0),
+// embedding, ood_distance (needs `ood`), feature_map, cam. What the exported graph must compute.
+std::map<std::string, torch::Tensor> reference_outputs(models::Classifier& model, const torch::Tensor& x,
+                                                       const std::vector<std::string>& names, double temperature,
+                                                       const std::optional<MahalanobisFit>& ood);
+
+// The self-test record for `card` (its preprocessing, outputs, ood): LibTorch's outputs for the
+// synthetic images of `seed`, hashed. The model's train/eval mode is restored afterwards.
+SelfTest make_self_test(models::Classifier& model, const ModelCard& card, const ExportOptions& options);
 
 // Runs `session` and `model` (eval, no grad) on the same inputs and compares every output the
 // session has that the exporter knows. The model's train/eval mode is restored afterwards.

@@ -60,6 +60,7 @@ struct RunExportResult {
   std::string card_path;            // empty when not written
   ModelCard card;
   ParityReport parity;              // empty when verify is false
+  SelfTestResult self_test;         // the card's self-test run with ONNX Runtime (when verify is true)
   int64_t file_bytes = 0;
   std::string note;                 // e.g. which grid run was exported, why real images were not compared,
                                     // why calibration / the OOD check were skipped
