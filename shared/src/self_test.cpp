@@ -190,14 +190,6 @@ Image synthetic_image(uint64_t seed, int index, int width, int height, int chann
   return image;
 }
 
-std::vector<Image> self_test_images(const SelfTest& test) {
-  std::vector<Image> images;
-  for (size_t i = 0; i < test.images.size(); ++i) {
-    images.push_back(synthetic_image(test.seed, static_cast<int>(i), test.images[i].width, test.images[i].height, test.channels));
-  }
-  return images;
-}
-
 std::vector<SelfTest::Size> default_self_test_sizes(int width, int height) {
   const auto side = [](int v) { return std::clamp(v, 1, kMaxSide); };
   return {{side(width), side(height)},

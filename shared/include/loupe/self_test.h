@@ -67,17 +67,15 @@ struct SelfTest {
   nlohmann::json to_json() const;
 };
 
-// The synthetic images of a self-test: size and channels from the record, pixels from the seed.
-// The same seed and sizes give the same bytes on every platform.
-std::vector<Image> self_test_images(const SelfTest& test);
-// Image `index` of generator v1: a gradient, a bright disc and noise, 8 bits, `channels` channels.
+// Image `index` of generator v1 (the same seed and size give the same bytes on every platform): a gradient, a bright disc and noise, 8 bits, `channels` channels.
 Image synthetic_image(uint64_t seed, int index, int width, int height, int channels);
 
 // The sizes export uses for a model input of width x height: the input size itself and three
 // others (larger, smaller, another aspect ratio).
 std::vector<SelfTest::Size> default_self_test_sizes(int width, int height);
 
-// self_test_images(test) preprocessed with `spec`, stacked: [images, C, H, W].
+// The record's synthetic images (synthetic_image, sizes and channels from the record) preprocessed
+// with `spec`, stacked: [images, C, H, W]. Made one at a time: only the tensor is held.
 Tensor self_test_input(const SelfTest& test, const PreprocessSpec& spec);
 
 // The text whose SHA-256 the record holds: to_json() without "sha256", compact.
