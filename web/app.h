@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "host.h"
+#include "i18n.h"  // Language
 #include "image_batch.h"
 #include "loupe/image.h"
 #include "loupe/onnx_model.h"
@@ -127,6 +128,17 @@ struct DerivedViews {
   uint64_t intervals_of = 0;
 };
 
+// How the page reads: its language and type size, and whether the keyboard help is open. The font
+// size is the one setting the page stores (localStorage, page.h); the language follows the
+// browser's unless switched in the page.
+constexpr float kDefaultFontSize = 15.0f;  // CSS px
+constexpr float kMinFontSize = 12.0f, kMaxFontSize = 22.0f;
+struct UiSettings {
+  Language language = Language::en;
+  float font_size = kDefaultFontSize;
+  bool show_help = false;
+};
+
 struct AppState {
   Host* host = nullptr;  // the browser (main.cpp) or a test's stand-in
   loupe::BuildInfo build;
@@ -152,11 +164,24 @@ struct AppState {
   HeatMapView heat_map;
   DerivedViews views;
   bool show_evaluation = false;
+  UiSettings ui;
   int max_texture_side = 4096;
   long frames = 0;  // frames rendered so far; the first one makes the app "ready"
   int canvas_width = 0, canvas_height = 0;  // backbuffer, device pixels
   double pixel_ratio = 1;
   double heap_bytes = 0;  // the wasm heap (it only grows: the app's peak memory)
+};
+
+// A text drawn into a box narrower than it (ui_text.h), or shortened on purpose: where, which,
+// how wide it is and how much room it had (CSS px).
+struct TextFit {
+  std::string window, text;
+  float needed = 0, available = 0;
+};
+// The tooltip shown this frame and the item it describes (x, y, width, height, CSS px).
+struct TooltipPlacement {
+  std::string text;
+  std::vector<float> item, tooltip;
 };
 
 // What the user did this frame. draw_app() only reads AppState; the frame loop applies these.
@@ -180,6 +205,14 @@ struct UiActions {
   // Screen rectangles (CSS px: x, y, width, height) of the main buttons drawn this frame, by id.
   // Published in window.loupe.state.widgets so browser tests click the real buttons where they are.
   std::vector<std::pair<std::string, std::vector<float>>> widgets;
+  // What this frame's text looked like (ui_text.h): published as window.loupe.state.clipped,
+  // .ellipsised and .tooltip (state_json.h: frame_ui_json).
+  std::vector<TextFit> clipped, ellipsised;
+  std::optional<TooltipPlacement> tooltip;
+  // The page's settings (ui_settings.h applies them).
+  std::optional<Language> language;
+  std::optional<float> font_size;
+  std::optional<bool> show_help;
 };
 
 // Per-image work still to do with the active model.

@@ -577,14 +577,10 @@ static void save_report(const AppState& app) {
   const bool predicted = p.model_id == app.model.id && p.status == PredictionStatus::done;
   if (predicted) report.probabilities = p.probabilities;
   report.disclaimer = card.disclaimer;
-  report.probability_note = loupe::probability_note(card);
+  report.labels = report_labels(app.ui.language);  // in the language the page is read in (i18n.h)
+  report.probability_note = probability_note_text(card, report.labels);
   if (predicted && p.has_ood) {
-    char status[200];
-    std::snprintf(status, sizeof status, "%s (distance %.1f, threshold %.1f)",
-                  p.out_of_distribution ? "this image does not look like the model's training data; its output is not reliable"
-                                        : "within the range of the training data",
-                  static_cast<double>(p.ood_distance), card.ood->threshold);
-    report.ood_status = status;
+    report.ood_status = loupe::report_ood_status(report.labels, p.out_of_distribution, p.ood_distance, card.ood->threshold);
     report.out_of_distribution = p.out_of_distribution;
   }
   const int cls = heat_map_class(app);

@@ -1,12 +1,20 @@
 // Drawing: every pixel of the page is a function of AppState (app.h). Nothing here changes the
-// state; what the user does is recorded in UiActions and applied by apply() (app_logic.h) after
-// the frame. The table's rows and the evaluation come precomputed in AppState::views.
+// state; what the user does is recorded in UiActions and applied by apply() (app_logic.h) and
+// apply_ui_settings() (ui_settings.h) after the frame. The table's rows and the evaluation come
+// precomputed in AppState::views.
+//
+// Every text comes from the catalogue of the page's language (tr(), i18n.h) and is drawn through
+// ui_text.h, which records any text cut off (the browser tests require none). Sizes are in units
+// of the font size (em()), so the layout follows the user's text size and the window's.
 //
 // Index:
-//   [SECTION] Colours, badges, menu bar
+//   [SECTION] Words, colours, small helpers
+//   [SECTION] Menu bar: language, text size, help, the two promises
 //   [SECTION] Sidebar: model card, runtime, browser, build
-//   [SECTION] Workspace: open buttons, batch progress, table, viewer, probabilities
+//   [SECTION] Workspace: first visit, open buttons, batch progress, table
+//   [SECTION] Viewer: image, heat map, probabilities
 //   [SECTION] Evaluation window
+//   [SECTION] Keyboard help
 //   [SECTION] draw_app
 
 #include <algorithm>
@@ -17,97 +25,73 @@
 #include <vector>
 
 #include "app.h"
+#include "i18n.h"
+#include "imgui.h"
 #include "loupe/metrics.h"
 #include "loupe/prediction.h"
-#include "imgui.h"
+#include "ui_text.h"
 
 namespace loupe_web {
 
+//-----------------------------------------------------------------------------------------------
+// [SECTION] Words, colours, small helpers
+//-----------------------------------------------------------------------------------------------
 
-//-----------------------------------------------------------------------------------------------
-// [SECTION] Colours, badges, menu bar
-//-----------------------------------------------------------------------------------------------
+// The frame's catalogue (draw_app sets it): one language per frame.
+static const Catalogue* g_words = &Catalogue::of(Language::en);
+
+static const std::string& tr(std::string_view key) { return g_words->text(key); }
+static std::string trf(std::string_view key, std::initializer_list<std::pair<const char*, std::string>> values) {
+  return g_words->format(key, values);
+}
+
+static std::string num(const char* format, double value) {
+  char text[48];
+  std::snprintf(text, sizeof text, format, value);
+  return text;
+}
+
+// Sizes in ems: a layout that holds at one text size holds at all.
+static float em(float count) { return ImGui::GetFontSize() * count; }
 
 namespace colours {
 const ImVec4 local{0.40f, 0.82f, 0.50f, 1.0f};    // the "processing is local" promise
 const ImVec4 caution{0.96f, 0.72f, 0.28f, 1.0f};  // "not a diagnostic device", degraded modes
 const ImVec4 error{0.96f, 0.42f, 0.38f, 1.0f};
-const ImVec4 dim{0.58f, 0.60f, 0.66f, 1.0f};
+const ImVec4 dim{0.62f, 0.64f, 0.70f, 1.0f};
+ImVec4 text() { return ImGui::GetStyle().Colors[ImGuiCol_Text]; }
 }  // namespace colours
 
-static ImVec2 badge_size(const char* text) {
-  const ImVec2 text_size = ImGui::CalcTextSize(text);
-  return {text_size.x + 16.0f, text_size.y + 4.0f};
+// Records where the last item was drawn (see UiActions::widgets).
+static void note_widget(UiActions& actions, const char* id) {
+  const ImVec2 min = ImGui::GetItemRectMin(), max = ImGui::GetItemRectMax();
+  actions.widgets.emplace_back(id, std::vector<float>{min.x, min.y, max.x - min.x, max.y - min.y});
 }
 
-// A pill-shaped, tinted label at the cursor.
-static void draw_badge(const char* text, const ImVec4& colour) {
-  const ImVec2 size = badge_size(text);
-  const ImVec2 min = ImGui::GetCursorScreenPos();
-  const ImVec2 max{min.x + size.x, min.y + size.y};
-  ImDrawList* draw_list = ImGui::GetWindowDrawList();
-  const ImVec4 fill{colour.x, colour.y, colour.z, 0.14f};
-  draw_list->AddRectFilled(min, max, ImGui::ColorConvertFloat4ToU32(fill), size.y * 0.5f);
-  draw_list->AddRect(min, max, ImGui::ColorConvertFloat4ToU32(colour), size.y * 0.5f);
-  draw_list->AddText({min.x + 8.0f, min.y + 2.0f}, ImGui::ColorConvertFloat4ToU32(colour), text);
-  ImGui::Dummy(size);
+static std::string join(const std::vector<std::string>& items, const char* separator) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : separator) + item;
+  return out;
 }
 
-static const char* const kLocalBadge = "Processing is local: no image leaves this device";
-static const char* const kNotDiagnosticBadge = "Not a diagnostic device";
+static float text_width(std::string_view text) { return ImGui::CalcTextSize(text.data(), text.data() + text.size()).x; }
+static float button_width(std::string_view label) { return text_width(label) + 2.0f * ImGui::GetStyle().FramePadding.x; }
 
-static void draw_menu_bar() {
-  if (!ImGui::BeginMainMenuBar()) return;
-  const ImGuiStyle& style = ImGui::GetStyle();
-  const char* const subtitle = "medical image classifiers, in your browser";
-  const float badges_width = badge_size(kLocalBadge).x + style.ItemSpacing.x + badge_size(kNotDiagnosticBadge).x;
-  const float badges_x = ImGui::GetWindowWidth() - badges_width - style.WindowPadding.x;
-
-  ImGui::Text("Loupe");
-  // The subtitle is the first thing to go on a narrow window; the badges never go.
-  ImGui::SameLine();
-  if (ImGui::GetCursorPosX() + ImGui::CalcTextSize(subtitle).x + style.ItemSpacing.x < badges_x) {
-    ImGui::TextColored(colours::dim, "%s", subtitle);
-    ImGui::SameLine();
-  }
-  ImGui::SetCursorPosX(std::max(ImGui::GetCursorPosX(), badges_x));
-  draw_badge(kLocalBadge, colours::local);
-  if (ImGui::IsItemHovered()) {
-    ImGui::SetTooltip(
-        "Images and models are opened from this device and processed inside this tab.\n"
-        "The page's Content-Security-Policy forbids connections to any other origin.");
-  }
-  ImGui::SameLine();
-  draw_badge(kNotDiagnosticBadge, colours::caution);
-  if (ImGui::IsItemHovered()) {
-    ImGui::SetTooltip("For research and education. Not for clinical decisions.");
-  }
-  ImGui::EndMainMenuBar();
+// Keeps the next item on this line when `width` more pixels fit there, else starts a new line:
+// a row of buttons wraps instead of running off the window.
+static void same_line_if_fits(float width) {
+  const float spacing = ImGui::GetStyle().ItemSpacing.x;
+  const float right = ImGui::GetItemRectMax().x + spacing + width;
+  // The content region, or what is visible of it (a child window in a table cell is clipped to the cell).
+  const float edge = std::min(ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x,
+                              ImGui::GetWindowDrawList()->GetClipRectMax().x);
+  if (right <= edge) ImGui::SameLine();
 }
 
-//-----------------------------------------------------------------------------------------------
-// [SECTION] Sidebar: model card, runtime, browser, build
-//-----------------------------------------------------------------------------------------------
-
-// Two-column key/value rows inside a sidebar section.
-static bool begin_facts(const char* id) {
-  if (!ImGui::BeginTable(id, 2, ImGuiTableFlags_SizingFixedFit)) return false;
-  ImGui::TableSetupColumn("key", ImGuiTableColumnFlags_WidthFixed, 96.0f);
-  ImGui::TableSetupColumn("value", ImGuiTableColumnFlags_WidthStretch);
-  return true;
-}
-
-static void fact_key(const char* key) {
-  ImGui::TableNextRow();
-  ImGui::TableNextColumn();
-  ImGui::TextColored(colours::dim, "%s", key);
-  ImGui::TableNextColumn();
-}
-
-static void section_title(const char* title) {
-  ImGui::Spacing();
-  ImGui::Text("%s", title);
-  ImGui::Separator();
+// A slider's width: `preferred`, or what the line has left for it and its label.
+static float slider_width_for(float preferred, std::string_view label) {
+  const float room = ImGui::GetContentRegionAvail().x - ImGui::GetStyle().ItemInnerSpacing.x - text_width(label);
+  return std::max(em(3.0f), std::min(preferred, room));
 }
 
 // Free-form card entries (training data, test metrics, ...) come from whoever wrote the file: read
@@ -124,273 +108,415 @@ static std::string json_text(const nlohmann::json& object, const char* key, cons
   return found != object.end() && found->is_string() ? found->get<std::string>() : fallback;
 }
 
-// Records where the last item was drawn (see UiActions::widgets).
-static void note_widget(UiActions& actions, const char* id) {
-  const ImVec2 min = ImGui::GetItemRectMin(), max = ImGui::GetItemRectMax();
-  actions.widgets.emplace_back(id, std::vector<float>{min.x, min.y, max.x - min.x, max.y - min.y});
+static std::string json_dump(const nlohmann::json& object, const char* key) {
+  return object.is_object() && object.contains(key) ? object[key].dump() : std::string("?");
 }
 
-static std::string join(const std::vector<std::string>& items, const char* separator) {
-  std::string out;
-  for (const std::string& item : items) out += (out.empty() ? "" : separator) + item;
-  return out;
+//-----------------------------------------------------------------------------------------------
+// [SECTION] Menu bar: language, text size, help, the two promises
+//-----------------------------------------------------------------------------------------------
+
+static void draw_language_switch(const AppState& app, UiActions& actions) {
+  float width = 0;
+  for (const Language language : kLanguages) width = std::max(width, text_width(Catalogue::of(language).text("language.short")));
+  width += ImGui::GetFrameHeight() + 2.0f * ImGui::GetStyle().FramePadding.x;
+  if (ui::begin_combo("##language", tr("language.short"), width)) {
+    for (const Language language : kLanguages) {
+      // Each language by its own name: a reader finds theirs whatever the page shows now.
+      if (ui::selectable(Catalogue::of(language).text("language.name"), language_code(language), language == app.ui.language)) {
+        actions.language = language;
+      }
+      note_widget(actions, language == Language::id ? "language-id" : "language-en");
+    }
+    ImGui::EndCombo();
+  }
+  note_widget(actions, "language");
+  ui::tooltip(tr("menu.language_tip"));
 }
 
-static void wrapped(const ImVec4& colour, const std::string& text) {
-  ImGui::PushStyleColor(ImGuiCol_Text, colour);
-  ImGui::TextWrapped("%s", text.c_str());
+static float text_size_controls_width() {
+  return button_width("A-") + button_width("A+") + ImGui::GetStyle().ItemSpacing.x;
+}
+
+static void draw_text_size_controls(const AppState& app, UiActions& actions) {
+  const std::string size = num("%.0f", static_cast<double>(app.ui.font_size));
+  if (ui::small_button("A-", "smaller")) actions.font_size = app.ui.font_size - 1.0f;
+  note_widget(actions, "textSmaller");
+  ui::tooltip(trf("menu.text_smaller", {{"size", size}}));
+  ImGui::SameLine();
+  if (ui::small_button("A+", "larger")) actions.font_size = app.ui.font_size + 1.0f;
+  note_widget(actions, "textLarger");
+  ui::tooltip(trf("menu.text_larger", {{"size", size}}));
+}
+
+static void draw_menu_bar(const AppState& app, UiActions& actions) {
+  if (!ImGui::BeginMainMenuBar()) return;
+  const ImGuiStyle& style = ImGui::GetStyle();
+  const float spacing = style.ItemSpacing.x;
+  // The badges never go: on a narrow window they say it shorter (the full text is their tooltip).
+  const float controls = ImGui::GetFrameHeight() * 2.0f + text_width(tr("language.short")) + text_size_controls_width() +
+                         button_width("?") + 4.0f * spacing + em(1.0f);
+  const float title = text_width("Loupe") + spacing;
+  const float room = ImGui::GetWindowWidth() - style.WindowPadding.x * 2.0f - controls - title;
+  const bool full = ui::badge_width(tr("badge.local")) + ui::badge_width(tr("badge.not_diagnostic")) + spacing <= room;
+  const std::string& local = tr(full ? "badge.local" : "badge.local_short");
+  const std::string& not_diagnostic = tr(full ? "badge.not_diagnostic" : "badge.not_diagnostic_short");
+  const float badges = ui::badge_width(local) + spacing + ui::badge_width(not_diagnostic);
+  const float right_x = ImGui::GetWindowWidth() - style.WindowPadding.x - badges - controls;
+
+  ui::text("Loupe");
+  ImGui::SameLine();
+  // The subtitle is the first thing to go on a narrow window.
+  if (ImGui::GetCursorPosX() + text_width(tr("menu.subtitle")) + spacing < right_x) {
+    ui::text(colours::dim, tr("menu.subtitle"));
+    ImGui::SameLine();
+  }
+  ImGui::SetCursorPosX(std::max(ImGui::GetCursorPosX(), right_x));
+  draw_language_switch(app, actions);
+  ImGui::SameLine();
+  draw_text_size_controls(app, actions);
+  ImGui::SameLine();
+  if (ui::small_button("?", "help")) actions.show_help = !app.ui.show_help;
+  note_widget(actions, "help");
+  ui::tooltip(tr("menu.help_tip"));
+  ImGui::SameLine(0.0f, em(1.0f));
+  ui::badge(local, colours::local);
+  ui::tooltip(tr("badge.local_tip"));
+  ImGui::SameLine();
+  ui::badge(not_diagnostic, colours::caution);
+  ui::tooltip(tr("badge.not_diagnostic_tip"));
+  ImGui::EndMainMenuBar();
+}
+
+//-----------------------------------------------------------------------------------------------
+// [SECTION] Sidebar: model card, runtime, browser, build
+//-----------------------------------------------------------------------------------------------
+
+// Two-column key/value rows inside a sidebar section; the key column is as wide as its longest key.
+static bool begin_facts(const char* id, std::initializer_list<const char*> keys) {
+  float key_width = 0;
+  for (const char* key : keys) key_width = std::max(key_width, text_width(tr(key)));
+  key_width = std::min(key_width, ImGui::GetContentRegionAvail().x * 0.45f);
+  if (!ImGui::BeginTable(id, 2, ImGuiTableFlags_SizingFixedFit)) return false;
+  ImGui::TableSetupColumn("key", ImGuiTableColumnFlags_WidthFixed, key_width);
+  ImGui::TableSetupColumn("value", ImGuiTableColumnFlags_WidthStretch);
+  return true;
+}
+
+static void fact_key(const char* key) {
+  ImGui::TableNextRow();
+  ImGui::TableNextColumn();
+  ImGui::PushStyleColor(ImGuiCol_Text, colours::dim);
+  ImGui::PushTextWrapPos(0.0f);  // a long key in a narrow sidebar wraps rather than spill
+  ui::text(tr(key));
+  ImGui::PopTextWrapPos();
   ImGui::PopStyleColor();
+  ImGui::TableNextColumn();
+}
+
+static void section_title(const char* key) {
+  ImGui::Spacing();
+  ui::text(tr(key));
+  ImGui::Separator();
 }
 
 static void draw_model_picker(const AppState& app, UiActions& actions) {
-  if (ImGui::Button("Open model...")) actions.open_model = true;
+  if (ui::button(tr("model.open"), "openModel")) actions.open_model = true;
   note_widget(actions, "openModel");
-  if (ImGui::IsItemHovered()) ImGui::SetTooltip("An .onnx file exported by `loupe export` (it carries a model card).");
+  ui::tooltip(tr("model.open_tip"));
   const nlohmann::json& shipped = app.shipped_models;
   if (!shipped.is_object() || !shipped.contains("models") || !shipped["models"].is_array()) return;
-  ImGui::SameLine();
-  ImGui::SetNextItemWidth(-1.0f);
-  const std::string current = app.model.source == "shipped" ? app.model.file : std::string("Shipped models");
-  if (ImGui::BeginCombo("##shipped", current.c_str())) {
+  // The shipped model's title (not its file name) in the picker; cut to fit, whole on hover.
+  std::string current = tr("model.shipped");
+  for (const nlohmann::json& entry : shipped["models"]) {
+    if (app.model.source == "shipped" && entry.is_object() && entry.value("file", "") == app.model.file) {
+      current = entry.value("title", app.model.file);
+    }
+  }
+  const float min_width = em(8.0f);
+  same_line_if_fits(min_width);
+  const float width = std::max(min_width, ImGui::GetContentRegionAvail().x);
+  if (ui::begin_combo("##shipped", current, width)) {
     for (const nlohmann::json& entry : shipped["models"]) {
+      if (!entry.is_object()) continue;
       const std::string file = entry.value("file", "");
       const std::string title = entry.value("title", file);
-      if (ImGui::Selectable(title.c_str(), app.model.source == "shipped" && app.model.file == file)) {
+      if (ui::selectable(title, file.c_str(), app.model.source == "shipped" && app.model.file == file)) {
         actions.open_shipped = file;
       }
     }
     ImGui::EndCombo();
   }
+  note_widget(actions, "shippedModels");
 }
 
-// The model card: what the model is, what it was trained and tested on, and what it is not for.
-static void draw_model_section(const AppState& app, UiActions& actions) {
-  section_title("Model");
-  draw_model_picker(app, actions);
-  if (app.model_load) {
-    if (app.model_load->self_test_run > 0) {
-      ImGui::TextColored(colours::dim, "Running the self-test of %s...", app.model_load->file.c_str());
-    } else {
-      ImGui::TextColored(colours::dim, "Opening %s...", app.model_load->file.c_str());
-    }
-  }
-  if (!app.model_error.empty()) wrapped(colours::error, app.model_error);
-  if (app.model.status != ModelStatus::ready) {
-    if (!app.model_load && app.model_error.empty()) {
-      ImGui::TextColored(colours::dim, app.shipped_error.empty() ? "Loading the default model..." : "No model loaded.");
-    }
-    if (!app.shipped_error.empty()) wrapped(colours::caution, "Shipped models unavailable: " + app.shipped_error);
+static void draw_model_facts(const AppState& app) {
+  const loupe::ModelCard& card = app.model.info.card;
+  if (!begin_facts("card", {"card.name", "card.file", "card.architecture", "card.classes", "card.input", "card.trained_on",
+                            "card.split", "card.test_metrics", "card.confidence", "card.ood", "card.weights",
+                            "card.self_test"})) {
     return;
   }
-  const loupe::ModelCard& card = app.model.info.card;
-  if (!begin_facts("card")) return;
-  fact_key("Name");
-  ImGui::TextWrapped("%s", card.name.empty() ? app.model.file.c_str() : card.name.c_str());
-  fact_key("File");
-  ImGui::TextWrapped("%s (%s)", app.model.file.c_str(), app.model.source == "shipped" ? "shipped" : "opened");
-  fact_key("Architecture");
-  ImGui::Text("%s, %.2f M parameters", card.architecture.c_str(), static_cast<double>(app.model.info.parameters) / 1e6);
-  fact_key("Classes");
-  ImGui::TextWrapped("%s", join(card.class_names, ", ").c_str());
-  fact_key("Input");
-  ImGui::Text("%s %dx%d", card.input_channels == 1 ? "gray" : "RGB", card.input_width, card.input_height);
+  fact_key("card.name");
+  ui::wrapped(colours::text(), card.name.empty() ? app.model.file : card.name);
+  fact_key("card.file");
+  ui::wrapped(colours::text(), trf(app.model.source == "shipped" ? "card.file_shipped" : "card.file_opened",
+                                   {{"file", app.model.file}}));
+  fact_key("card.architecture");
+  ui::wrapped(colours::text(), trf("card.parameters", {{"architecture", card.architecture},
+                                                        {"millions", num("%.2f", static_cast<double>(app.model.info.parameters) / 1e6)}}));
+  fact_key("card.classes");
+  ui::wrapped(colours::text(), join(card.class_names, ", "));
+  fact_key("card.input");
+  ui::wrapped(colours::text(), trf(card.input_channels == 1 ? "card.input_gray" : "card.input_rgb",
+                                   {{"width", std::to_string(card.input_width)}, {"height", std::to_string(card.input_height)}}));
   if (card.training_data.is_object()) {
     const nlohmann::json& data = card.training_data;
     std::string folder = json_text(data, "folder", "?");
     while (folder.size() > 1 && folder.back() == '/') folder.pop_back();
     folder = folder.substr(folder.find_last_of('/') == std::string::npos ? 0 : folder.find_last_of('/') + 1);
-    fact_key("Trained on");
-    if (data.contains("images")) {
-      ImGui::TextWrapped("%s, %s images", folder.c_str(), data["images"].dump().c_str());
-    } else {
-      ImGui::TextWrapped("%s", folder.c_str());
-    }
+    fact_key("card.trained_on");
+    ui::wrapped(colours::text(), data.contains("images") ? trf("card.trained_images", {{"folder", folder}, {"images", data["images"].dump()}})
+                                                         : folder);
     if (data.contains("split") && data["split"].is_object()) {
       const nlohmann::json& split = data["split"];
-      fact_key("Split");
-      ImGui::TextWrapped("%s train / %s val / %s test, seed %s", split.value("train_images", nlohmann::json()).dump().c_str(),
-                         split.value("val_images", nlohmann::json()).dump().c_str(),
-                         split.value("test_images", nlohmann::json()).dump().c_str(),
-                         split.value("seed", nlohmann::json()).dump().c_str());
+      fact_key("card.split");
+      ui::wrapped(colours::text(), trf("card.split_counts", {{"train", json_dump(split, "train_images")},
+                                                             {"val", json_dump(split, "val_images")},
+                                                             {"test", json_dump(split, "test_images")},
+                                                             {"seed", json_dump(split, "seed")}}));
     }
   }
-  fact_key("Test metrics");
+  fact_key("card.test_metrics");
   if (card.test_metrics.is_object() && card.test_metrics.contains("accuracy")) {
     // With its 95% interval: how sure the figure is on the test split's size.
     const std::optional<loupe::Interval> ci = loupe::accuracy_interval_of(card.test_metrics);
     const std::string accuracy = ci ? loupe::with_interval(json_number(card.test_metrics, "accuracy"), *ci)
-                                    : std::to_string(json_number(card.test_metrics, "accuracy"));
-    ImGui::TextWrapped("accuracy %s (95%% interval), balanced %.3f, on %s held-out test images", accuracy.c_str(),
-                       json_number(card.test_metrics, "balanced_accuracy"),
-                       card.test_metrics.value("total", nlohmann::json()).dump().c_str());
+                                    : num("%.3f", json_number(card.test_metrics, "accuracy"));
+    ui::wrapped(colours::text(), trf("card.test_accuracy", {{"accuracy", accuracy},
+                                                            {"balanced", num("%.3f", json_number(card.test_metrics, "balanced_accuracy"))},
+                                                            {"total", json_dump(card.test_metrics, "total")}}));
   } else {
-    ImGui::TextColored(colours::caution, "none recorded");
+    ui::wrapped(colours::caution, tr("card.none_recorded"));
   }
-  fact_key("Confidence");
-  ImGui::TextWrapped("%s", loupe::probability_note(card).c_str());
-  fact_key("OOD check");
+  fact_key("card.confidence");
+  ui::wrapped(colours::text(), probability_note_text(card, report_labels(g_words->language())));
+  fact_key("card.ood");
   if (card.ood) {
-    ImGui::TextWrapped("flags images beyond distance %.1f (%s)", card.ood->threshold,
-                       card.ood->method.empty() ? "distance" : card.ood->method.c_str());
+    ui::wrapped(colours::text(), trf("card.ood_flags", {{"threshold", num("%.1f", card.ood->threshold)},
+                                                        {"method", card.ood->method.empty() ? "distance" : card.ood->method}}));
   } else {
-    ImGui::TextColored(colours::caution, "none: unusual images are not flagged");
+    ui::wrapped(colours::caution, tr("card.ood_none"));
   }
-  fact_key("Weights");
+  fact_key("card.weights");
   const bool verified = !card.weights_sha256.empty() && card.weights_sha256 == app.model.weights_sha256;
-  ImGui::TextColored(verified ? colours::local : colours::caution, "SHA-256 %s... %s",
-                     app.model.weights_sha256.substr(0, 12).c_str(),
-                     verified ? "(matches the card)" : card.weights_sha256.empty() ? "(card has no hash)" : "(MISMATCH)");
-  if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", app.model.weights_sha256.c_str());
-  fact_key("Self-test");
+  ui::wrapped(verified ? colours::local : colours::caution,
+              trf(verified ? "card.sha_matches" : card.weights_sha256.empty() ? "card.sha_no_hash" : "card.sha_mismatch",
+                  {{"sha", app.model.weights_sha256.substr(0, 12)}}));
+  ui::tooltip(app.model.weights_sha256);
+  fact_key("card.self_test");
   if (app.model.has_self_test) {
     // Only a passing model becomes active (app_logic.cpp), so this line is the proof.
-    ImGui::TextColored(colours::local, "verified in this browser: max difference %.2g (tolerance %.2g), %d synthetic images",
-                       app.model.self_test.max_abs_diff, app.model.self_test.worst_bound, app.model.self_test.images);
-    if (ImGui::IsItemHovered()) {
-      ImGui::SetTooltip("The model file carries synthetic images (generated from a seed, not patient images) and the\n"
-                        "outputs LibTorch gave for them at export. This browser's ONNX Runtime reproduced them.");
-    }
+    ui::wrapped(colours::local, trf("card.self_test_passed", {{"difference", num("%.2g", app.model.self_test.max_abs_diff)},
+                                                              {"tolerance", num("%.2g", app.model.self_test.worst_bound)},
+                                                              {"images", std::to_string(app.model.self_test.images)}}));
+    ui::tooltip(tr("card.self_test_tip"));
   } else {
-    ImGui::TextColored(colours::caution, "none in this file (exported before Loupe wrote one)");
+    ui::wrapped(colours::caution, tr("card.self_test_none"));
   }
   ImGui::EndTable();
-  if (card.test_metrics.is_object() && card.test_metrics.contains("classes") && card.test_metrics["classes"].is_array() &&
-      ImGui::TreeNode("Per-class test metrics")) {
-    for (const nlohmann::json& row : card.test_metrics["classes"]) {
-      ImGui::Text("%-14s P %.2f R %.2f F1 %.2f n=%s", json_text(row, "name", "?").c_str(),
-                  json_number(row, "precision"), json_number(row, "recall"), json_number(row, "f1"),
-                  row.is_object() ? row.value("support", nlohmann::json()).dump().c_str() : "?");
+}
+
+// Per-class test metrics of the card, as a table (the names of any length fit: it wraps).
+static void draw_card_class_metrics(const loupe::ModelCard& card, UiActions& actions) {
+  if (!card.test_metrics.is_object() || !card.test_metrics.contains("classes") || !card.test_metrics["classes"].is_array()) return;
+  const bool open = ui::tree_node(tr("card.per_class"), "perClass");
+  note_widget(actions, "perClassMetrics");
+  if (!open) return;
+  const ImGuiTableFlags flags = ImGuiTableFlags_SizingFixedFit | ImGuiTableFlags_RowBg;
+  if (ImGui::BeginTable("per-class", 5, flags)) {
+    const char* const headers[] = {"metrics.class", "metrics.precision_short", "metrics.recall_short", "metrics.f1", "metrics.support_short"};
+    ImGui::TableSetupColumn("class", ImGuiTableColumnFlags_WidthStretch);
+    for (int c = 1; c < 5; ++c) {
+      ImGui::TableSetupColumn(headers[c], ImGuiTableColumnFlags_WidthFixed, std::max(text_width(tr(headers[c])), text_width("0.00")));
     }
-    ImGui::TreePop();
+    ImGui::TableNextRow();
+    for (const char* header : headers) {
+      ImGui::TableNextColumn();
+      ui::text(colours::dim, tr(header));
+    }
+    for (const nlohmann::json& row : card.test_metrics["classes"]) {
+      ImGui::TableNextRow();
+      ImGui::TableNextColumn();
+      ui::fit(json_text(row, "name", "?"));
+      ImGui::TableNextColumn();
+      ui::text(num("%.2f", json_number(row, "precision")));
+      ImGui::TableNextColumn();
+      ui::text(num("%.2f", json_number(row, "recall")));
+      ImGui::TableNextColumn();
+      ui::text(num("%.2f", json_number(row, "f1")));
+      ImGui::TableNextColumn();
+      ui::text(json_dump(row, "support"));
+    }
+    ImGui::EndTable();
   }
-  if (!card.intended_use.empty()) wrapped(colours::dim, "Intended use: " + card.intended_use);
-  wrapped(colours::caution, card.disclaimer.empty() ? std::string("Not a diagnostic device.") : card.disclaimer);
+  ImGui::TreePop();
+}
+
+// The model card: what the model is, what it was trained and tested on, and what it is not for.
+static void draw_model_section(const AppState& app, UiActions& actions) {
+  section_title("section.model");
+  draw_model_picker(app, actions);
+  if (app.model_load) {
+    ui::wrapped(colours::dim, trf(app.model_load->self_test_run > 0 ? "model.self_testing" : "model.opening",
+                                  {{"file", app.model_load->file}}));
+  }
+  if (!app.model_error.empty()) ui::wrapped(colours::error, app.model_error);
+  if (app.model.status != ModelStatus::ready) {
+    if (!app.model_load && app.model_error.empty()) {
+      ui::wrapped(colours::dim, tr(app.shipped_error.empty() ? "model.loading_default" : "model.none"));
+    }
+    if (!app.shipped_error.empty()) ui::wrapped(colours::caution, trf("model.shipped_unavailable", {{"error", app.shipped_error}}));
+    return;
+  }
+  draw_model_facts(app);
+  const loupe::ModelCard& card = app.model.info.card;
+  draw_card_class_metrics(card, actions);
+  if (!card.intended_use.empty()) ui::wrapped(colours::dim, trf("card.intended_use", {{"use", card.intended_use}}));
+  // Loupe's statement in the page's language, then the card's own as its author wrote it.
+  ui::wrapped(colours::caution, tr("disclaimer.short"));
+  if (!card.disclaimer.empty() && card.disclaimer != tr("disclaimer.short")) {
+    ui::wrapped(colours::dim, trf("card.statement", {{"statement", card.disclaimer}}));
+  }
 }
 
 static void draw_runtime_section(const AppState& app) {
-  section_title("ONNX Runtime Web");
-  if (!begin_facts("ort")) return;
-  fact_key("Status");
+  section_title("section.runtime");
+  if (!begin_facts("ort", {"runtime.status", "runtime.version", "runtime.backend", "runtime.threads"})) return;
+  fact_key("runtime.status");
   switch (app.ort.status) {
     case OrtStatus::loading: {
       static const char* const dots[] = {"", ".", "..", "..."};
-      ImGui::Text("Loading%s", dots[(app.frames / 20) % 4]);
+      ui::text(tr("runtime.loading") + dots[(app.frames / 20) % 4]);
       break;
     }
-    case OrtStatus::ready: ImGui::TextColored(colours::local, "Ready"); break;
-    case OrtStatus::failed: ImGui::TextColored(colours::error, "Failed to load"); break;
+    case OrtStatus::ready: ui::text(colours::local, tr("runtime.ready")); break;
+    case OrtStatus::failed: ui::wrapped(colours::error, tr("runtime.failed")); break;
   }
   if (app.ort.status == OrtStatus::ready) {
-    fact_key("Version");
-    ImGui::Text("%s", app.ort.version.c_str());
-    fact_key("Backend");
+    fact_key("runtime.version");
+    ui::fit(app.ort.version);
+    fact_key("runtime.backend");
     if (app.ort.backend == "webgpu") {
-      ImGui::TextColored(colours::local, "WebGPU (wasm fallback)");
+      ui::wrapped(colours::local, tr("runtime.webgpu"));
     } else {
-      ImGui::Text("wasm, SIMD (no GPU found)");
+      ui::wrapped(colours::text(), tr("runtime.wasm"));
     }
-    fact_key("Threads");
+    fact_key("runtime.threads");
     if (app.ort.threads > 1) {
-      ImGui::Text("%d", app.ort.threads);
+      ui::text(std::to_string(app.ort.threads));
     } else {
-      ImGui::TextColored(colours::caution, "%d (single-threaded)", app.ort.threads);
+      ui::wrapped(colours::caution, trf("runtime.single_thread", {{"threads", std::to_string(app.ort.threads)}}));
     }
   }
   ImGui::EndTable();
-  if (app.ort.status == OrtStatus::failed) {
-    ImGui::PushStyleColor(ImGuiCol_Text, colours::error);
-    ImGui::TextWrapped("%s", app.ort.error.c_str());
-    ImGui::PopStyleColor();
-  }
+  if (app.ort.status == OrtStatus::failed) ui::wrapped(colours::error, app.ort.error);
 }
 
 static void draw_browser_section(const AppState& app) {
-  section_title("Browser");
-  if (!begin_facts("browser")) return;
-  fact_key("Isolated");
+  section_title("section.browser");
+  if (!begin_facts("browser", {"browser.isolated", "browser.cores", "browser.canvas"})) return;
+  fact_key("browser.isolated");
   if (app.page.cross_origin_isolated) {
-    ImGui::TextColored(colours::local, "Yes (threads available)");
+    ui::wrapped(colours::local, tr("browser.isolated_yes"));
   } else {
-    ImGui::TextColored(colours::caution, "No");
+    ui::wrapped(colours::caution, tr("browser.isolated_no"));
   }
-  fact_key("CPU cores");
-  ImGui::Text("%d", app.page.hardware_concurrency);
-  fact_key("Canvas");
-  ImGui::Text("%d x %d px @ %.2gx", app.canvas_width, app.canvas_height, app.pixel_ratio);
+  fact_key("browser.cores");
+  ui::text(std::to_string(app.page.hardware_concurrency));
+  fact_key("browser.canvas");
+  ui::wrapped(colours::text(), trf("browser.canvas_size", {{"width", std::to_string(app.canvas_width)},
+                                                           {"height", std::to_string(app.canvas_height)},
+                                                           {"ratio", num("%.2g", app.pixel_ratio)}}));
   ImGui::EndTable();
-  if (!app.page.cross_origin_isolated) {
-    ImGui::PushStyleColor(ImGuiCol_Text, colours::caution);
-    ImGui::TextWrapped(
-        "Without cross-origin isolation ORT runs on one thread. Serve the page with "
-        "scripts/serve, which sends the COOP/COEP headers.");
-    ImGui::PopStyleColor();
-  }
+  if (!app.page.cross_origin_isolated) ui::wrapped(colours::caution, tr("browser.not_isolated"));
 }
 
 static void draw_build_section(const AppState& app) {
-  section_title("Build");
-  if (!begin_facts("build")) return;
-  fact_key("Loupe");
-  ImGui::Text("%s (%s)", app.build.loupe_version.c_str(), app.build.target.c_str());
-  fact_key("OpenCV");
-  ImGui::Text("%s", app.build.opencv_version.c_str());
-  fact_key("Compiler");
-  ImGui::TextWrapped("%s", app.build.compiler.c_str());
-  fact_key("ImGui");
-  ImGui::Text("%s", IMGUI_VERSION);
+  section_title("section.build");
+  if (!begin_facts("build", {"build.loupe", "build.opencv", "build.compiler", "build.imgui"})) return;
+  fact_key("build.loupe");
+  ui::wrapped(colours::text(), app.build.loupe_version + " (" + app.build.target + ")");
+  fact_key("build.opencv");
+  ui::fit(app.build.opencv_version);
+  fact_key("build.compiler");
+  ui::wrapped(colours::text(), app.build.compiler);
+  fact_key("build.imgui");
+  ui::fit(IMGUI_VERSION);
   ImGui::EndTable();
 }
 
-// Centred while it fits, wrapped when the window is narrow.
-static void centered_text(const char* text, const ImVec4& colour) {
-  const float width = ImGui::GetContentRegionAvail().x;
-  const float text_width = ImGui::CalcTextSize(text).x;
-  if (text_width < width) ImGui::SetCursorPosX(ImGui::GetCursorPosX() + (width - text_width) * 0.5f);
-  ImGui::PushStyleColor(ImGuiCol_Text, colour);
-  ImGui::TextWrapped("%s", text);
-  ImGui::PopStyleColor();
-}
-
-
 //-----------------------------------------------------------------------------------------------
-// [SECTION] Workspace: open buttons, batch progress, table, viewer, probabilities
+// [SECTION] Workspace: first visit, open buttons, batch progress, table
 //-----------------------------------------------------------------------------------------------
 
 static std::string human_size(double bytes) {
-  char text[32];
-  if (bytes < 1024) std::snprintf(text, sizeof text, "%.0f B", bytes);
-  else if (bytes < 1024 * 1024) std::snprintf(text, sizeof text, "%.1f KB", bytes / 1024);
-  else std::snprintf(text, sizeof text, "%.1f MB", bytes / (1024 * 1024));
-  return text;
+  if (bytes < 1024) return num("%.0f B", bytes);
+  if (bytes < 1024 * 1024) return num("%.1f KB", bytes / 1024);
+  return num("%.1f MB", bytes / (1024 * 1024));
 }
-
 
 static void draw_open_buttons(UiActions& actions) {
-  if (ImGui::Button("Open images...")) actions.open_files = true;
+  if (ui::button(tr("open.images"), "openImages")) actions.open_files = true;
   note_widget(actions, "openImages");
-  ImGui::SameLine();
-  if (ImGui::Button("Open folder...")) actions.open_folder = true;
+  ui::tooltip(tr("open.images_tip"));
+  same_line_if_fits(button_width(tr("open.folder")));
+  if (ui::button(tr("open.folder"), "openFolder")) actions.open_folder = true;
   note_widget(actions, "openFolder");
+  ui::tooltip(tr("open.folder_tip"));
 }
 
+// A paragraph of the first-visit panel: a bold-ish heading line and wrapped text.
+static void empty_state_paragraph(const char* heading, const std::string& body, const ImVec4& colour) {
+  ImGui::Spacing();
+  ui::wrapped(colours::text(), tr(heading));
+  ImGui::Indent(em(0.8f));
+  ui::wrapped(colour, body);
+  ImGui::Unindent(em(0.8f));
+}
+
+// What a first-time visitor needs: what to do, what it accepts, and that (and how) nothing leaves.
 static void draw_empty_workspace(const AppState& app, UiActions& actions) {
-  const float line = ImGui::GetTextLineHeightWithSpacing();
-  ImGui::SetCursorPosY(ImGui::GetCursorPosY() + (ImGui::GetContentRegionAvail().y - 4.0f * line) * 0.5f);
-  const std::string title = app.model.status == ModelStatus::ready
-                                ? "No images opened. The model is ready: " + app.model.info.card.name
-                                : std::string("No images opened");
-  centered_text(title.c_str(), ImGui::GetStyle().Colors[ImGuiCol_Text]);
-  centered_text("Open images or a folder, or drop them onto the page. They are read inside this tab, never uploaded.",
-                colours::dim);
-  centered_text("A folder with one sub-folder per class (named like the model's classes) also gets an evaluation.",
-                colours::dim);
-  const float buttons = ImGui::CalcTextSize("Open images...Open folder...").x + 4.0f * ImGui::GetStyle().FramePadding.x +
-                        ImGui::GetStyle().ItemSpacing.x;
-  ImGui::SetCursorPosX(ImGui::GetCursorPosX() + std::max(0.0f, (ImGui::GetContentRegionAvail().x - buttons) * 0.5f));
+  const float avail = ImGui::GetContentRegionAvail().x;
+  const float width = std::min(avail, em(38.0f));
+  const float indent = std::max(0.0f, (avail - width) * 0.5f);
+  ImGui::SetCursorPosY(ImGui::GetCursorPosY() + em(1.5f));
+  ImGui::Indent(indent);
+  ImGui::PushTextWrapPos(ImGui::GetCursorPosX() + width);
+  ImGui::BeginGroup();
+  ui::wrapped(colours::text(), tr("empty.title"));
+  if (app.model.status == ModelStatus::ready) {
+    ui::wrapped(colours::local, trf("empty.model_ready", {{"model", app.model.info.card.name}}));
+  }
+  ImGui::Spacing();
   draw_open_buttons(actions);
+  empty_state_paragraph("empty.how_heading", tr("empty.how"), colours::dim);
+  empty_state_paragraph("empty.formats_heading", tr("empty.formats"), colours::dim);
+  empty_state_paragraph("empty.evaluation_heading", tr("empty.evaluation"), colours::dim);
+  empty_state_paragraph("empty.local_heading", tr("empty.local"), colours::local);
+  empty_state_paragraph("empty.check_heading", tr("empty.check"), colours::dim);
+  ImGui::Spacing();
+  ui::wrapped(colours::dim, tr("empty.keyboard"));
+  ImGui::EndGroup();
+  ImGui::PopTextWrapPos();
+  ImGui::Unindent(indent);
 }
 
-// "Classifying 120/2000", a progress bar, Cancel / Resume, CSV export and the evaluation toggle.
+// Where the evaluation window may start this frame: below the button that opens and closes it.
+static float g_evaluation_top = 0;
+
+// "Classified 120/2000", Cancel / Resume, CSV export, the evaluation toggle and a progress bar;
+// the buttons wrap onto the next line when the window is narrow.
 static void draw_batch_bar(const AppState& app, UiActions& actions) {
   int ok = 0, failed = 0;
   for (const ImageEntry& entry : app.images) {
@@ -399,62 +525,111 @@ static void draw_batch_bar(const AppState& app, UiActions& actions) {
   }
   const BatchProgress progress = batch_progress(app);
   const bool model_ready = app.model.status == ModelStatus::ready;
+  std::string summary;
   if (model_ready && progress.total > 0) {
-    ImGui::TextColored(colours::dim, "%zu files, %d unreadable. Classified %d/%d%s", app.images.size(), failed,
-                       progress.done, progress.total, app.paused && progress.done < progress.total ? " (cancelled)" : "");
+    summary = trf("batch.classified", {{"files", std::to_string(app.images.size())}, {"failed", std::to_string(failed)},
+                                       {"done", std::to_string(progress.done)}, {"total", std::to_string(progress.total)}});
+    if (app.paused && progress.done < progress.total) summary += " " + tr("batch.cancelled");
   } else {
     const int pending = static_cast<int>(app.images.size()) - ok - failed;
-    ImGui::TextColored(colours::dim, "%zu files: %d ok, %d failed%s", app.images.size(), ok, failed,
-                       pending > 0 ? ", reading..." : "");
+    summary = trf("batch.read", {{"files", std::to_string(app.images.size())}, {"ok", std::to_string(ok)},
+                                 {"failed", std::to_string(failed)}});
+    if (pending > 0) summary += " " + tr("batch.reading");
   }
+  same_line_if_fits(text_width(summary));
+  ui::wrapped(colours::dim, summary);
   const bool busy = progress.running && !app.paused;
   if (busy) {
-    ImGui::SameLine();
-    if (ImGui::Button("Cancel")) actions.cancel_batch = true;
+    same_line_if_fits(button_width(tr("batch.cancel")));
+    if (ui::button(tr("batch.cancel"), "cancel")) actions.cancel_batch = true;
     note_widget(actions, "cancel");
   } else if (app.paused && progress.done < progress.total) {
-    ImGui::SameLine();
-    if (ImGui::Button("Resume")) actions.resume_batch = true;
+    same_line_if_fits(button_width(tr("batch.resume")));
+    if (ui::button(tr("batch.resume"), "resume")) actions.resume_batch = true;
     note_widget(actions, "resume");
   }
   if (model_ready) {
-    ImGui::SameLine();
-    if (ImGui::Button("Export CSV")) actions.export_csv = true;
+    same_line_if_fits(button_width(tr("batch.export_csv")));
+    if (ui::button(tr("batch.export_csv"), "exportCsv")) actions.export_csv = true;
     note_widget(actions, "exportCsv");
-    if (ImGui::IsItemHovered()) ImGui::SetTooltip("All results as a CSV file, saved by this browser (nothing is sent).");
-    ImGui::SameLine();
-    if (ImGui::Button(app.show_evaluation ? "Hide evaluation" : "Evaluation")) actions.show_evaluation = !app.show_evaluation;
+    ui::tooltip(tr("batch.export_csv_tip"));
+    const std::string& evaluation = tr(app.show_evaluation ? "batch.hide_evaluation" : "batch.evaluation");
+    same_line_if_fits(button_width(evaluation));
+    if (ui::button(evaluation, "evaluation")) actions.show_evaluation = !app.show_evaluation;
     note_widget(actions, "evaluation");
-    if (ImGui::IsItemHovered()) {
-      ImGui::SetTooltip("Classification report and confusion matrix for images in folders named after the classes.");
-    }
+    g_evaluation_top = ImGui::GetItemRectMax().y + ImGui::GetStyle().ItemSpacing.y;
+    ui::tooltip(tr("batch.evaluation_tip"));
   }
   const float fraction = progress.total > 0 ? static_cast<float>(progress.done) / static_cast<float>(progress.total)
                                             : static_cast<float>(ok + failed) / static_cast<float>(std::max<size_t>(1, app.images.size()));
-  if (busy || fraction < 1.0f) ImGui::ProgressBar(fraction, {-1.0f, 0.0f});
+  if (busy || fraction < 1.0f) ui::progress_bar(fraction, -1.0f, num("%.0f%%", static_cast<double>(fraction) * 100.0));
+}
+
+// The status cell of a row, in words, and its colour.
+static std::pair<std::string, ImVec4> row_status(const AppState& app, const ImageEntry& entry) {
+  const Prediction& prediction = entry.prediction;
+  const bool current = prediction.model_id == app.model.id && app.model.id > 0;
+  switch (entry.status) {
+    case EntryStatus::pending: return {tr("status.pending"), colours::dim};
+    case EntryStatus::reading: return {tr("status.reading"), colours::dim};
+    case EntryStatus::error: return {entry.error, colours::error};  // the core's message, naming the problem
+    case EntryStatus::ok: break;
+  }
+  if (current && prediction.status == PredictionStatus::error) {
+    return {trf("status.inference_failed", {{"error", prediction.error}}), colours::error};
+  }
+  if (current && prediction.status == PredictionStatus::done && prediction.out_of_distribution) {
+    return {tr("status.ood"), colours::caution};
+  }
+  if (current && prediction.status == PredictionStatus::running) return {tr("status.running"), colours::dim};
+  return {tr("status.ok"), colours::local};
 }
 
 static void draw_batch_table(const AppState& app, UiActions& actions) {
   char filter[256];
   std::snprintf(filter, sizeof filter, "%s", app.table.filter.c_str());
   ImGui::SetNextItemWidth(-1.0f);
-  if (ImGui::InputTextWithHint("##filter", "Filter by path, status or predicted class", filter, sizeof filter)) {
-    actions.filter = filter;
-  }
+  if (ImGui::InputTextWithHint("##filter", tr("table.filter_hint").c_str(), filter, sizeof filter)) actions.filter = filter;
+  ui::tooltip(tr("table.filter_tip"));
 
+  const std::vector<std::string>& classes = active_classes(app);
+  // Fixed columns as wide as their header and widest content (the classes of this model); the
+  // name and status stretch and shorten long texts with an ellipsis. A new model, language or text
+  // size is a new table, so these widths apply again.
+  float class_width = text_width("-");
+  for (const std::string& name : classes) class_width = std::max(class_width, text_width(name));
+  const float pad = 2.0f * ImGui::GetStyle().CellPadding.x;
+  struct ColumnSpec { const char* key; Column column; ImGuiTableColumnFlags flags; float width; };
+  const ColumnSpec columns[] = {
+      {"table.name", Column::name, ImGuiTableColumnFlags_WidthStretch | ImGuiTableColumnFlags_DefaultSort, 1.0f},
+      {"table.prediction", Column::prediction, ImGuiTableColumnFlags_WidthFixed,
+       std::max(ui::header_width(tr("table.prediction")), class_width + pad)},
+      {"table.confidence", Column::confidence, ImGuiTableColumnFlags_WidthFixed,
+       std::max(ui::header_width(tr("table.confidence")), text_width("100%") + pad)},
+      {"table.size", Column::size, ImGuiTableColumnFlags_WidthFixed | ImGuiTableColumnFlags_DefaultHide,
+       std::max(ui::header_width(tr("table.size")), text_width("999.9 MB") + pad)},
+      {"table.pixels", Column::dimensions, ImGuiTableColumnFlags_WidthFixed,
+       std::max(ui::header_width(tr("table.pixels")), text_width("8888x8888") + pad)},
+      {"table.status", Column::status, ImGuiTableColumnFlags_WidthStretch, 0.6f},
+  };
+  char table_id[64];
+  std::snprintf(table_id, sizeof table_id, "batch-%d-%s-%.0f", app.model.id, language_code(app.ui.language),
+                static_cast<double>(app.ui.font_size));
   const ImGuiTableFlags flags = ImGuiTableFlags_Sortable | ImGuiTableFlags_RowBg | ImGuiTableFlags_ScrollY |
-                                ImGuiTableFlags_BordersInnerV | ImGuiTableFlags_Resizable | ImGuiTableFlags_SizingFixedFit;
-  if (!ImGui::BeginTable("batch", 6, flags)) return;
+                                ImGuiTableFlags_BordersInnerV | ImGuiTableFlags_Resizable | ImGuiTableFlags_Hideable |
+                                ImGuiTableFlags_SizingFixedFit;
+  if (!ImGui::BeginTable(table_id, 6, flags)) return;
   ImGui::TableSetupScrollFreeze(0, 1);
-  ImGui::TableSetupColumn("Name", ImGuiTableColumnFlags_WidthStretch | ImGuiTableColumnFlags_DefaultSort, 1.0f,
-                          static_cast<ImGuiID>(Column::name));
-  ImGui::TableSetupColumn("Prediction", ImGuiTableColumnFlags_WidthFixed, 96.0f, static_cast<ImGuiID>(Column::prediction));
-  ImGui::TableSetupColumn("Conf.", ImGuiTableColumnFlags_WidthFixed, 44.0f, static_cast<ImGuiID>(Column::confidence));
-  ImGui::TableSetupColumn("Size", ImGuiTableColumnFlags_WidthFixed | ImGuiTableColumnFlags_DefaultHide, 64.0f,
-                          static_cast<ImGuiID>(Column::size));
-  ImGui::TableSetupColumn("Pixels", ImGuiTableColumnFlags_WidthFixed, 76.0f, static_cast<ImGuiID>(Column::dimensions));
-  ImGui::TableSetupColumn("Status", ImGuiTableColumnFlags_WidthStretch, 0.6f, static_cast<ImGuiID>(Column::status));
-  ImGui::TableHeadersRow();
+  for (const ColumnSpec& spec : columns) {
+    ImGui::TableSetupColumn(tr(spec.key).c_str(), spec.flags, spec.width, static_cast<ImGuiID>(spec.column));
+  }
+  ImGui::TableNextRow(ImGuiTableRowFlags_Headers);
+  for (int c = 0; c < 6; ++c) {
+    if (!ImGui::TableSetColumnIndex(c)) continue;
+    ImGui::PushID(c);
+    ui::table_header(tr(columns[c].key));
+    ImGui::PopID();
+  }
   if (ImGuiTableSortSpecs* specs = ImGui::TableGetSortSpecs(); specs && specs->SpecsDirty) {
     if (specs->SpecsCount > 0) {
       const ImGuiTableColumnSortSpecs& spec = specs->Specs[0];
@@ -463,7 +638,6 @@ static void draw_batch_table(const AppState& app, UiActions& actions) {
     specs->SpecsDirty = false;  // ImGui's own flag: the request is in `actions` now
   }
 
-  const std::vector<std::string>& classes = active_classes(app);
   const std::vector<int>& rows = app.views.rows;
   const auto selected_row = std::find(rows.begin(), rows.end(), app.selected);
   ImGuiListClipper clipper;
@@ -477,145 +651,140 @@ static void draw_batch_table(const AppState& app, UiActions& actions) {
       const int index = rows[static_cast<size_t>(row)];
       const ImageEntry& entry = app.images[static_cast<size_t>(index)];
       const Prediction& prediction = entry.prediction;
-      const bool current = prediction.model_id == app.model.id && app.model.id > 0;
-      const std::string error = entry.status == EntryStatus::error ? entry.error
-                                : current && prediction.status == PredictionStatus::error ? prediction.error
-                                                                                          : std::string();
       ImGui::TableNextRow();
-      ImGui::TableNextColumn();
       ImGui::PushID(index);
-      if (ImGui::Selectable(entry.path.c_str(), index == app.selected, ImGuiSelectableFlags_SpanAllColumns)) {
-        actions.select = index;
+      if (ImGui::TableNextColumn()) {
+        // The path, cut in the middle when the column is narrow (folder start and file name stay);
+        // the whole row selects.
+        const std::string shown = ui::shortened(entry.path, ImGui::GetContentRegionAvail().x, ui::Shorten::middle);
+        if (ImGui::Selectable((shown + "##row").c_str(), index == app.selected, ImGuiSelectableFlags_SpanAllColumns)) {
+          actions.select = index;
+        }
+        if (index == app.selected && app.scroll_to_selected) ImGui::SetScrollHereY(0.5f);
+        if (shown.size() != entry.path.size()) {
+          actions.ellipsised.push_back({"table", entry.path, text_width(entry.path), ImGui::GetContentRegionAvail().x});
+          ui::tooltip(entry.path);
+        }
       }
-      if (index == app.selected && app.scroll_to_selected) ImGui::SetScrollHereY(0.5f);
-      if (ImGui::IsItemHovered() && !error.empty()) ImGui::SetTooltip("%s", error.c_str());
-      ImGui::PopID();
-      ImGui::TableNextColumn();
       const std::string predicted = predicted_class(entry, classes, app.model.id);
-      if (!predicted.empty()) ImGui::TextUnformatted(predicted.c_str());
-      ImGui::TableNextColumn();
-      if (!predicted.empty()) ImGui::Text("%.0f%%", prediction.confidence * 100.0f);
-      ImGui::TableNextColumn();
-      ImGui::TextUnformatted(human_size(entry.size_bytes).c_str());
-      ImGui::TableNextColumn();
-      if (entry.width > 0) ImGui::Text("%dx%d", entry.width, entry.height);
-      ImGui::TableNextColumn();
-      std::string status = status_text(entry);
-      ImVec4 colour = entry.status == EntryStatus::ok ? colours::local
-                      : entry.status == EntryStatus::error ? colours::error
-                                                           : colours::dim;
-      if (entry.status == EntryStatus::ok && current && prediction.status == PredictionStatus::error) {
-        status = "inference failed: " + prediction.error;
-        colour = colours::error;
-      } else if (entry.status == EntryStatus::ok && current && prediction.status == PredictionStatus::done &&
-                 prediction.out_of_distribution) {
-        status = "outside training data";
-        colour = colours::caution;
-      } else if (entry.status == EntryStatus::ok && current && prediction.status == PredictionStatus::running) {
-        status = "running";
-        colour = colours::dim;
+      if (ImGui::TableNextColumn() && !predicted.empty()) ui::fit(predicted);
+      if (ImGui::TableNextColumn() && !predicted.empty()) ui::text(num("%.0f%%", static_cast<double>(prediction.confidence) * 100.0));
+      if (ImGui::TableNextColumn()) ui::text(human_size(entry.size_bytes));
+      if (ImGui::TableNextColumn() && entry.width > 0) ui::text(std::to_string(entry.width) + "x" + std::to_string(entry.height));
+      if (ImGui::TableNextColumn()) {
+        const auto [status, colour] = row_status(app, entry);
+        ui::fit(colour, status);
       }
-      ImGui::TextColored(colour, "%s", status.c_str());
-      if (ImGui::IsItemHovered() && !error.empty()) ImGui::SetTooltip("%s", error.c_str());
+      ImGui::PopID();
     }
   }
   ImGui::EndTable();
 }
+
+//-----------------------------------------------------------------------------------------------
+// [SECTION] Viewer: image, heat map, probabilities
+//-----------------------------------------------------------------------------------------------
 
 // One horizontal bar per class, the predicted class highlighted.
 static void draw_probabilities(const AppState& app, const ImageEntry& entry, UiActions& actions) {
   const Prediction& prediction = entry.prediction;
   const std::vector<std::string>& classes = active_classes(app);
   if (app.model.status != ModelStatus::ready) {
-    ImGui::TextColored(colours::dim, "No model loaded: open one to classify this image.");
+    ui::wrapped(colours::dim, tr("viewer.no_model"));
     return;
   }
   if (prediction.model_id != app.model.id || prediction.status == PredictionStatus::none ||
       prediction.status == PredictionStatus::running) {
-    ImGui::TextColored(colours::dim, app.paused ? "Not classified (batch cancelled)." : "Classifying...");
+    ui::wrapped(colours::dim, tr(app.paused ? "viewer.not_classified" : "viewer.classifying"));
     return;
   }
   if (prediction.status == PredictionStatus::error) {
-    wrapped(colours::error, "Inference failed: " + prediction.error);
+    ui::wrapped(colours::error, trf("viewer.inference_failed", {{"error", prediction.error}}));
     return;
   }
-  if (ImGui::SmallButton("Save report")) actions.save_report = true;
+  if (ui::small_button(tr("viewer.save_report"), "saveReport")) actions.save_report = true;
   note_widget(actions, "saveReport");
-  if (ImGui::IsItemHovered()) {
-    ImGui::SetTooltip("A PNG with the image, heat map, probabilities, model and hash, date and the\n"
-                      "not-a-diagnostic-device statement, saved by this browser (nothing is sent).");
-  }
-  ImGui::SameLine();
+  ui::tooltip(tr("viewer.save_report_tip"));
+  const std::string& top = classes[static_cast<size_t>(prediction.top)];
+  const std::string confidence = num("%.1f", static_cast<double>(prediction.confidence) * 100.0);
   if (prediction.has_ood && prediction.out_of_distribution) {
     // Not a confident answer: the warning comes first and the classes are shown dimmed.
-    char warning[256];
-    std::snprintf(warning, sizeof warning,
-                  "Outside the training data: this image does not look like what the model was trained on "
-                  "(distance %.1f > %.1f). Model output, not reliable here: %s (%.1f%%)",
-                  static_cast<double>(prediction.ood_distance), app.model.info.card.ood->threshold,
-                  classes[static_cast<size_t>(prediction.top)].c_str(), static_cast<double>(prediction.confidence) * 100.0);
-    wrapped(colours::error, warning);
+    ui::wrapped(colours::error, trf("viewer.ood_warning", {{"distance", num("%.1f", static_cast<double>(prediction.ood_distance))},
+                                                           {"threshold", num("%.1f", app.model.info.card.ood->threshold)},
+                                                           {"class", top}, {"confidence", confidence}}));
   } else {
-    ImGui::Text("Prediction: %s (%.1f%%)", classes[static_cast<size_t>(prediction.top)].c_str(),
-                prediction.confidence * 100.0f);
-    ImGui::SameLine();
-    ImGui::TextColored(colours::caution, " model output, not a diagnosis");
+    const std::string line = trf("viewer.prediction", {{"class", top}, {"confidence", confidence}});
+    same_line_if_fits(text_width(line));
+    ui::fit(colours::text(), line);
+    const std::string& note = tr("viewer.not_a_diagnosis");
+    same_line_if_fits(text_width(note));
+    ui::wrapped(colours::caution, note);
   }
-  wrapped(colours::dim, "Probabilities: " + loupe::probability_note(app.model.info.card) + "." +
-                            (prediction.has_ood && !prediction.out_of_distribution ? " Within the training data's range." : ""));
+  std::string probabilities = trf("viewer.probabilities", {{"note", probability_note_text(app.model.info.card, report_labels(g_words->language()))}});
+  if (prediction.has_ood && !prediction.out_of_distribution) probabilities += " " + tr("viewer.within_training");
+  ui::wrapped(colours::dim, probabilities);
+  // Class names get up to 40% of the width (cut with an ellipsis beyond, whole on hover).
   float label_width = 0;
-  for (const std::string& name : classes) label_width = std::max(label_width, ImGui::CalcTextSize(name.c_str()).x);
+  for (const std::string& name : classes) label_width = std::max(label_width, text_width(name));
+  label_width = std::min(label_width, ImGui::GetContentRegionAvail().x * 0.4f);
   const ImVec4 bar = prediction.has_ood && prediction.out_of_distribution ? colours::dim
                                                                          : ImGui::GetStyle().Colors[ImGuiCol_PlotHistogram];
   for (size_t c = 0; c < classes.size() && c < prediction.probabilities.size(); ++c) {
-    const bool top = static_cast<int>(c) == prediction.top;
-    ImGui::TextColored(top ? ImGui::GetStyle().Colors[ImGuiCol_Text] : colours::dim, "%s", classes[c].c_str());
-    ImGui::SameLine(label_width + 16.0f);
-    char overlay[16];
-    std::snprintf(overlay, sizeof overlay, "%.1f%%", prediction.probabilities[c] * 100.0f);
-    ImGui::PushStyleColor(ImGuiCol_PlotHistogram, top ? bar : ImVec4{bar.x * 0.55f, bar.y * 0.55f, bar.z * 0.6f, 1.0f});
-    ImGui::ProgressBar(prediction.probabilities[c], {-1.0f, 0.0f}, overlay);
+    const bool is_top = static_cast<int>(c) == prediction.top;
+    ImGui::PushID(static_cast<int>(c));
+    const float x = ImGui::GetCursorPosX();
+    ImGui::AlignTextToFramePadding();  // the name on the bar's text line
+    const std::string shown = ui::shortened(classes[c], label_width);
+    ui::text(is_top ? colours::text() : colours::dim, shown);
+    if (shown.size() != classes[c].size()) {
+      actions.ellipsised.push_back({"probabilities", classes[c], text_width(classes[c]), label_width});
+      ui::tooltip(classes[c]);
+    }
+    ImGui::SameLine(x + label_width + em(1.0f));
+    ImGui::PushStyleColor(ImGuiCol_PlotHistogram, is_top ? bar : ImVec4{bar.x * 0.55f, bar.y * 0.55f, bar.z * 0.6f, 1.0f});
+    ui::progress_bar(prediction.probabilities[c], -1.0f, num("%.1f%%", static_cast<double>(prediction.probabilities[c]) * 100.0));
     ImGui::PopStyleColor();
+    ImGui::PopID();
   }
 }
 
 static void draw_image(const AppState& app, UiActions& actions) {
   const ImageEntry& entry = app.images[static_cast<size_t>(app.selected)];
   if (entry.status == EntryStatus::error) {
-    ImGui::PushStyleColor(ImGuiCol_Text, colours::error);
-    ImGui::TextWrapped("Cannot open this file: %s", entry.error.c_str());
-    ImGui::PopStyleColor();
+    ui::wrapped(colours::error, trf("viewer.cannot_open", {{"error", entry.error}}));
     return;
   }
   const ImageView& view = app.view;
   if (view.entry != app.selected || view.texture == 0) {
-    ImGui::TextColored(colours::dim, "Decoding...");
+    ui::text(colours::dim, tr("viewer.decoding"));
     return;
   }
   const loupe::Image& image = view.image;
-  ImGui::TextColored(colours::dim, "%dx%d, %s, %d-bit, %.0f%%", image.width, image.height,
-                     image.channels == 1 ? "gray" : image.channels == 3 ? "RGB" : "RGBA",
-                     image.depth == loupe::PixelDepth::U16 ? 16 : 8, view.zoom * 100.0f);
+  const std::string& kind = tr(image.channels == 1 ? "viewer.gray" : image.channels == 3 ? "viewer.rgb" : "viewer.rgba");
+  ui::fit(colours::dim, trf("viewer.image_info", {{"width", std::to_string(image.width)}, {"height", std::to_string(image.height)},
+                                                 {"kind", kind}, {"bits", image.depth == loupe::PixelDepth::U16 ? "16" : "8"},
+                                                 {"zoom", num("%.0f", static_cast<double>(view.zoom) * 100.0)}}));
   if (image.channels == 1) {
-    // Both sliders share what the labels and the reset button leave of the line.
+    // Both sliders share what the labels and the reset button leave of the line (at least 5 em
+    // each: below that they wrap onto the next line).
     const ImGuiStyle& style = ImGui::GetStyle();
-    const float fixed = ImGui::CalcTextSize("WindowLevelReset view").x + 2.0f * style.FramePadding.x +
+    const float fixed = text_width(tr("viewer.window")) + text_width(tr("viewer.level")) + button_width(tr("viewer.reset")) +
                         2.0f * style.ItemInnerSpacing.x + 2.0f * style.ItemSpacing.x;
-    const float slider_width = std::max(60.0f, (ImGui::GetContentRegionAvail().x - fixed) * 0.5f);
+    const float slider_width = std::max(em(5.0f), (ImGui::GetContentRegionAvail().x - fixed) * 0.5f - 1.0f);
     WindowLevel window = view.window;
-    ImGui::SetNextItemWidth(slider_width);
-    bool changed = ImGui::SliderFloat("Window", &window.width, 0.002f, 1.0f, "%.3f");
-    ImGui::SameLine();
-    ImGui::SetNextItemWidth(slider_width);
-    changed |= ImGui::SliderFloat("Level", &window.level, 0.0f, 1.0f, "%.3f");
+    ImGui::SetNextItemWidth(slider_width_for(slider_width, tr("viewer.window")));
+    bool changed = ui::slider(tr("viewer.window"), "window", &window.width, 0.002f, 1.0f, "%.3f");
+    ui::tooltip(tr("viewer.window_tip"));
+    same_line_if_fits(slider_width + style.ItemInnerSpacing.x + text_width(tr("viewer.level")));
+    ImGui::SetNextItemWidth(slider_width_for(slider_width, tr("viewer.level")));
+    changed |= ui::slider(tr("viewer.level"), "level", &window.level, 0.0f, 1.0f, "%.3f");
+    ui::tooltip(tr("viewer.level_tip"));
     if (changed) actions.window = window;
-    ImGui::SameLine();
+    same_line_if_fits(button_width(tr("viewer.reset")));
   }
-  if (ImGui::Button("Reset view")) actions.reset_view = true;
-  if (ImGui::IsItemHovered()) {
-    ImGui::SetTooltip("Fit the image and restore its own window/level.\n"
-                      "Wheel: zoom. Drag: pan. Up/down or j/k: previous/next image.");
-  }
+  if (ui::button(tr("viewer.reset"), "resetView")) actions.reset_view = true;
+  note_widget(actions, "resetView");
+  ui::tooltip(tr("viewer.reset_tip"));
 
   const ImVec2 origin = ImGui::GetCursorScreenPos();
   const ImVec2 avail = ImGui::GetContentRegionAvail();
@@ -652,40 +821,38 @@ static void draw_image(const AppState& app, UiActions& actions) {
   draw_list->PopClipRect();
 }
 
-
 // Heat map on/off, which class, how opaque; or why there is none.
 static void draw_heat_map_controls(const AppState& app, UiActions& actions) {
   if (app.model.status != ModelStatus::ready) return;
   if (!app.model.info.card.has_output("cam")) {
-    ImGui::TextColored(colours::dim, "No heat map: this model has no 'cam' output (export it with one).");
+    ui::wrapped(colours::dim, tr("heat.none"));
     return;
   }
   HeatMapView heat = app.heat_map;
-  bool changed = ImGui::Checkbox("Heat map", &heat.visible);
+  bool changed = ui::checkbox(tr("heat.label"), "heatMap", &heat.visible);
   note_widget(actions, "heatMap");
-  if (ImGui::IsItemHovered()) {
-    ImGui::SetTooltip("Class activation map from the same forward pass: where the features that raised this "
-                      "class's score were. An explanation aid, not a localisation of disease.");
-  }
+  ui::tooltip(tr("heat.tip"));
   if (heat.visible) {
     const std::vector<std::string>& classes = active_classes(app);
-    ImGui::SameLine();
-    ImGui::SetNextItemWidth(150.0f);
-    const std::string current = heat.class_index < 0 ? std::string("predicted class")
-                                                     : classes[static_cast<size_t>(heat.class_index)];
-    if (ImGui::BeginCombo("##heat-class", current.c_str())) {
-      if (ImGui::Selectable("predicted class", heat.class_index < 0)) heat.class_index = -1, changed = true;
+    float combo_width = text_width(tr("heat.predicted_class"));
+    for (const std::string& name : classes) combo_width = std::max(combo_width, text_width(name));
+    combo_width = std::min(combo_width + ImGui::GetFrameHeight() + 2.0f * ImGui::GetStyle().FramePadding.x, em(14.0f));
+    same_line_if_fits(combo_width);
+    const std::string& current = heat.class_index < 0 ? tr("heat.predicted_class") : classes[static_cast<size_t>(heat.class_index)];
+    if (ui::begin_combo("##heat-class", current, combo_width)) {
+      if (ui::selectable(tr("heat.predicted_class"), "predicted", heat.class_index < 0)) heat.class_index = -1, changed = true;
       for (size_t c = 0; c < classes.size(); ++c) {
-        if (ImGui::Selectable(classes[c].c_str(), heat.class_index == static_cast<int>(c))) {
+        if (ui::selectable(classes[c], classes[c].c_str(), heat.class_index == static_cast<int>(c))) {
           heat.class_index = static_cast<int>(c);
           changed = true;
         }
       }
       ImGui::EndCombo();
     }
-    ImGui::SameLine();
-    ImGui::SetNextItemWidth(120.0f);
-    changed |= ImGui::SliderFloat("Opacity", &heat.opacity, 0.0f, 1.0f, "%.2f");
+    const float slider_width = em(7.0f);
+    same_line_if_fits(slider_width + ImGui::GetStyle().ItemInnerSpacing.x + text_width(tr("heat.opacity")));
+    ImGui::SetNextItemWidth(slider_width_for(slider_width, tr("heat.opacity")));
+    changed |= ui::slider(tr("heat.opacity"), "opacity", &heat.opacity, 0.0f, 1.0f, "%.2f");
   }
   if (changed) actions.heat_map = heat;
 }
@@ -693,18 +860,22 @@ static void draw_heat_map_controls(const AppState& app, UiActions& actions) {
 static void draw_viewer(const AppState& app, UiActions& actions) {
   if (app.selected < 0) return;
   const ImageEntry& entry = app.images[static_cast<size_t>(app.selected)];
-  ImGui::TextUnformatted(entry.path.c_str());
-  // The probabilities take a fixed band at the bottom; the image gets the rest.
+  ui::fit(entry.path, ui::Shorten::middle);
+  // The probabilities take a band at the bottom (scrolling if its text needs more); the image gets
+  // the rest.
   const float line = ImGui::GetFrameHeightWithSpacing();
   const float band = entry.status == EntryStatus::error ? 0.0f
-                     : line * (4.5f + static_cast<float>(std::max<size_t>(1, active_classes(app).size())));
+                     : std::min(ImGui::GetContentRegionAvail().y * 0.5f,
+                                line * (4.5f + static_cast<float>(std::max<size_t>(1, active_classes(app).size()))));
   if (entry.status != EntryStatus::error) draw_heat_map_controls(app, actions);
   ImGui::BeginChild("image", {0.0f, -band}, false, ImGuiWindowFlags_NoScrollbar | ImGuiWindowFlags_NoScrollWithMouse);
   draw_image(app, actions);
   ImGui::EndChild();
   if (band > 0.0f) {
     ImGui::Separator();
+    ImGui::BeginChild("probabilities", {0.0f, 0.0f}, false);
     draw_probabilities(app, entry, actions);
+    ImGui::EndChild();
   }
 }
 
@@ -714,91 +885,191 @@ static void draw_workspace(const AppState& app, UiActions& actions) {
     return;
   }
   draw_open_buttons(actions);
-  ImGui::SameLine();
   draw_batch_bar(app, actions);
 
-  const float table_width = std::min(560.0f, ImGui::GetContentRegionAvail().x * 0.55f);
-  ImGui::BeginChild("batch", {table_width, 0.0f}, false);
+  // Table | viewer, with a border the user can drag.
+  const float avail = ImGui::GetContentRegionAvail().x;
+  char split_id[48];
+  std::snprintf(split_id, sizeof split_id, "split-%.0f", static_cast<double>(app.ui.font_size));
+  // No vertical cell padding: the panes fill the height exactly (no scrollbar for a few pixels).
+  ImGui::PushStyleVar(ImGuiStyleVar_CellPadding, {ImGui::GetStyle().CellPadding.x, 0.0f});
+  const bool split = ImGui::BeginTable(split_id, 2, ImGuiTableFlags_Resizable | ImGuiTableFlags_BordersInnerV |
+                                                        ImGuiTableFlags_SizingFixedFit, ImGui::GetContentRegionAvail());
+  ImGui::PopStyleVar();
+  if (!split) return;
+  ImGui::TableSetupColumn("batch", ImGuiTableColumnFlags_WidthFixed, std::clamp(avail * 0.55f, em(20.0f), em(46.0f)));
+  ImGui::TableSetupColumn("viewer", ImGuiTableColumnFlags_WidthStretch);
+  ImGui::TableNextRow();
+  ImGui::TableNextColumn();
+  ImGui::BeginChild("batch", {0.0f, 0.0f}, false);
   draw_batch_table(app, actions);
   ImGui::EndChild();
-  ImGui::SameLine();
+  ImGui::TableNextColumn();
   ImGui::BeginChild("viewer", {0.0f, 0.0f}, false, ImGuiWindowFlags_NoScrollbar | ImGuiWindowFlags_NoScrollWithMouse);
   draw_viewer(app, actions);
   ImGui::EndChild();
+  ImGui::EndTable();
 }
 
 //-----------------------------------------------------------------------------------------------
 // [SECTION] Evaluation window
 //-----------------------------------------------------------------------------------------------
 
+// `text` turned a quarter to the left (read bottom to top), its baseline start at `bottom_left`:
+// a column header as long as a class name needs, in a column as narrow as a line.
+static void add_vertical_text(ImDrawList* draw_list, ImVec2 bottom_left, ImU32 colour, std::string_view text) {
+  const int first = draw_list->VtxBuffer.Size;
+  draw_list->AddText(bottom_left, colour, text.data(), text.data() + text.size());
+  for (int i = first; i < draw_list->VtxBuffer.Size; ++i) {
+    ImVec2& p = draw_list->VtxBuffer[i].pos;
+    const ImVec2 d{p.x - bottom_left.x, p.y - bottom_left.y};
+    p = {bottom_left.x + d.y, bottom_left.y - d.x};
+  }
+}
+
 // Rows are true classes, columns predicted ones; each cell is shaded by its share of the row
-// (recall), so a good model shows a bright diagonal whatever the class sizes.
+// (recall), so a good model shows a bright diagonal whatever the class sizes. Column headers are
+// the whole class names, turned upright.
 static void draw_confusion_matrix(const loupe::ConfusionMatrix& matrix) {
   const size_t n = matrix.num_classes();
-  float label_width = ImGui::CalcTextSize("true \\ predicted").x;
-  for (const std::string& name : matrix.class_names()) label_width = std::max(label_width, ImGui::CalcTextSize(name.c_str()).x);
-  const float cell = std::clamp((ImGui::GetContentRegionAvail().x - label_width - 16.0f) / static_cast<float>(n), 36.0f, 64.0f);
+  const std::vector<std::string>& names = matrix.class_names();
+  float label_width = text_width(tr("eval.true_class"));
+  float name_width = 0;
+  for (const std::string& name : names) {
+    label_width = std::max(label_width, text_width(name));
+    name_width = std::max(name_width, text_width(name));
+  }
+  const float line = ImGui::GetTextLineHeight();
+  char widest[32];
+  std::snprintf(widest, sizeof widest, "%lld", static_cast<long long>(matrix.total()));
+  const float min_cell = std::max(line * 1.8f, text_width(widest) + em(0.8f));
+  const float gap = em(0.8f);
+  const float cell = std::clamp((ImGui::GetContentRegionAvail().x - label_width - gap) / static_cast<float>(n), min_cell, em(4.5f));
   ImDrawList* draw_list = ImGui::GetWindowDrawList();
+  ui::text(colours::dim, tr("eval.predicted_class"));
   const ImVec2 origin = ImGui::GetCursorScreenPos();
-  const float header = ImGui::GetTextLineHeightWithSpacing() * 1.5f;
-  draw_list->AddText({origin.x, origin.y}, ImGui::GetColorU32(colours::dim), "true \\ predicted");
+  const float header = name_width + em(0.6f);
+  const float grid_x = origin.x + label_width + gap;
+  ui::check_span(tr("eval.true_class"), origin.x, origin.x + text_width(tr("eval.true_class")), origin.y + header - line);
+  draw_list->AddText({origin.x, origin.y + header - line}, ImGui::GetColorU32(colours::dim), tr("eval.true_class").c_str());
   for (size_t j = 0; j < n; ++j) {
-    const std::string& name = matrix.class_names()[j];
-    const std::string shown = ImGui::CalcTextSize(name.c_str()).x > cell - 4.0f ? name.substr(0, static_cast<size_t>(cell / 8.0f)) : name;
-    draw_list->AddText({origin.x + label_width + 12.0f + static_cast<float>(j) * cell + 2.0f, origin.y},
-                       ImGui::GetColorU32(ImGuiCol_Text), shown.c_str());
+    const float x = grid_x + static_cast<float>(j) * cell + (cell - line) * 0.5f;
+    add_vertical_text(draw_list, {x, origin.y + header - em(0.3f)}, ImGui::GetColorU32(ImGuiCol_Text), names[j]);
+    ui::check_span(names[j], x, x + line, origin.y + header * 0.5f);
   }
   for (size_t i = 0; i < n; ++i) {
     const float y = origin.y + header + static_cast<float>(i) * cell;
-    draw_list->AddText({origin.x, y + cell * 0.5f - 7.0f}, ImGui::GetColorU32(ImGuiCol_Text), matrix.class_names()[i].c_str());
+    draw_list->AddText({origin.x, y + (cell - line) * 0.5f}, ImGui::GetColorU32(ImGuiCol_Text), names[i].c_str());
+    ui::check_span(names[i], origin.x, origin.x + text_width(names[i]), y + cell * 0.5f);
     const double row = static_cast<double>(std::max<int64_t>(1, matrix.true_count(static_cast<int>(i))));
     for (size_t j = 0; j < n; ++j) {
       const int64_t count = matrix.at(static_cast<int>(i), static_cast<int>(j));
       const float share = static_cast<float>(static_cast<double>(count) / row);
-      const ImVec2 min{origin.x + label_width + 12.0f + static_cast<float>(j) * cell, y};
+      const ImVec2 min{grid_x + static_cast<float>(j) * cell, y};
       const ImVec2 max{min.x + cell - 2.0f, min.y + cell - 2.0f};
       const ImVec4 fill{0.12f + 0.10f * share, 0.16f + 0.50f * share, 0.22f + 0.62f * share, 1.0f};
       draw_list->AddRectFilled(min, max, ImGui::ColorConvertFloat4ToU32(fill), 3.0f);
-      char text[32];
-      std::snprintf(text, sizeof text, "%lld", static_cast<long long>(count));
-      const ImVec2 size = ImGui::CalcTextSize(text);
+      const std::string text = std::to_string(count);
+      const ImVec2 size = ImGui::CalcTextSize(text.c_str());
       draw_list->AddText({min.x + (cell - size.x) * 0.5f, min.y + (cell - size.y) * 0.5f},
-                         ImGui::GetColorU32(share > 0.5f ? ImVec4{0, 0, 0, 1} : ImVec4{1, 1, 1, 1}), text);
+                         ImGui::GetColorU32(share > 0.5f ? ImVec4{0, 0, 0, 1} : ImVec4{1, 1, 1, 1}), text.c_str());
+      ui::check_span(text, min.x + (cell - size.x) * 0.5f, min.x + (cell + size.x) * 0.5f, min.y + cell * 0.5f);
     }
   }
-  ImGui::Dummy({label_width + 12.0f + cell * static_cast<float>(n), header + cell * static_cast<float>(n)});
+  ImGui::Dummy({label_width + gap + cell * static_cast<float>(n), header + cell * static_cast<float>(n)});
+}
+
+// The classification report as a table: per class and averaged, with 95% intervals once the
+// batch has finished.
+static void draw_report_table(const loupe::ClassificationReport& report) {
+  const std::optional<loupe::ReportIntervals>& intervals = report.intervals;
+  const auto value = [&](double v, const std::vector<loupe::Interval>* per_class, size_t c) {
+    return per_class && c < per_class->size() ? loupe::with_interval(v, (*per_class)[c]) : num("%.3f", v);
+  };
+  const char* const headers[] = {"metrics.class", "metrics.precision", "metrics.recall", "metrics.f1", "metrics.support"};
+  if (!ImGui::BeginTable("report", 5, ImGuiTableFlags_SizingFixedFit | ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV)) return;
+  ImGui::TableNextRow();
+  for (const char* header : headers) {
+    ImGui::TableNextColumn();
+    ui::text(colours::dim, tr(header));
+  }
+  const auto row = [&](const loupe::ClassMetrics& metrics, size_t c, bool per_class) {
+    ImGui::TableNextRow();
+    ImGui::TableNextColumn();
+    ui::text(metrics.name);
+    ImGui::TableNextColumn();
+    ui::text(value(metrics.precision, per_class && intervals ? &intervals->precision : nullptr, c));
+    ImGui::TableNextColumn();
+    ui::text(value(metrics.recall, per_class && intervals ? &intervals->recall : nullptr, c));
+    ImGui::TableNextColumn();
+    ui::text(value(metrics.f1, per_class && intervals ? &intervals->f1 : nullptr, c));
+    ImGui::TableNextColumn();
+    ui::text(std::to_string(metrics.support));
+  };
+  for (size_t c = 0; c < report.per_class.size(); ++c) row(report.per_class[c], c, true);
+  loupe::ClassMetrics macro = report.macro_avg, weighted = report.weighted_avg;
+  macro.name = tr("metrics.macro_avg");
+  weighted.name = tr("metrics.weighted_avg");
+  row(macro, 0, false);
+  row(weighted, 0, false);
+  ImGui::EndTable();
+
+  const auto with = [&](double v, const std::optional<loupe::Interval>& interval) {
+    return interval ? loupe::with_interval(v, *interval) : num("%.3f", v);
+  };
+  ui::wrapped(colours::text(), trf("eval.accuracy", {{"value", with(report.accuracy, intervals ? std::optional(intervals->accuracy) : std::nullopt)},
+                                                     {"total", std::to_string(report.total)}}));
+  ui::wrapped(colours::text(), trf("eval.balanced_accuracy",
+                                   {{"value", with(report.balanced_accuracy, intervals ? std::optional(intervals->balanced_accuracy) : std::nullopt)}}));
+  if (report.macro_roc_auc) {
+    ui::wrapped(colours::text(), trf("eval.roc_auc", {{"value", with(*report.macro_roc_auc, intervals ? intervals->macro_roc_auc : std::nullopt)}}));
+  }
+  if (report.ece) {
+    ui::wrapped(colours::text(), trf("eval.ece", {{"value", with(*report.ece, intervals ? std::optional(intervals->ece) : std::nullopt)}}));
+  }
+  if (intervals) {
+    ui::wrapped(colours::dim, trf("eval.intervals_note", {{"resamples", std::to_string(intervals->resamples)}}));
+  } else {
+    ui::wrapped(colours::dim, tr("eval.intervals_pending"));
+  }
 }
 
 static void draw_evaluation_window(const AppState& app, UiActions& actions) {
   if (!app.show_evaluation || app.model.status != ModelStatus::ready) return;
   const ImGuiViewport* viewport = ImGui::GetMainViewport();
-  ImGui::SetNextWindowSize({std::min(720.0f, viewport->WorkSize.x - 40.0f), std::min(620.0f, viewport->WorkSize.y - 40.0f)},
-                           ImGuiCond_Appearing);
-  ImGui::SetNextWindowPos({viewport->WorkPos.x + viewport->WorkSize.x * 0.5f, viewport->WorkPos.y + viewport->WorkSize.y * 0.5f},
-                          ImGuiCond_Appearing, {0.5f, 0.5f});
+  // Below the button that toggles it (the workspace's button row), so "Hide evaluation" stays in
+  // reach; never larger than the rest of the page, and back inside it when the page shrinks: a
+  // window partly off screen would cut its text off.
+  const float top = std::clamp(g_evaluation_top, viewport->WorkPos.y, viewport->WorkPos.y + viewport->WorkSize.y * 0.4f);
+  const float room_y = viewport->WorkPos.y + viewport->WorkSize.y - top - 10.0f;
+  ImGui::SetNextWindowSize({std::min(em(50.0f), viewport->WorkSize.x - 40.0f), std::min(em(44.0f), room_y)}, ImGuiCond_Appearing);
+  ImGui::SetNextWindowPos({viewport->WorkPos.x + viewport->WorkSize.x * 0.5f, top}, ImGuiCond_Appearing, {0.5f, 0.0f});
+  ImGui::SetNextWindowSizeConstraints({std::min(em(20.0f), viewport->WorkSize.x), std::min(em(12.0f), room_y)},
+                                      {viewport->WorkSize.x - 20.0f, room_y});
   bool open = true;
-  if (ImGui::Begin("Evaluation", &open, ImGuiWindowFlags_NoSavedSettings)) {
+  if (ImGui::Begin((tr("eval.title") + "###evaluation").c_str(), &open, ImGuiWindowFlags_NoSavedSettings)) {
+    const ImVec2 pos = ImGui::GetWindowPos(), size = ImGui::GetWindowSize();
+    const ImVec2 inside{std::max(viewport->WorkPos.x, std::min(pos.x, viewport->WorkPos.x + viewport->WorkSize.x - size.x)),
+                        std::max(top, std::min(pos.y, viewport->WorkPos.y + viewport->WorkSize.y - size.y))};
+    if (inside.x != pos.x || inside.y != pos.y) ImGui::SetWindowPos(inside);
     const std::vector<std::string>& classes = active_classes(app);
     const loupe::Evaluation& evaluation = app.views.evaluation;
     const BatchProgress progress = batch_progress(app);
-    ImGui::TextWrapped("Images whose folder is named after one of the model's classes (%s) are scored against it. "
-                       "Same metrics code as `loupe eval`.", join(classes, ", ").c_str());
-    ImGui::TextColored(colours::dim, "%d labelled images scored (%d flagged as outside the training data), %d predicted "
-                       "images without a class folder, %d failed%s",
-                       evaluation.labelled, evaluation.out_of_distribution, evaluation.unlabelled, evaluation.failed,
-                       progress.done < progress.total ? " (batch still running: partial figures)" : "");
+    ui::wrapped(colours::text(), trf("eval.intro", {{"classes", join(classes, ", ")}}));
+    std::string counts = trf("eval.counts", {{"labelled", std::to_string(evaluation.labelled)},
+                                             {"ood", std::to_string(evaluation.out_of_distribution)},
+                                             {"unlabelled", std::to_string(evaluation.unlabelled)},
+                                             {"failed", std::to_string(evaluation.failed)}});
+    if (progress.done < progress.total) counts += " " + tr("eval.partial");
+    ui::wrapped(colours::dim, counts);
     if (!evaluation.report) {
-      wrapped(colours::caution, "No labelled images yet. Open a folder laid out as FOLDER/<class>/<image> with the "
-                                "class names above.");
+      ui::wrapped(colours::caution, tr("eval.no_labels"));
     } else {
+      ImGui::Spacing();
       draw_confusion_matrix(*evaluation.matrix);
       ImGui::Spacing();
-      ImGui::TextUnformatted(evaluation.report->to_text(3).c_str());
-      if (!evaluation.report->intervals) {
-        wrapped(colours::dim, "Confidence intervals appear when the batch has finished.");
-      }
-      wrapped(colours::caution, "These figures describe only the images opened here. They are not a validation of "
-                                "the model for clinical use.");
+      draw_report_table(*evaluation.report);
+      ui::wrapped(colours::caution, tr("eval.not_validation"));
     }
   }
   ImGui::End();
@@ -806,42 +1077,114 @@ static void draw_evaluation_window(const AppState& app, UiActions& actions) {
 }
 
 //-----------------------------------------------------------------------------------------------
+// [SECTION] Keyboard help
+//-----------------------------------------------------------------------------------------------
+
+// `?` opens and closes it, Escape closes it; typing in the filter box is left alone.
+static void read_help_keys(const AppState& app, UiActions& actions) {
+  const ImGuiIO& io = ImGui::GetIO();
+  if (io.WantTextInput) return;
+  for (const ImWchar c : io.InputQueueCharacters) {
+    if (c == '?') actions.show_help = !app.ui.show_help;
+    if (c == '+' || c == '=') actions.font_size = app.ui.font_size + 1.0f;
+    if (c == '-') actions.font_size = app.ui.font_size - 1.0f;
+  }
+  // Escape closes the window on top: the help, else the evaluation.
+  if (ImGui::IsKeyPressed(ImGui::GetKeyIndex(ImGuiKey_Escape))) {
+    if (app.ui.show_help) actions.show_help = false;
+    else if (app.show_evaluation) actions.show_evaluation = false;
+  }
+}
+
+static void draw_help_window(const AppState& app, UiActions& actions) {
+  if (!app.ui.show_help) return;
+  const ImGuiViewport* viewport = ImGui::GetMainViewport();
+  ImGui::SetNextWindowPos({viewport->WorkPos.x + viewport->WorkSize.x * 0.5f, viewport->WorkPos.y + viewport->WorkSize.y * 0.5f},
+                          ImGuiCond_Always, {0.5f, 0.5f});
+  ImGui::SetNextWindowSize({std::min(em(34.0f), viewport->WorkSize.x - 40.0f), 0.0f}, ImGuiCond_Always);
+  bool open = true;
+  if (ImGui::Begin((tr("help.title") + "###help").c_str(), &open,
+                   ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoCollapse | ImGuiWindowFlags_NoResize)) {
+    struct Row { const char* keys; const char* what; };
+    const Row rows[] = {
+        {"help.keys_help", "help.help"},       {"help.keys_move", "help.move"},     {"help.keys_zoom", "help.zoom"},
+        {"help.keys_pan", "help.pan"},         {"help.keys_text", "help.text"},     {"help.keys_filter", "help.filter"},
+        {"help.keys_close", "help.close"},
+    };
+    float key_width = 0;
+    for (const Row& row : rows) key_width = std::max(key_width, text_width(tr(row.keys)));
+    if (ImGui::BeginTable("keys", 2, ImGuiTableFlags_SizingFixedFit | ImGuiTableFlags_RowBg)) {
+      ImGui::TableSetupColumn("keys", ImGuiTableColumnFlags_WidthFixed, std::min(key_width, ImGui::GetContentRegionAvail().x * 0.4f));
+      ImGui::TableSetupColumn("what", ImGuiTableColumnFlags_WidthStretch);
+      for (const Row& row : rows) {
+        ImGui::TableNextRow();
+        ImGui::TableNextColumn();
+        ui::wrapped(colours::local, tr(row.keys));
+        ImGui::TableNextColumn();
+        ui::wrapped(colours::text(), tr(row.what));
+      }
+      ImGui::EndTable();
+    }
+    ImGui::Spacing();
+    ui::wrapped(colours::dim, tr("help.local"));
+  }
+  ImGui::End();
+  if (!open) actions.show_help = false;
+}
+
+//-----------------------------------------------------------------------------------------------
 // [SECTION] draw_app
 //-----------------------------------------------------------------------------------------------
 
 void draw_app(const AppState& app, UiActions& actions) {
-  draw_menu_bar();
+  g_words = &Catalogue::of(app.ui.language);
+  const ui::FrameRecord record(actions);
+  read_help_keys(app, actions);
+  draw_menu_bar(app, actions);
 
-  // One undecorated window covering the rest of the page: sidebar | workspace, footer below.
+  // One undecorated window covering the rest of the page: sidebar | workspace (a border the user
+  // can drag between them), footer below.
   const ImGuiViewport* viewport = ImGui::GetMainViewport();
   ImGui::SetNextWindowPos(viewport->WorkPos);
   ImGui::SetNextWindowSize(viewport->WorkSize);
   const ImGuiWindowFlags flags = ImGuiWindowFlags_NoDecoration | ImGuiWindowFlags_NoMove |
                                  ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoBringToFrontOnFocus;
   ImGui::Begin("Loupe", nullptr, flags);
-  const char* const footer =
-      "Research and education use only. Not a diagnostic device: do not use its output for clinical decisions.";
+  const std::string& footer = tr("footer.not_diagnostic");
   const ImGuiStyle& style = ImGui::GetStyle();
   const float footer_height =
-      ImGui::CalcTextSize(footer, nullptr, false, ImGui::GetContentRegionAvail().x).y + 2.0f * style.ItemSpacing.y;
+      ImGui::CalcTextSize(footer.c_str(), nullptr, false, ImGui::GetContentRegionAvail().x).y + 2.0f * style.ItemSpacing.y;
 
-  ImGui::BeginChild("sidebar", {320.0f, -footer_height}, true);
-  draw_model_section(app, actions);
-  draw_runtime_section(app);
-  draw_browser_section(app);
-  draw_build_section(app);
-  ImGui::EndChild();
-
-  ImGui::SameLine();
-  ImGui::BeginChild("workspace", {0.0f, -footer_height}, true);
-  draw_workspace(app, actions);
-  ImGui::EndChild();
-
-  ImGui::PushStyleColor(ImGuiCol_Text, colours::dim);
-  ImGui::TextWrapped("%s", footer);
-  ImGui::PopStyleColor();
+  const float avail = ImGui::GetContentRegionAvail().x;
+  char layout_id[48];
+  std::snprintf(layout_id, sizeof layout_id, "layout-%.0f", static_cast<double>(app.ui.font_size));
+  // Child windows sized 0 fill their window to the bottom, so the footer's room is kept explicitly.
+  const float panels_height = std::max(em(4.0f), ImGui::GetContentRegionAvail().y - footer_height);
+  ImGui::PushStyleVar(ImGuiStyleVar_CellPadding, {ImGui::GetStyle().CellPadding.x, 0.0f});
+  const bool layout = ImGui::BeginTable(layout_id, 2, ImGuiTableFlags_Resizable | ImGuiTableFlags_BordersInnerV |
+                                                          ImGuiTableFlags_SizingFixedFit, {0.0f, panels_height});
+  ImGui::PopStyleVar();
+  if (layout) {
+    ImGui::TableSetupColumn("sidebar", ImGuiTableColumnFlags_WidthFixed, std::clamp(avail * 0.26f, em(16.0f), em(26.0f)));
+    ImGui::TableSetupColumn("workspace", ImGuiTableColumnFlags_WidthStretch);
+    ImGui::TableNextRow();
+    ImGui::TableNextColumn();
+    ImGui::BeginChild("sidebar", {0.0f, panels_height}, true);
+    draw_model_section(app, actions);
+    draw_runtime_section(app);
+    draw_browser_section(app);
+    draw_build_section(app);
+    ImGui::EndChild();
+    ImGui::TableNextColumn();
+    ImGui::BeginChild("workspace", {0.0f, panels_height}, true);
+    draw_workspace(app, actions);
+    ImGui::EndChild();
+    ImGui::EndTable();
+  }
+  ui::wrapped(colours::dim, footer);
   ImGui::End();
   draw_evaluation_window(app, actions);
+  draw_help_window(app, actions);
 }
 
 }  // namespace loupe_web

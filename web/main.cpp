@@ -31,7 +31,9 @@
 
 #include "app.h"
 #include "app_logic.h"
+#include "fonts.h"
 #include "host.h"
+#include "i18n.h"
 #include "image_files.h"
 #include "imgui.h"
 #include "imgui_impl_glfw.h"
@@ -42,6 +44,7 @@
 #include "ort_bridge.h"
 #include "page.h"
 #include "state_json.h"
+#include "ui_settings.h"
 
 using loupe_web::AppState;
 using loupe_web::ImageView;
@@ -86,6 +89,8 @@ static AppState g_app;
 struct Platform {
   GLFWwindow* window = nullptr;
   double font_pixel_ratio = 0;  // the ratio the font atlas was rasterised for
+  float font_size = 0;          // and the text size (CSS px)
+  ImGuiStyle base_style;        // set_style()'s sizes at the default text size
   GLFWkeyfun imgui_key_callback = nullptr;
   GLFWcursorposfun imgui_cursor_callback = nullptr;
   GLFWmousebuttonfun imgui_button_callback = nullptr;
@@ -148,18 +153,36 @@ static void fit_canvas_to_window(AppState& app) {
   app.pixel_ratio = layout.pixel_ratio;
 }
 
-// ImGui works in CSS pixels; the font is rasterised at device resolution and scaled back, so text
-// stays sharp at any devicePixelRatio.
-static void rebuild_fonts_for(double pixel_ratio) {
+// ImGui works in CSS pixels; the font is rasterised at device resolution (text size x
+// devicePixelRatio) and scaled back, so text stays sharp at any devicePixelRatio. Paddings and
+// spacings grow with the text size.
+static void rebuild_fonts_for(double pixel_ratio, float font_size) {
   ImGuiIO& io = ImGui::GetIO();
   io.Fonts->Clear();
   ImFontConfig config;
-  config.SizePixels = std::round(13.0f * static_cast<float>(pixel_ratio));
-  io.Fonts->AddFontDefault(&config);
-  io.FontGlobalScale = 1.0f / static_cast<float>(pixel_ratio);
+  config.FontDataOwnedByAtlas = false;  // the bytes are static (fonts.h)
+  config.OversampleH = 2;
+  config.OversampleV = 1;
+  config.EllipsisChar = 0x2026;
+  const float pixels = std::round(font_size * static_cast<float>(pixel_ratio));
+  io.Fonts->AddFontFromMemoryTTF(const_cast<unsigned char*>(loupe_web::ui_font_data()),
+                                 static_cast<int>(loupe_web::ui_font_size()), pixels, &config, loupe_web::kUiGlyphRanges);
+  io.FontGlobalScale = font_size / pixels;
+  ImGuiStyle& style = ImGui::GetStyle();
+  style = g_platform.base_style;
+  style.ScaleAllSizes(font_size / loupe_web::kDefaultFontSize);
   ImGui_ImplOpenGL3_DestroyFontsTexture();
   ImGui_ImplOpenGL3_CreateFontsTexture();
   g_platform.font_pixel_ratio = pixel_ratio;
+  g_platform.font_size = font_size;
+}
+
+// The page's settings changed this frame: the font size is stored (the only thing the page keeps),
+// the HTML follows the language.
+static void apply_page_settings(AppState& app, const UiActions& actions) {
+  const loupe_web::UiSettingsChange change = loupe_web::apply_ui_settings(app, actions);
+  if (change.font_size) loupe_web::page_store_font_size(loupe_web::font_size_text(app.ui.font_size));
+  if (change.language) loupe_web::page_set_language(loupe_web::language_code(app.ui.language));
 }
 
 // Emscripten's GLFW reports sizes and the mouse in device pixels; turn them into CSS pixels.
@@ -233,7 +256,9 @@ static void frame() {
   }
   --g_platform.frames_to_draw;
   g_platform.last_frame_ms = now;
-  if (app.pixel_ratio != g_platform.font_pixel_ratio) rebuild_fonts_for(app.pixel_ratio);
+  if (app.pixel_ratio != g_platform.font_pixel_ratio || app.ui.font_size != g_platform.font_size) {
+    rebuild_fonts_for(app.pixel_ratio, app.ui.font_size);
+  }
 
   ImGui_ImplOpenGL3_NewFrame();
   ImGui_ImplGlfw_NewFrame();
@@ -253,6 +278,7 @@ static void frame() {
   g_platform.key_steps = 0;
   app.scroll_to_selected = false;
   loupe_web::apply(app, actions);
+  apply_page_settings(app, actions);
 
   glViewport(0, 0, app.canvas_width, app.canvas_height);
   const ImVec4 background = ImGui::GetStyle().Colors[ImGuiCol_WindowBg];
@@ -273,6 +299,7 @@ static void frame() {
   nlohmann::json widgets = nlohmann::json::object();
   for (const auto& [id, rect] : actions.widgets) widgets[id] = rect;
   state["widgets"] = std::move(widgets);
+  state.update(loupe_web::frame_ui_json(actions));
   loupe_web::page_publish_state(state.dump());
 }
 
@@ -338,6 +365,7 @@ extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_image_file_read(int request, unsig
 // [SECTION] main
 //-----------------------------------------------------------------------------------------------
 
+// Colours and the sizes at the default text size (rebuild_fonts_for scales them).
 static void set_style() {
   ImGui::StyleColorsDark();
   ImGuiStyle& style = ImGui::GetStyle();
@@ -352,9 +380,14 @@ static void set_style() {
   style.Colors[ImGuiCol_MenuBarBg] = {0.07f, 0.08f, 0.09f, 1.0f};
   style.Colors[ImGuiCol_Border] = {0.22f, 0.24f, 0.28f, 1.0f};
   style.Colors[ImGuiCol_Separator] = {0.22f, 0.24f, 0.28f, 1.0f};
+  style.Colors[ImGuiCol_TextDisabled] = {0.62f, 0.64f, 0.70f, 1.0f};
+  g_platform.base_style = style;
 }
 
 int main() {
+  // The language first: even "no WebGL" is said in it. The font size is the page's one stored setting.
+  loupe_web::init_ui_settings(g_app, loupe_web::page_browser_languages(), loupe_web::page_load_font_size());
+  loupe_web::page_set_language(loupe_web::language_code(g_app.ui.language));
   // WebGL2 is OpenGL ES 3.0. The size is provisional: the first frame fits the canvas to the window.
   if (glfwInit()) {
     glfwWindowHint(GLFW_CLIENT_API, GLFW_OPENGL_ES_API);
@@ -363,8 +396,7 @@ int main() {
     g_platform.window = glfwCreateWindow(1280, 720, "Loupe", nullptr, nullptr);
   }
   if (!g_platform.window) {
-    loupe_web::page_show_fatal_error(
-        "WebGL 2 is not available in this browser (is WebGL or hardware acceleration turned off?)");
+    loupe_web::page_show_fatal_error(loupe_web::Catalogue::of(g_app.ui.language).text("fatal.no_webgl").c_str());
     return 1;
   }
   glfwMakeContextCurrent(g_platform.window);

@@ -59,6 +59,36 @@ EM_JS(void, js_sha256, (int request, const char* text), {
       (error) => { console.warn("Loupe: SHA-256: " + error); report(""); });
 });
 
+EM_JS(char*, js_browser_languages, (), {
+  const list = (navigator.languages && navigator.languages.length) ? navigator.languages : [navigator.language || "en"];
+  const text = list.join(",");
+  const size = lengthBytesUTF8(text) + 1;
+  const pointer = _malloc(size);
+  stringToUTF8(text, pointer, size);
+  return pointer;
+});
+
+// localStorage throws where the browser keeps no storage for the page (some private modes, a
+// sandboxed frame): the setting is then simply not kept.
+EM_JS(char*, js_load_font_size, (), {
+  let text = "";
+  try { text = localStorage.getItem("loupe.fontSize") || ""; } catch (error) {}
+  const size = lengthBytesUTF8(text) + 1;
+  const pointer = _malloc(size);
+  stringToUTF8(text, pointer, size);
+  return pointer;
+});
+
+EM_JS(void, js_store_font_size, (const char* size), {
+  try { localStorage.setItem("loupe.fontSize", UTF8ToString(size)); } catch (error) {}
+});
+
+EM_JS(void, js_set_language, (const char* code), {
+  const language = UTF8ToString(code);
+  document.documentElement.lang = language;
+  document.dispatchEvent(new CustomEvent("loupe-language", {"detail": language}));
+});
+
 EM_JS(void, js_hide_loading_overlay, (), {
   const overlay = document.getElementById("loading");
   if (overlay) overlay.hidden = true;
@@ -109,6 +139,20 @@ std::string page_now_iso8601() {
 }
 
 void page_sha256(int request, const std::string& text) { js_sha256(request, text.c_str()); }
+
+static std::string take_string(char* text) {
+  std::string out = text ? text : "";
+  std::free(text);
+  return out;
+}
+
+std::string page_browser_languages() { return take_string(js_browser_languages()); }
+
+std::string page_load_font_size() { return take_string(js_load_font_size()); }
+
+void page_store_font_size(const std::string& size) { js_store_font_size(size.c_str()); }
+
+void page_set_language(const char* code) { js_set_language(code); }
 
 void page_hide_loading_overlay() { js_hide_loading_overlay(); }
 

@@ -46,6 +46,17 @@ std::string page_now_iso8601();
 void page_sha256(int request, const std::string& text);
 extern "C" void loupe_on_sha256(int request, const char* hex);
 
+// The browser's preferred languages, comma-separated (navigator.languages, e.g. "id-ID,id,en").
+std::string page_browser_languages();
+
+// The page's one stored setting, the text size (localStorage "loupe.fontSize"): read ("" when
+// none, or when the browser keeps no storage for the page) and written. Nothing else is stored.
+std::string page_load_font_size();
+void page_store_font_size(const std::string& size);
+
+// The page's language: <html lang> and the HTML's own texts (page_text.mjs) follow it.
+void page_set_language(const char* code);
+
 // Hides the HTML "Loading..." overlay once the first frame is on screen.
 void page_hide_loading_overlay();
 

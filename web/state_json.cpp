@@ -95,6 +95,8 @@ nlohmann::json state_json(const AppState& app, bool with_image_list) {
       {"batch", {{"total", progress.total}, {"done", progress.done}, {"running", progress.running},
                  {"paused", app.paused}, {"inFlight", app.reads.size() + app.runs.size()}}},
       {"showEvaluation", app.show_evaluation},
+      {"ui", {{"language", language_code(app.ui.language)}, {"fontSize", app.ui.font_size},
+              {"showHelp", app.ui.show_help}}},
       {"heatMap", {{"available", app.model.status == ModelStatus::ready && app.model.info.card.has_output("cam")},
                    {"visible", app.heat_map.visible}, {"class", heat_map_class(app)},
                    {"opacity", app.heat_map.opacity}, {"camEntry", cam.entry},
@@ -127,6 +129,21 @@ nlohmann::json state_json(const AppState& app, bool with_image_list) {
     json["evaluation"] = std::move(eval);
   }
   return json;
+}
+
+nlohmann::json frame_ui_json(const UiActions& actions) {
+  const auto fits = [](const std::vector<TextFit>& list) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const TextFit& fit : list) {
+      out.push_back({{"window", fit.window}, {"text", fit.text}, {"needed", fit.needed}, {"available", fit.available}});
+    }
+    return out;
+  };
+  nlohmann::json tooltip = nullptr;
+  if (actions.tooltip) {
+    tooltip = {{"text", actions.tooltip->text}, {"item", actions.tooltip->item}, {"tooltip", actions.tooltip->tooltip}};
+  }
+  return {{"clipped", fits(actions.clipped)}, {"ellipsised", fits(actions.ellipsised)}, {"tooltip", tooltip}};
 }
 
 }  // namespace loupe_web

@@ -14,4 +14,11 @@ namespace loupe_web {
 // first.
 nlohmann::json state_json(const AppState& app, bool with_image_list);
 
+// What this frame drew, from its UiActions (merged into the state by the frame loop):
+//   clipped     [{window, text, needed, available}]: texts drawn into a box narrower than them
+//               (ui_text.h); the browser tests require none on the main views
+//   ellipsised  the same for texts shortened on purpose (full text on hover)
+//   tooltip     {text, item, tooltip} (x, y, width, height) of the tooltip shown, or null
+nlohmann::json frame_ui_json(const UiActions& actions);
+
 }  // namespace loupe_web

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "loupe/error.h"
 
@@ -75,6 +76,23 @@ int wrapped(cv::Mat& canvas, const std::string& paragraph, int x, int y, int wid
   return y;
 }
 
+// Each {name} in `text` replaced by its value.
+std::string fill(std::string text, const std::vector<std::pair<std::string, std::string>>& values) {
+  for (const auto& [name, value] : values) {
+    const std::string placeholder = "{" + name + "}";
+    for (size_t at = text.find(placeholder); at != std::string::npos; at = text.find(placeholder, at + value.size())) {
+      text.replace(at, placeholder.size(), value);
+    }
+  }
+  return text;
+}
+
+std::string number(const char* format, double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, format, value);
+  return buffer;
+}
+
 std::string percent(float p) {
   char buffer[16];
   std::snprintf(buffer, sizeof buffer, "%.1f%%", static_cast<double>(p) * 100.0);
@@ -83,9 +101,21 @@ std::string percent(float p) {
 
 }  // namespace
 
+std::string report_ood_status(const ImageReportLabels& labels, bool out_of_distribution, double distance,
+                              double threshold) {
+  return fill(out_of_distribution ? labels.ood_outside : labels.ood_within,
+              {{"distance", number("%.1f", distance)}, {"threshold", number("%.1f", threshold)}});
+}
+
+std::string report_probability_note(const ImageReportLabels& labels, double temperature, const std::string& fitted_on) {
+  if (temperature <= 0) return labels.not_calibrated;
+  return fill(labels.calibrated, {{"t", number("%.3g", temperature)}, {"on", fitted_on}});
+}
+
 Image render_image_report(const Image& image, const ImageReport& report) {
   if (image.empty() || image.width <= 0 || image.height <= 0) throw Error(ErrorCode::InvalidArgument, "report: empty image");
   cv::Mat canvas(kHeight, kWidth, CV_8UC3, kBackground);
+  const ImageReportLabels& labels = report.labels;
 
   // Left: the image, fitted into its square, with the heat map blended over it.
   const cv::Mat shown = to_display(image);
@@ -111,25 +141,25 @@ Image render_image_report(const Image& image, const ImageReport& report) {
   const int left = 10 + (kPanel - 20 - w) / 2, top = 10 + (kPanel - 20 - h) / 2;
   fitted.copyTo(canvas(cv::Rect(left, top, w, h)));
   if (report.heat_map) {
-    text(canvas, "Heat map: " + (report.heat_map_class.empty() ? std::string("predicted class") : report.heat_map_class) +
-                     " (class activation map)", 14, kHeight - 8, kDim, 0.45);
+    const std::string cls = report.heat_map_class.empty() ? labels.predicted_class : report.heat_map_class;
+    text(canvas, fill(labels.heat_map, {{"class", cls}}), 14, kHeight - 8, kDim, 0.45);
   }
 
   // Right: what the model said, about which image, with which model.
   const int x = kPanel + 20, width = kWidth - x - 24;
   int y = 40;
-  text(canvas, "Loupe image report", x, y, kText, 0.9, 2);
+  text(canvas, labels.title, x, y, kText, 0.9, 2);
   y += 34;
-  y = wrapped(canvas, "Image: " + report.file_name, x, y, width, kText);
-  y = wrapped(canvas, "Date: " + report.created_utc, x, y, width, kDim);
-  y = wrapped(canvas, "Model: " + report.model_name + " (" + report.architecture + ", file " + report.model_file + ")", x, y,
+  y = wrapped(canvas, labels.image + ": " + report.file_name, x, y, width, kText);
+  y = wrapped(canvas, labels.date + ": " + report.created_utc, x, y, width, kDim);
+  y = wrapped(canvas, labels.model + ": " + report.model_name + " (" + report.architecture + ", " + labels.file + " " + report.model_file + ")", x, y,
               width, kDim);
-  y = wrapped(canvas, "Weights SHA-256: " + report.weights_sha256, x, y, width, kDim, 0.42);
+  y = wrapped(canvas, labels.weights + ": " + report.weights_sha256, x, y, width, kDim, 0.42);
   y += 14;
   if (!report.probabilities.empty() && report.probabilities.size() == report.class_names.size()) {
     const size_t top_class = static_cast<size_t>(
         std::max_element(report.probabilities.begin(), report.probabilities.end()) - report.probabilities.begin());
-    text(canvas, "Model output: " + report.class_names[top_class] + " (" + percent(report.probabilities[top_class]) + ")", x, y,
+    text(canvas, labels.model_output + ": " + report.class_names[top_class] + " (" + percent(report.probabilities[top_class]) + ")", x, y,
          report.out_of_distribution ? kDim : kAccent, 0.7, 2);
     y += 30;
     for (size_t c = 0; c < report.class_names.size(); ++c) {
@@ -141,22 +171,26 @@ Image render_image_report(const Image& image, const ImageReport& report) {
       text(canvas, percent(report.probabilities[c]), bar_x + bar_w + 8, y + 14, kText, 0.5);
       y += 26;
     }
-    if (!report.probability_note.empty()) y = wrapped(canvas, "Probabilities: " + report.probability_note, x, y + 4, width, kDim, 0.45);
+    if (!report.probability_note.empty()) y = wrapped(canvas, labels.probabilities + ": " + report.probability_note, x, y + 4, width, kDim, 0.45);
   } else {
-    y = wrapped(canvas, "No prediction.", x, y, width, kDim);
+    y = wrapped(canvas, labels.no_prediction, x, y, width, kDim);
   }
   y += 10;
   if (!report.ood_status.empty()) {
     const cv::Scalar colour = report.out_of_distribution ? kAlarm : kDim;
-    y = wrapped(canvas, (report.out_of_distribution ? "WARNING: " : "Training-data check: ") + report.ood_status, x, y,
+    y = wrapped(canvas, (report.out_of_distribution ? labels.warning : labels.training_data_check) + ": " + report.ood_status, x, y,
                 width, colour, report.out_of_distribution ? 0.55 : 0.45);
   }
   y += 16;
-  const std::string disclaimer = report.disclaimer.empty()
-                                     ? std::string("Loupe is not a diagnostic device. Not for clinical decisions.")
-                                     : report.disclaimer;
+  // The card's statement as its author wrote it; in another language, the report's own statement
+  // comes first so the reader is told in their language.
+  const bool english = labels.not_diagnostic == ImageReportLabels{}.not_diagnostic;
   cv::line(canvas, {x, y}, {x + width, y}, kDim, 1);
-  wrapped(canvas, disclaimer, x, y + 26, width, kWarn, 0.5);
+  y += 26;
+  if (report.disclaimer.empty() || !english) y = wrapped(canvas, labels.not_diagnostic, x, y, width, kWarn, 0.5);
+  if (!report.disclaimer.empty() && report.disclaimer != labels.not_diagnostic) {
+    wrapped(canvas, report.disclaimer, x, y, width, english ? kWarn : kDim, english ? 0.5 : 0.45);
+  }
 
   Image out;
   out.width = kWidth;

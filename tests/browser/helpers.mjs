@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { inflateSync } from 'node:zlib';
+import { deflateSync, inflateSync } from 'node:zlib';
 
 import { chromium } from 'playwright-core';
 
@@ -69,8 +69,9 @@ export async function launchBrowser({ args = [] } = {}) {
 //   failedRequests requests that got no response: { url, failure }
 //   console        console messages, workers' included: { type, text, location }
 //   pageErrors     uncaught exceptions and unhandled rejections: { message, stack }
-export async function openPage(browser, url, { viewport = { width: 1280, height: 800 }, deviceScaleFactor = 1 } = {}) {
-  const context = await browser.newContext({ viewport, deviceScaleFactor });
+// `locale` sets navigator.language(s), e.g. 'id-ID'.
+export async function openPage(browser, url, { viewport = { width: 1280, height: 800 }, deviceScaleFactor = 1, locale } = {}) {
+  const context = await browser.newContext({ viewport, deviceScaleFactor, ...(locale ? { locale } : {}) });
   const page = await context.newPage();
   const events = { requests: [], failedRequests: [], console: [], pageErrors: [] };
   context.on('request', (request) =>
@@ -179,6 +180,38 @@ export function decodePng(buffer) {
     }
   }
   return { width, height, channels, pixels };
+}
+
+// A PNG of 8-bit pixels (channels 1 gray, 3 RGB, 4 RGBA), for synthetic test images.
+const crcTable = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; ++k) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function crc32(bytes) {
+  let c = 0xffffffff;
+  for (const b of bytes) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+export function encodePng({ width, height, channels, pixels }) {
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc32(body), 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8;
+  header[9] = { 1: 0, 3: 2, 4: 6 }[channels];
+  const stride = width * channels;
+  const raw = Buffer.alloc((stride + 1) * height);
+  for (let y = 0; y < height; ++y) pixels.copy(raw, y * (stride + 1) + 1, y * stride, (y + 1) * stride);
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', header),
+                        chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }
 
 // How many distinct colours an image has, and the share of the most common one.

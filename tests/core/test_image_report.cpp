@@ -69,3 +69,30 @@ TEST_CASE("render_image_report draws the image, its heat map and the warnings", 
 
   CHECK_THROWS_AS(loupe::render_image_report(loupe::Image{}, basic_report()), loupe::Error);
 }
+
+TEST_CASE("the report's words come from its labels, English by default", "[report]") {
+  const loupe::ImageReportLabels english;
+  CHECK(english.title == "Loupe image report");
+  CHECK(loupe::report_ood_status(english, false, 31.24, 48.0) ==
+        "within the range of the training data (distance 31.2, threshold 48.0)");
+  CHECK(loupe::report_ood_status(english, true, 91.0, 79.25) ==
+        "this image does not look like the model's training data; its output is not reliable (distance 91.0, threshold 79.2)");
+  CHECK(loupe::report_probability_note(english, 0.0, "") == "not calibrated (softmax of the logits)");
+  CHECK(loupe::report_probability_note(english, 1.1634, "the validation split") ==
+        "calibrated by temperature scaling (T = 1.16), fitted on the validation split");
+
+  // Other words (a translation) draw a different page; the same words, the same page.
+  const loupe::Image image = gray16(120, 90);
+  loupe::ImageReport report = basic_report();
+  report.disclaimer = "Not a diagnostic device.";
+  const loupe::Image in_english = loupe::render_image_report(image, report);
+  CHECK(loupe::render_image_report(image, report).data == in_english.data);
+  report.labels.title = "Laporan citra Loupe";
+  report.labels.model_output = "Keluaran model";
+  report.labels.not_diagnostic = "Loupe bukan alat diagnostik. Tidak untuk keputusan klinis.";
+  const loupe::Image translated = loupe::render_image_report(image, report);
+  CHECK(translated.width == in_english.width);
+  CHECK(translated.data != in_english.data);
+  // The image half is the same: only the words on the right differ.
+  CHECK(pixel(translated, 400, 400)[0] == pixel(in_english, 400, 400)[0]);
+}

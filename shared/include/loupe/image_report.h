@@ -6,6 +6,9 @@
 //   loupe::ImageReport report;            // fill in what is known
 //   loupe::Image page = loupe::render_image_report(image, report);
 //   std::vector<uint8_t> png = loupe::encode_png(page);
+//
+// The report's own words come from ImageReportLabels: English by default (native tools), the
+// page passes its catalogue's (web/i18n.h) so a report is in the language the user reads.
 #pragma once
 
 #include <optional>
@@ -17,6 +20,41 @@
 #include "loupe/preprocess.h"
 
 namespace loupe {
+
+// Every word the report draws besides the data. Drawn with OpenCV's Hershey font: ASCII only.
+// Templates name their values in braces: {class}, {distance}, {threshold}, {t}, {on}.
+struct ImageReportLabels {
+  std::string title = "Loupe image report";
+  std::string image = "Image";
+  std::string date = "Date";
+  std::string model = "Model";
+  std::string file = "file";
+  std::string weights = "Weights SHA-256";
+  std::string model_output = "Model output";
+  std::string probabilities = "Probabilities";
+  std::string no_prediction = "No prediction.";
+  std::string warning = "WARNING";
+  std::string training_data_check = "Training-data check";
+  std::string ood_within = "within the range of the training data (distance {distance}, threshold {threshold})";
+  std::string ood_outside =
+      "this image does not look like the model's training data; its output is not reliable (distance {distance}, "
+      "threshold {threshold})";
+  std::string heat_map = "Heat map: {class} (class activation map)";
+  std::string predicted_class = "predicted class";
+  // Drawn when the model card has no statement of its own; in another language than English, drawn
+  // before the card's statement (which is quoted as the card's author wrote it).
+  std::string not_diagnostic = "Loupe is not a diagnostic device. Not for clinical decisions.";
+  std::string calibrated = "calibrated by temperature scaling (T = {t}), fitted on {on}";
+  std::string not_calibrated = "not calibrated (softmax of the logits)";
+  std::string validation_split = "the validation split";  // {on} when the card does not say
+};
+
+// The out-of-distribution line of a report: labels.ood_within or ood_outside with the figures.
+std::string report_ood_status(const ImageReportLabels& labels, bool out_of_distribution, double distance,
+                              double threshold);
+// How the probabilities were obtained (labels.calibrated or not_calibrated): `temperature` <= 0
+// means none was fitted; `fitted_on` as the card records it.
+std::string report_probability_note(const ImageReportLabels& labels, double temperature, const std::string& fitted_on);
 
 struct ImageReport {
   std::string file_name;        // the image's name or relative path
@@ -36,6 +74,7 @@ struct ImageReport {
   PreprocessSpec preprocess;
   float heat_map_opacity = 0.45f;
   std::string disclaimer;            // the model card's statement (a default is drawn when empty)
+  ImageReportLabels labels;          // the report's own words (English unless given)
 };
 
 // The report as an 8-bit RGB image (about 1400 x 800). Gray 16-bit images are shown through their
