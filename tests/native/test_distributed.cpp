@@ -26,6 +26,8 @@
 #include <regex>
 #include <thread>
 
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
 #include "fixtures.h"
 #include "loupe/train/distributed.h"
 #include "loupe/train/trainer.h"
@@ -480,6 +482,35 @@ TEST_CASE("Ctrl-C at the launcher stops every rank at the same step; --resume on
   CHECK(resumed.exited_ok());
   CHECK_THAT(test::read_text(dir.path / "run" / "log.txt"), Contains("resumed after epoch " + std::to_string(done)));
   CHECK(fs::exists(dir.path / "run" / "metrics.json"));
+}
+
+TEST_CASE("torchrun's static rendezvous: its agent serves the store, the ranks join it", "[distributed]") {
+  // What torchrun (static rendezvous, its default with --master-addr/--master-port) does before
+  // starting the ranks: its agent serves a TCPStore at MASTER_PORT and tells the workers so.
+  // (Debian 12's torchrun, torch 1.13, fails on Python 3.11 before starting any worker.)
+  const test::TempDir dir;
+  const fs::path manifest = write_manifest_dataset(dir.path / "data");
+  const fs::path config = write_config(dir.path / "config.json", equivalence_config(manifest, 1));
+  const int port = free_port();
+  c10d::TCPStoreOptions agent;
+  agent.port = static_cast<uint16_t>(port);
+  agent.isServer = true;
+  agent.waitWorkers = false;
+  const auto store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", agent);
+  std::vector<Loupe> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    auto env = rank_env(rank, 2, port);
+    env["TORCHELASTIC_USE_AGENT_STORE"] = "True";
+    env["TORCHELASTIC_RESTART_COUNT"] = "0";
+    ranks.push_back(start_loupe({"train", "-q", "-c", config.string(), "-o", "run"}, env, dir.path,
+                                dir.path / ("rank" + std::to_string(rank) + ".log")));
+  }
+  for (auto& r : ranks) finish(r, 300);
+  INFO(ranks[0].text() << ranks[1].text());
+  CHECK(ranks[0].exited_ok());
+  CHECK(ranks[1].exited_ok());
+  CHECK(fs::exists(dir.path / "run" / "metrics.json"));
+  CHECK(store->check({"/worker/attempt_0/loupe/arrived"}));  // the ranks used the agent's store
 }
 
 TEST_CASE("bad input on the command line: a clear error and nothing in the run folder", "[distributed][bad-input]") {

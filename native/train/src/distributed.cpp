@@ -641,6 +641,7 @@ struct GradientSync::State {
   std::vector<bool> arrived;
   std::vector<Bucket> buckets;
   std::vector<unsigned> hooks;
+  std::vector<bool> hooked;  // LibTorch takes hooks only on tensors that require a gradient (now)
   size_t next_launch = 0;
   bool armed = false;
   std::mutex mutex;
@@ -718,14 +719,14 @@ GradientSync::GradientSync(DistributedGroup& group, const std::vector<torch::Ten
     const torch::Tensor& first = s.parameters[bucket.parameters.front()];
     bucket.flat = torch::zeros({total}, first.options().requires_grad(false));
   }
-  for (size_t k = 0; k < parameters.size(); ++k) {
-    State* state = state_.get();
-    s.hooks.push_back(s.parameters[k].register_hook([state, k](const torch::Tensor& gradient) { state->on_gradient(k, gradient); }));
-  }
+  s.hooks.assign(parameters.size(), 0);
+  s.hooked.assign(parameters.size(), false);
 }
 
 GradientSync::~GradientSync() {
-  for (size_t k = 0; k < state_->parameters.size(); ++k) state_->parameters[k].remove_hook(state_->hooks[k]);
+  for (size_t k = 0; k < state_->parameters.size(); ++k) {
+    if (state_->hooked[k]) state_->parameters[k].remove_hook(state_->hooks[k]);
+  }
 }
 
 size_t GradientSync::bucket_count() const { return state_->buckets.size(); }
@@ -751,6 +752,13 @@ void GradientSync::begin_backward() {
   std::lock_guard<std::mutex> lock(s.mutex);
   torch::NoGradGuard no_grad;
   s.arrived.assign(s.parameters.size(), false);
+  // Hooks go on when a parameter first requires a gradient (a frozen backbone joins later).
+  State* state = state_.get();
+  for (size_t k = 0; k < s.parameters.size(); ++k) {
+    if (s.hooked[k] || !s.parameters[k].requires_grad()) continue;
+    s.hooks[k] = s.parameters[k].register_hook([state, k](const torch::Tensor& gradient) { state->on_gradient(k, gradient); });
+    s.hooked[k] = true;
+  }
   for (auto& bucket : s.buckets) {
     bucket.pending = 0;
     for (size_t k : bucket.parameters) bucket.pending += s.parameters[k].requires_grad() ? 1 : 0;
