@@ -96,7 +96,7 @@ void add_train_command(CLI::App& app) {
       const std::string out = opt->out.empty() ? default_run_dir(config.name) : opt->out;
       refuse_existing_run(out);
       const int code = train::launch_local_ranks(
-          opt->nproc, rank_arguments(config_path, out, opt->overrides, opt->resume, opt->quiet),
+          "loupe train", opt->nproc, rank_arguments(config_path, out, opt->overrides, opt->resume, opt->quiet),
           config.distributed.timeout_s + 15);
       std::fflush(nullptr);
       if (code != 0) std::exit(code);

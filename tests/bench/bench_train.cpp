@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
     if (argc >= 7 && std::string(argv[1]) == "--nproc") {
       std::vector<std::string> rank_arguments{"--rank"};
       for (int i = 3; i < argc; ++i) rank_arguments.emplace_back(argv[i]);
-      return loupe::train::launch_local_ranks(std::stoi(argv[2]), rank_arguments, 60);
+      return loupe::train::launch_local_ranks("bench_train", std::stoi(argv[2]), rank_arguments, 60);
     }
     if (argc >= 6 && std::string(argv[1]) == "--rank") return run_rank(argc, argv);
     if (argc == 6 && std::string(argv[1]) == "--loader") {

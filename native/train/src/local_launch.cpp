@@ -65,7 +65,7 @@ bool succeeded(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 
 
 }  // namespace
 
-int launch_local_ranks(int nproc, const std::vector<std::string>& arguments, int grace_seconds) {
+int launch_local_ranks(const std::string& name, int nproc, const std::vector<std::string>& arguments, int grace_seconds) {
   if (nproc < 1) throw Error(ErrorCode::InvalidArgument, "--nproc " + std::to_string(nproc) + ": expected 1 or more ranks");
   if (const char* world = std::getenv("WORLD_SIZE"); world && *world) {
     throw Error(ErrorCode::InvalidArgument, std::string("--nproc starts its own ranks, but WORLD_SIZE=") + world +
@@ -139,7 +139,8 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& arguments, int
     started += (rank ? ", rank " : "rank ") + std::to_string(rank) + " pid " + std::to_string(pid);
   }
   posix_spawnattr_destroy(&attributes);
-  std::fprintf(stderr, "loupe train --nproc %d: %s (MASTER_ADDR 127.0.0.1, MASTER_PORT %d)\n", nproc, started.c_str(), port);
+  std::fprintf(stderr, "%s --nproc %d: %s (MASTER_ADDR 127.0.0.1, MASTER_PORT %d)\n", name.c_str(), nproc, started.c_str(),
+               port);
 
   using Clock = std::chrono::steady_clock;
   int forwarded = 0, left = nproc, first_failed = -1;
@@ -161,8 +162,8 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& arguments, int
         --left;
         if (!succeeded(status) && first_failed < 0) {
           first_failed = r;
-          std::fprintf(stderr, "loupe train --nproc: rank %d (pid %d) %s; waiting up to %d s for the other ranks to stop\n", r,
-                       static_cast<int>(pid), describe_status(status).c_str(), grace_seconds);
+          std::fprintf(stderr, "%s --nproc: rank %d (pid %d) %s; waiting up to %d s for the other ranks to stop\n",
+                       name.c_str(), r, static_cast<int>(pid), describe_status(status).c_str(), grace_seconds);
           terminate_at = Clock::now() + std::chrono::seconds(grace_seconds);
         }
       }
@@ -194,7 +195,7 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& arguments, int
     failures += (failures.empty() ? "" : "; ") + std::string("rank ") + std::to_string(r) + " " + describe_status(status);
   }
   if (failures.empty()) return 0;
-  std::fprintf(stderr, "loupe train --nproc: %s (rank %d failed first)\n", failures.c_str(), first_failed);
+  std::fprintf(stderr, "%s --nproc: %s (rank %d failed first)\n", name.c_str(), failures.c_str(), first_failed);
   return interrupted_by_signal ? 130 : 1;
 }
 

@@ -16,10 +16,11 @@
 
 namespace loupe::train {
 
-// Runs `arguments` (this program's arguments, without the program) as `nproc` local ranks.
-// Returns 0 when every rank succeeded, else 1 (a rank failed) or 130 (killed by Ctrl-C).
-// Throws Error when it cannot start them (WORLD_SIZE already set, no program path, fork failed).
-int launch_local_ranks(int nproc, const std::vector<std::string>& arguments, int grace_seconds);
+// Runs `arguments` (this program's arguments, without the program) as `nproc` local ranks;
+// `name` ("loupe train") starts the launcher's lines. Returns 0 when every rank succeeded, else 1
+// (a rank failed) or 130 (killed by Ctrl-C). Throws Error when it cannot start them (WORLD_SIZE
+// already set, no program path, a failed spawn).
+int launch_local_ranks(const std::string& name, int nproc, const std::vector<std::string>& arguments, int grace_seconds);
 
 // In a rank started by launch_local_ranks: dies with the launcher (SIGTERM when it goes away).
 void stop_with_local_launcher();
