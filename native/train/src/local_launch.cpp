@@ -81,9 +81,9 @@ int launch_local_ranks(const std::string& name, int nproc, const std::vector<std
   std::vector<std::string> inherited;
   for (char** e = environ; *e; ++e) {
     const std::string entry = *e;
-    const std::string name = entry.substr(0, entry.find('='));
-    if (name != "RANK" && name != "WORLD_SIZE" && name != "LOCAL_RANK" && name != "LOCAL_WORLD_SIZE" &&
-        name != "MASTER_ADDR" && name != "MASTER_PORT" && name != "LOUPE_LAUNCHER_PID") {
+    const std::string variable = entry.substr(0, entry.find('='));
+    if (variable != "RANK" && variable != "WORLD_SIZE" && variable != "LOCAL_RANK" && variable != "LOCAL_WORLD_SIZE" &&
+        variable != "MASTER_ADDR" && variable != "MASTER_PORT" && variable != "LOUPE_LAUNCHER_PID") {
       inherited.push_back(entry);
     }
   }
