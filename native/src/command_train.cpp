@@ -1,4 +1,6 @@
-// `loupe train`: train a classifier from a config, resumable after Ctrl-C or a kill.
+// `loupe train`: train a classifier from a config, resumable after Ctrl-C or a kill; on several
+// ranks when a launcher sets RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT, or with --nproc N
+// (loupe/train/distributed.h, local_launch.h).
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -8,6 +10,8 @@
 #include <memory>
 
 #include "commands.h"
+#include "loupe/train/distributed.h"
+#include "loupe/train/local_launch.h"
 #include "loupe/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -39,6 +43,20 @@ void print_summary(const train::RunResult& r) {
   std::printf("report: %s/report.md\n", r.run_dir.c_str());
 }
 
+// The command line each local rank runs: this one without --nproc, with the run folder fixed
+// (one timestamp for all ranks).
+std::vector<std::string> rank_arguments(const std::string& config, const std::string& out,
+                                        const std::vector<std::string>& overrides, bool resume, bool quiet) {
+  std::vector<std::string> args{"train", "--config", config, "--out", out};
+  for (const auto& o : overrides) {
+    args.push_back("--set");
+    args.push_back(o);
+  }
+  if (resume) args.push_back("--resume");
+  if (quiet) args.push_back("--quiet");
+  return args;
+}
+
 }  // namespace
 
 void add_train_command(CLI::App& app) {
@@ -46,6 +64,7 @@ void add_train_command(CLI::App& app) {
     std::string config, out;
     std::vector<std::string> overrides;
     bool resume = false, quiet = false;
+    int nproc = 0;
   };
   auto opt = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("train", "Train a classifier from a config (models/configs/*.json)");
@@ -54,6 +73,10 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--set", opt->overrides, "Override a config key, e.g. --set epochs=5 --set optimizer.lr=3e-4");
   cmd->add_flag("--resume", opt->resume, "Continue the run in --out from its last checkpoint");
   cmd->add_flag("-q,--quiet", opt->quiet, "No progress bar");
+  cmd->add_option("--nproc", opt->nproc,
+                  "Train on N ranks on this machine (data parallel; a launcher's RANK/WORLD_SIZE/MASTER_ADDR/"
+                  "MASTER_PORT do the same across machines)")
+      ->check(CLI::Range(1, 1024));
   cmd->callback([opt] {
     if (opt->resume && opt->out.empty()) throw Error(ErrorCode::InvalidArgument, "--resume needs --out RUN_FOLDER");
     std::string config_path = opt->config;
@@ -62,15 +85,53 @@ void add_train_command(CLI::App& app) {
       config_path = (fs::path(opt->out) / "config.json").string();
     }
     const train::TrainConfig config = load_config_with_overrides(config_path, opt->overrides);
-    const std::string out = opt->out.empty() ? default_run_dir(config.name) : opt->out;
-    if (!opt->resume && fs::exists(fs::path(out) / "checkpoints" / "last.pt")) {
-      throw Error(ErrorCode::InvalidArgument, out + " already holds a run: use --resume to continue it, or another --out");
+    const auto refuse_existing_run = [&](const std::string& out) {
+      if (!opt->resume && fs::exists(fs::path(out) / "checkpoints" / "last.pt")) {
+        throw Error(ErrorCode::InvalidArgument, out + " already holds a run: use --resume to continue it, or another --out");
+      }
+    };
+    const train::LaunchEnvironment env = train::launch_environment_from_env();
+    if (opt->nproc > 0) {  // the launcher: starts the ranks, waits, names the ones that failed
+      train::check_distributed_config(config, opt->nproc);
+      const std::string out = opt->out.empty() ? default_run_dir(config.name) : opt->out;
+      refuse_existing_run(out);
+      const int code = train::launch_local_ranks(
+          "loupe train", opt->nproc, rank_arguments(config_path, out, opt->overrides, opt->resume, opt->quiet),
+          config.distributed.timeout_s + 15);
+      std::fflush(nullptr);
+      if (code != 0) std::exit(code);
+      return;
     }
     train::RunOptions run_options;
     run_options.resume = opt->resume;
     run_options.progress = !opt->quiet;
     run_options.interrupt = stop_on_ctrl_c();
-    print_summary(train::run_grid(config, out, run_options));
+    if (!env.distributed()) {
+      const std::string out = opt->out.empty() ? default_run_dir(config.name) : opt->out;
+      refuse_existing_run(out);
+      print_summary(train::run_grid(config, out, run_options));
+      return;
+    }
+    // One rank of several: checks that need no other rank first, then the rendezvous; from then
+    // on a failure here is announced to the other ranks, which stop naming this one.
+    train::stop_with_local_launcher();
+    train::check_distributed_config(config, env.world_size);
+    const auto group = train::DistributedGroup::join(env, config, train::rank_device(config.device, env));
+    const std::string out = group->main_text(opt->out.empty() ? default_run_dir(config.name) : opt->out);
+    run_options.distributed = group.get();
+    try {
+      refuse_existing_run(out);
+      const train::RunResult result = train::run_grid(config, out, run_options);
+      if (group->is_main()) print_summary(result);
+    } catch (const Error& e) {
+      group->announce_failure(e.what());
+      std::string message = e.what();
+      if (message.rfind("rank ", 0) != 0) message = "rank " + std::to_string(env.rank) + ": " + message;
+      if (message.find("--resume") == std::string::npos && fs::exists(fs::path(out) / "checkpoints" / "last.pt")) {
+        message += ". The last checkpoint is intact: continue with loupe train --resume -o " + out;
+      }
+      throw Error(e.code(), message);
+    }
   });
 }
 

@@ -4,16 +4,23 @@
 //   bench_train MODEL SIZE BATCH STEPS [THREADS [DEVICE [PRECISION [CHANNELS_LAST]]]]
 //                                                         the trainer's step (train_step) on random data
 //   bench_train --loader FOLDER SIZE BATCH WORKERS        decode + augment + preprocess, images/s
-// Prints one JSON line.
+//   bench_train --nproc N MODEL SIZE BATCH STEPS [THREADS [DEVICE [PRECISION [CHANNELS_LAST]]]]
+//                                                         N local ranks (local_launch.h), BATCH/N images
+//                                                         each, the trainer's data-parallel step
+// Prints one JSON line (with --nproc, rank 0 does: images/s of all ranks together).
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "loupe/data/dataset.h"
+#include "loupe/train/distributed.h"
 #include "loupe/train/loader.h"
+#include "loupe/train/local_launch.h"
 #include "loupe/models/zoo.h"
 #include "loupe/train/precision.h"
 #include "loupe/train/trainer.h"
@@ -24,10 +31,77 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// The step loop of one rank, started by `bench_train --nproc N` (rank 0 prints). A world of one
+// rank still joins a group: on a single GPU that runs NCCL's whole code path.
+int run_rank(int argc, char** argv) {
+  using namespace loupe::train;
+  stop_with_local_launcher();
+  LaunchEnvironment env = launch_environment_from_env();
+  if (!env.distributed()) {  // WORLD_SIZE=1 from the launcher
+    env.master_addr = "127.0.0.1";
+    env.master_port = std::atoi(std::getenv("MASTER_PORT"));
+  }
+  const std::string model_name = argv[2];
+  const int size = std::stoi(argv[3]), batch = std::stoi(argv[4]), steps = std::stoi(argv[5]);
+  at::set_num_threads(argc > 6 ? std::stoi(argv[6]) : 1);
+  const std::string channels_last = argc > 9 ? argv[9] : "auto";
+  const TrainConfig config = TrainConfig::from_json(
+      {{"data", {{"path", "random"}}},
+       {"preprocess", {{"color", "rgb"}, {"size", size}}},
+       {"model", {{"architecture", model_name}, {"num_classes", 10}, {"dropout", 0.0}}},
+       {"batch_size", batch},
+       {"device", argc > 7 ? argv[7] : "cpu"},
+       {"distributed", {{"timeout_s", 120}}}});
+  check_distributed_config(config, env.world_size);
+  const DevicePolicy policy = resolve_device_policy(
+      rank_device(config.device, env), argc > 8 ? argv[8] : "auto",
+      channels_last == "auto" ? nlohmann::json("auto") : nlohmann::json(channels_last == "true"));
+  configure_backend(policy);
+  const auto group = DistributedGroup::join(env, config, policy.device);
+  torch::manual_seed(0);
+  auto model = loupe::models::create_model(config.model);
+  model->to(policy.device);
+  if (policy.channels_last) to_channels_last(*model);
+  group->broadcast_model(*model, true, true);
+  model->train();
+  torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+  GradientSync gradients(*group, model->parameters(), config.distributed.bucket_mb);
+  const DataParallel data_parallel{gradients, nullptr};
+  const int local_batch = batch / env.world_size;
+  torch::manual_seed(static_cast<uint64_t>(env.rank) + 1);
+  const torch::Tensor x = batch_layout(torch::randn({local_batch, 3, size, size}).to(policy.device), policy);
+  const torch::Tensor y = torch::randint(0, 10, {local_batch}, torch::kInt64).to(policy.device);
+  const torch::Tensor class_weights = torch::ones({10}).to(policy.device);
+  LossScaler scaler(policy.loss_scaling());
+  const auto step = [&] { train_step(*model, optimizer, x, y, class_weights, policy, scaler, &data_parallel); };
+  for (int i = 0; i < 3; ++i) step();
+  if (policy.device.is_cuda()) torch::cuda::synchronize();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) step();  // each step waits for its all-reduces: the ranks stay in step
+  if (policy.device.is_cuda()) torch::cuda::synchronize();
+  const double s = seconds_since(start);
+  group->any(false);  // every rank finishes before rank 0 reports (and its store goes)
+  if (group->is_main()) {
+    std::printf("{\"model\": \"%s\", \"size\": %d, \"batch\": %d, \"steps\": %d, \"ranks\": %d, \"threads\": %d, "
+                "\"backend\": \"%s\", \"buckets\": %zu, \"device\": \"%s\", \"precision\": \"%s\", "
+                "\"channels_last\": %s, \"images_per_second\": %.2f}\n",
+                model_name.c_str(), size, batch, steps, env.world_size, at::get_num_threads(), group->backend().c_str(),
+                gradients.bucket_count(), policy.device.str().c_str(), to_string(policy.precision).c_str(),
+                policy.channels_last ? "true" : "false", double(steps * batch) / s);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
+    if (argc >= 7 && std::string(argv[1]) == "--nproc") {
+      std::vector<std::string> rank_arguments{"--rank"};
+      for (int i = 3; i < argc; ++i) rank_arguments.emplace_back(argv[i]);
+      return loupe::train::launch_local_ranks("bench_train", std::stoi(argv[2]), rank_arguments, 60);
+    }
+    if (argc >= 6 && std::string(argv[1]) == "--rank") return run_rank(argc, argv);
     if (argc == 6 && std::string(argv[1]) == "--loader") {
       const loupe::data::Dataset ds = loupe::data::load_dataset(argv[2]);
       std::vector<size_t> all(ds.samples.size());
@@ -50,7 +124,8 @@ int main(int argc, char** argv) {
     if (argc < 5) {
       std::fprintf(stderr,
                    "usage: bench_train MODEL SIZE BATCH STEPS [THREADS [DEVICE [PRECISION [CHANNELS_LAST]]]]\n"
-                   "       bench_train --loader FOLDER SIZE BATCH WORKERS\n");
+                   "       bench_train --loader FOLDER SIZE BATCH WORKERS\n"
+                   "       bench_train --nproc N MODEL SIZE BATCH STEPS [THREADS [DEVICE [PRECISION [CHANNELS_LAST]]]]\n");
       return 2;
     }
     const int size = std::stoi(argv[2]), batch = std::stoi(argv[3]), steps = std::stoi(argv[4]);

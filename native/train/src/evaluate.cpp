@@ -27,7 +27,9 @@ Predictions predict(models::Classifier& model, const data::Dataset& dataset, con
     }
     logits = logits.to(torch::kCPU, torch::kFloat64);
     const torch::Tensor log_probs = torch::log_softmax(logits, 1);
-    loss_sum += -log_probs.gather(1, batch->labels.unsqueeze(1)).sum().item<double>();
+    const torch::Tensor losses = -log_probs.gather(1, batch->labels.unsqueeze(1)).squeeze(1).contiguous();
+    loss_sum += losses.sum().item<double>();
+    out.losses.insert(out.losses.end(), losses.data_ptr<double>(), losses.data_ptr<double>() + losses.numel());
     const torch::Tensor probs = log_probs.exp().contiguous();
     const int64_t classes = probs.size(1);
     const double* p = probs.data_ptr<double>();

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "loupe/train/distributed.h"
 #include "loupe/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -44,11 +45,13 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
     while (k > 0 && ++position[k - 1] == values[k - 1].size()) position[--k] = 0;
     if (k == 0) break;
   }
-  fs::create_directories(run_dir);
+  // Several ranks train each combination together; rank 0 alone writes the leaderboard.
+  const bool writes = options.distributed == nullptr || options.distributed->is_main();
+  if (writes) fs::create_directories(run_dir);
   RunOptions sub_options = options;
   sub_options.evaluate_test = false;
   for (auto& entry : entries) {
-    std::fprintf(stderr, "grid %d/%zu: %s\n", entry.index + 1, entries.size(), entry.params.dump().c_str());
+    if (writes) std::fprintf(stderr, "grid %d/%zu: %s\n", entry.index + 1, entries.size(), entry.params.dump().c_str());
     entry.result = run_training(entry.config, entry.dir, sub_options);
     if (entry.result.interrupted) return entry.result;
   }
@@ -72,8 +75,10 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
     board.push_back({{"rank", r + 1}, {"run", e.dir}, {"params", e.params}, {config.selection_metric, e.result.best_value},
                      {"best_epoch", e.result.best_epoch}, {"val_accuracy", val_acc}});
   }
-  std::ofstream((fs::path(run_dir) / "leaderboard.csv").string()) << csv;
-  std::ofstream((fs::path(run_dir) / "leaderboard.json").string()) << board.dump(2) << "\n";
+  if (writes) {
+    std::ofstream((fs::path(run_dir) / "leaderboard.csv").string()) << csv;
+    std::ofstream((fs::path(run_dir) / "leaderboard.json").string()) << board.dump(2) << "\n";
+  }
 
   // Only the winner is evaluated on test.
   Entry& winner = *ranked.front();
@@ -82,7 +87,7 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
   RunResult result = run_training(winner.config, winner.dir, final_options);
   nlohmann::json summary = {{"winner", winner.dir}, {"params", winner.params}, {"leaderboard", board},
                             {"test", result.test_report}};
-  std::ofstream((fs::path(run_dir) / "metrics.json").string()) << summary.dump(2) << "\n";
+  if (writes) std::ofstream((fs::path(run_dir) / "metrics.json").string()) << summary.dump(2) << "\n";
   result.run_dir = winner.dir;
   return result;
 }

@@ -59,7 +59,8 @@ Batch BatchLoader::load_batch(size_t batch_index) const {
     try {
       Image image = dataset_.load_image(sample);
       if (options_.augment) {
-        std::mt19937_64 rng(mix(options_.seed ^ mix((uint64_t(options_.epoch) << 32) + position)));
+        const uint64_t epoch_position = options_.position_offset + options_.position_stride * position;
+        std::mt19937_64 rng(mix(options_.seed ^ mix((uint64_t(options_.epoch) << 32) + epoch_position)));
         image = data::augment(image, *options_.augment, rng);
       }
       preprocess_into(image, spec_, images[filled].data_ptr<float>());

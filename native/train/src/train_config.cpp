@@ -131,6 +131,33 @@ TrainConfig load_config(const std::string& path) {
   }
 }
 
+nlohmann::json DistributedConfig::to_json() const {
+  return {{"backend", backend}, {"timeout_s", timeout_s}, {"bucket_mb", bucket_mb}};
+}
+
+DistributedConfig DistributedConfig::from_json(const nlohmann::json& json) {
+  if (!json.is_object()) bad("distributed", "expected an object with backend, timeout_s, bucket_mb");
+  DistributedConfig c;
+  for (const auto& [key, v] : json.items()) {
+    if (key == "backend") {
+      c.backend = text(v, "distributed.backend");
+      if (c.backend != "auto" && c.backend != "gloo" && c.backend != "nccl") {
+        bad("distributed.backend", "'" + c.backend + "': expected auto, gloo or nccl");
+      }
+    } else if (key == "timeout_s") {
+      c.timeout_s = integer(v, "distributed.timeout_s", 1, 24 * 3600);
+    } else if (key == "bucket_mb") {
+      if (!v.is_number() || !(v.get<double>() > 0) || v.get<double>() > 4096) {
+        bad("distributed.bucket_mb", "expected a number of megabytes in (0, 4096], got " + v.dump());
+      }
+      c.bucket_mb = v.get<double>();
+    } else {
+      bad("distributed." + key, "unknown key; expected backend, timeout_s, bucket_mb");
+    }
+  }
+  return c;
+}
+
 nlohmann::json TrainConfig::to_json() const {
   nlohmann::json j = {
       {"name", name},
@@ -155,6 +182,7 @@ nlohmann::json TrainConfig::to_json() const {
       {"precision", precision},
       {"channels_last", channels_last},
       {"selection_metric", selection_metric},
+      {"distributed", distributed.to_json()},
   };
   if (!grid.is_null() && !grid.empty()) j["grid"] = grid;
   return j;
@@ -225,6 +253,8 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& json) {
           c.selection_metric != "val_balanced_accuracy") {
         bad(key, "expected val_loss, val_accuracy or val_balanced_accuracy");
       }
+    } else if (key == "distributed") {
+      c.distributed = DistributedConfig::from_json(v);
     } else if (key == "grid") {
       if (!v.is_object()) bad(key, "expected an object of dotted keys to value lists");
       for (const auto& [k, values] : v.items()) {
@@ -234,7 +264,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& json) {
     } else {
       bad(key, "unknown key; expected name, description, data, split, balancing, preprocess, augment, model, "
                "pretrained, optimizer, schedule, early_stopping, epochs, batch_size, seed, threads, workers, "
-               "device, precision, channels_last, selection_metric, grid");
+               "device, precision, channels_last, selection_metric, distributed, grid");
     }
   }
   if (!has_data) bad("data.path", "missing: the data set folder, .csv manifest or .npz file");

@@ -12,10 +12,13 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
+#include <optional>
 #include <random>
 #include <thread>
 
 #include "loupe/data/balance.h"
+#include "loupe/train/distributed.h"
 #include "loupe/train/loader.h"
 #include "loupe/train/optim.h"
 #include "loupe/models/pretrained.h"
@@ -29,16 +32,27 @@ namespace loupe::train {
 
 namespace {
 
+// Rank 0 (or the one process) logs to the run's log.txt and stderr. The other ranks of a
+// distributed run write nothing into the run folder and print only what concerns them alone
+// (warning: a file unreadable on their shard), prefixed with their rank.
 class RunLog {
  public:
-  explicit RunLog(const std::string& path) : out_(path, std::ios::app) {}
+  RunLog(const std::string& path, int rank) : rank_(rank) {
+    if (rank_ == 0) out_.open(path, std::ios::app);
+  }
   void operator()(const std::string& line) {
+    if (rank_ != 0) return;
     std::fprintf(stderr, "%s\n", line.c_str());
     out_ << line << "\n";
     out_.flush();
   }
+  void warning(const std::string& line) {
+    if (rank_ == 0) (*this)(line);
+    else std::fprintf(stderr, "[rank %d] %s\n", rank_, line.c_str());
+  }
 
  private:
+  int rank_;
   std::ofstream out_;
 };
 
@@ -158,9 +172,61 @@ namespace {
 constexpr int kMaxConsecutiveSkippedSteps = 20;  // fp16 batches with a non-finite loss before a run stops
 }  // namespace
 
+namespace {
+
+// train_step on several ranks (trainer.h): the loss of this rank's batch is its class-weighted sum
+// over the class weights of all ranks' batches, so the gradients summed across ranks are those of
+// one process's loss on the ranks' batches together, whatever their sizes (unreadable files) or
+// class weights.
+StepResult data_parallel_step(models::Classifier& model, torch::optim::Optimizer& optimizer, const torch::Tensor& images,
+                              const torch::Tensor& labels, const torch::Tensor& class_weights, const DevicePolicy& policy,
+                              LossScaler& scaler, const DataParallel& data_parallel) {
+  optimizer.zero_grad();
+  StepResult result;
+  const bool empty = images.size(0) == 0;  // every file of this rank's batch was unreadable
+  torch::Tensor weighted_sum;
+  double local_weight = 0;
+  if (!empty) {
+    {
+      AutocastScope autocast(policy);
+      result.logits = model.forward(batch_layout(images, policy));
+    }
+    result.logits = result.logits.to(torch::kFloat32);
+    const torch::Tensor per_sample = torch::nn::functional::cross_entropy(
+        result.logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    const torch::Tensor weights = class_weights.index_select(0, labels);
+    weighted_sum = (per_sample * weights).sum();
+    local_weight = weights.sum().item<double>();
+    result.loss = weighted_sum.item<double>() / local_weight;
+  }
+  const bool stop_requested = data_parallel.interrupt != nullptr && data_parallel.interrupt->load();
+  const GradientSync::Agreement agreed = data_parallel.gradients.agree(local_weight, std::isfinite(result.loss), stop_requested);
+  if (agreed.stop) {
+    result.interrupted = true;
+    return result;
+  }
+  if (!agreed.all_finite) {  // every rank skips (fp16) or stops, as one process would
+    result.loss = std::numeric_limits<double>::quiet_NaN();
+    scaler.update(false);
+    return result;
+  }
+  if (agreed.total_weight <= 0) return result;  // no rank had a readable image
+  data_parallel.gradients.begin_backward();
+  if (!empty) scaler.scale_loss(weighted_sum / agreed.total_weight).backward();
+  data_parallel.gradients.finish_backward();
+  result.stepped = scaler.update(scaler.unscale_and_check(model.parameters()));
+  if (result.stepped) optimizer.step();
+  return result;
+}
+
+}  // namespace
+
 StepResult train_step(models::Classifier& model, torch::optim::Optimizer& optimizer, const torch::Tensor& images,
                       const torch::Tensor& labels, const torch::Tensor& class_weights, const DevicePolicy& policy,
-                      LossScaler& scaler) {
+                      LossScaler& scaler, const DataParallel* data_parallel) {
+  if (data_parallel) {
+    return data_parallel_step(model, optimizer, images, labels, class_weights, policy, scaler, *data_parallel);
+  }
   optimizer.zero_grad();
   StepResult result;
   {
@@ -192,18 +258,24 @@ struct RunData {
   data::BalancedTraining balanced;
 };
 
-RunData prepare_run_data(TrainConfig& config, const std::string& run_dir, RunLog& log) {
+RunData prepare_run_data(TrainConfig& config, const std::string& run_dir, DistributedGroup* group, RunLog& log) {
+  const bool writes = group == nullptr || group->is_main();  // only rank 0 writes into the run folder
   RunData d;
   d.dataset = load_run_dataset(config);
   if (!d.dataset.skipped.empty()) {
     log(std::to_string(d.dataset.skipped.size()) + " file(s) skipped (listed in dataset.json), e.g. " +
         d.dataset.skipped.front().path + ": " + d.dataset.skipped.front().reason);
   }
-  write_json_atomic((fs::path(run_dir) / "dataset.json").string(), d.dataset.summary_json());
+  if (writes) write_json_atomic((fs::path(run_dir) / "dataset.json").string(), d.dataset.summary_json());
   d.split = data::stratified_split(d.dataset, config.split);
-  write_json_atomic((fs::path(run_dir) / "split.json").string(), d.split.to_json(d.dataset));
+  if (writes) write_json_atomic((fs::path(run_dir) / "split.json").string(), d.split.to_json(d.dataset));
   d.balanced = data::balance_training(d.dataset, d.split.train, config.balancing, config.seed);
-  write_json_atomic((fs::path(run_dir) / "balance.json").string(), d.balanced.to_json(d.dataset, config.balancing));
+  if (writes) write_json_atomic((fs::path(run_dir) / "balance.json").string(), d.balanced.to_json(d.dataset, config.balancing));
+  if (group) {
+    // Every rank must build the same split from the same files (the data on a shared filesystem).
+    group->require_same("the data set", data_fingerprint(d.dataset, d.balanced.indices),
+                        "Every rank must read the same files at data.path (a filesystem shared by the machines)");
+  }
   log("data: " + std::to_string(d.dataset.samples.size()) + " images, " + std::to_string(d.dataset.classes.size()) +
       " classes; split train " + std::to_string(d.split.train.size()) + " / val " + std::to_string(d.split.val.size()) +
       " / test " + std::to_string(d.split.test.size()) + (d.split.from_dataset ? " (the data set's own split)" : "") +
@@ -218,7 +290,7 @@ RunData prepare_run_data(TrainConfig& config, const std::string& run_dir, RunLog
   }
   if (d.split.val.empty()) throw Error(ErrorCode::InvalidArgument, "split: no validation images (set split.val > 0)");
   config.model.num_classes = static_cast<int>(d.dataset.classes.size());
-  write_json_atomic((fs::path(run_dir) / "config.json").string(), config.to_json());
+  if (writes) write_json_atomic((fs::path(run_dir) / "config.json").string(), config.to_json());
   return d;
 }
 
@@ -267,6 +339,7 @@ struct Trainer {
   const torch::Tensor& class_weights;
   const RunOptions& options;
   const std::string& last_path;
+  const DataParallel* data_parallel;  // several ranks: each trains its shard of every epoch
 };
 
 EpochTraining train_epoch(const Trainer& t, int epoch, const TrainerState& state, RunLog& log) {
@@ -281,19 +354,31 @@ EpochTraining train_epoch(const Trainer& t, int epoch, const TrainerState& state
   loader_options.seed = t.config.seed;
   loader_options.epoch = epoch;
   if (t.config.augment.enabled()) loader_options.augment = t.config.augment;
-  BatchLoader loader(t.data.dataset, shuffled_order(t.data.balanced.indices, t.config.seed, epoch), t.config.preprocess,
-                     loader_options);
-  ProgressBar bar(t.options.progress, epoch + 1, t.config.epochs, loader.num_batches());
+  std::vector<size_t> order = shuffled_order(t.data.balanced.indices, t.config.seed, epoch);
+  DistributedGroup* group = t.options.distributed;
+  if (group) {  // the DistributedSampler rule: this rank's positions of the same epoch order
+    order = rank_shard(order, group->rank(), group->world_size(), /*pad=*/true);
+    loader_options.batch_size = t.config.batch_size / group->world_size();
+    loader_options.position_offset = static_cast<size_t>(group->rank());
+    loader_options.position_stride = static_cast<size_t>(group->world_size());
+  }
+  BatchLoader loader(t.data.dataset, std::move(order), t.config.preprocess, loader_options);
+  ProgressBar bar(t.options.progress && (group == nullptr || group->is_main()), epoch + 1, t.config.epochs,
+                  loader.num_batches());
   EpochTraining out;
   size_t done = 0;
   int consecutive_nonfinite = 0;
   while (auto batch = loader.next()) {
-    for (const auto& e : batch->errors) log("unreadable during training, skipped: " + e);
+    for (const auto& e : batch->errors) log.warning("unreadable during training, skipped: " + e);
     ++done;
-    if (batch->samples.empty()) continue;
+    if (batch->samples.empty() && t.data_parallel == nullptr) continue;  // ranks take part in every step
     const torch::Tensor labels = batch->labels.to(t.policy.device);
-    const StepResult step =
-        train_step(t.model, t.optimizer, batch->images.to(t.policy.device), labels, t.class_weights, t.policy, t.scaler);
+    const StepResult step = train_step(t.model, t.optimizer, batch->images.to(t.policy.device), labels, t.class_weights,
+                                       t.policy, t.scaler, t.data_parallel);
+    if (step.interrupted) {
+      out.interrupted = true;
+      break;
+    }
     const double loss_value = step.loss;
     // With fp16 loss scaling an occasional overflowing batch is skipped, as PyTorch's AMP loop
     // does; a run that keeps overflowing (or any non-finite loss without scaling) stops.
@@ -313,16 +398,25 @@ EpochTraining train_epoch(const Trainer& t, int epoch, const TrainerState& state
                                           : "") +
                       ".");
     }
+    if (batch->samples.empty()) continue;
     out.loss_sum += loss_value * double(batch->samples.size());
     out.correct += step.logits.argmax(1).eq(labels).sum().item<int64_t>();
     out.seen += static_cast<int64_t>(batch->samples.size());
-    bar.update(done, out.loss_sum / double(out.seen), out.seen);
-    if (t.options.interrupt && *t.options.interrupt) {
+    bar.update(done, out.loss_sum / double(out.seen), out.seen * (group ? group->world_size() : 1));
+    // One process stops at once; ranks stop together at the next step's agreement.
+    if (t.data_parallel == nullptr && t.options.interrupt && *t.options.interrupt) {
       out.interrupted = true;
       break;
     }
   }
   bar.finish();
+  if (group && !out.interrupted) {  // the epoch's figures over every rank's shard
+    torch::Tensor totals = torch::tensor({out.loss_sum, double(out.correct), double(out.seen)}, torch::kFloat64);
+    group->all_reduce_sum(totals);
+    out.loss_sum = totals[0].item<double>();
+    out.correct = static_cast<int64_t>(totals[1].item<double>());
+    out.seen = static_cast<int64_t>(totals[2].item<double>());
+  }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }
@@ -345,8 +439,11 @@ void evaluate_selected_model(const TrainConfig& config, const RunData& d, models
   // The reported model is the best epoch by the selection metric (Keras' restore_best_weights),
   // or the last epoch when early_stopping.restore_best is false.
   int selected_epoch = state.epochs_done;
+  DistributedGroup* group = options.distributed;
+  const bool writes = group == nullptr || group->is_main();
   if (config.early_stopping.restore_best) {
-    load_model_file(model, best_path);
+    if (writes) load_model_file(model, best_path);  // rank 0 wrote it; the others take its weights
+    if (group) group->broadcast_model(model, true, true);
     selected_epoch = state.best_epoch;
   }
   nlohmann::json metrics = {{"selected_epoch", selected_epoch},
@@ -354,15 +451,17 @@ void evaluate_selected_model(const TrainConfig& config, const RunData& d, models
                             {"selection_value", state.best_value},
                             {"split", {{"seed", config.split.seed}, {"train", d.split.train.size()}, {"val", d.split.val.size()},
                                        {"test", d.split.test.size()}, {"from_dataset", d.split.from_dataset}}}};
-  result.val_report = evaluation_json(predict(model, d.dataset, d.split.val, config.preprocess, eval_options), d.dataset.classes);
+  result.val_report =
+      evaluation_json(predict_on_ranks(group, model, d.dataset, d.split.val, config.preprocess, eval_options), d.dataset.classes);
   metrics["val"] = result.val_report;
   if (options.evaluate_test && !d.split.test.empty()) {
-    result.test_report =
-        evaluation_json(predict(model, d.dataset, d.split.test, config.preprocess, eval_options), d.dataset.classes);
+    result.test_report = evaluation_json(
+        predict_on_ranks(group, model, d.dataset, d.split.test, config.preprocess, eval_options), d.dataset.classes);
     metrics["test"] = result.test_report;
     log("held-out test (" + std::to_string(d.split.test.size()) + " images), model of epoch " +
         std::to_string(selected_epoch) + ":\n" + result.test_report["report_text"].get<std::string>());
   }
+  if (!writes) return;
   write_json_atomic((fs::path(run_dir) / "metrics.json").string(), metrics);
   write_run_report(run_dir, config, d.dataset, d.split, d.balanced, state.history, metrics);
 }
@@ -371,15 +470,20 @@ void evaluate_selected_model(const TrainConfig& config, const RunData& d, models
 
 RunResult run_training(const TrainConfig& config_in, const std::string& run_dir, const RunOptions& options) {
   TrainConfig config = config_in;
-  fs::create_directories(fs::path(run_dir) / "checkpoints");
-  RunLog log((fs::path(run_dir) / "log.txt").string());
-  configure_threads(config.threads);
-  const DevicePolicy policy = resolve_device_policy(resolve_device(config.device), config.precision, config.channels_last);
+  DistributedGroup* group = options.distributed;
+  const bool writes = group == nullptr || group->is_main();  // only rank 0 writes into the run folder
+  if (writes) fs::create_directories(fs::path(run_dir) / "checkpoints");
+  RunLog log((fs::path(run_dir) / "log.txt").string(), group ? group->rank() : 0);
+  configure_threads(group ? rank_threads(config.threads, group->environment()) : config.threads);
+  const DevicePolicy policy = resolve_device_policy(group ? group->device() : resolve_device(config.device),
+                                                    config.precision, config.channels_last);
   configure_backend(policy);
   log("run " + run_dir + ": " + config.name + " on " + policy.describe() + ", " + std::to_string(at::get_num_threads()) +
-      " threads");
+      " threads" + (group ? ", " + group->describe() + ", " + std::to_string(config.batch_size / group->world_size()) +
+                                " images per rank and step"
+                          : ""));
 
-  const RunData data = prepare_run_data(config, run_dir, log);
+  const RunData data = prepare_run_data(config, run_dir, group, log);
   const auto model = create_run_model(config, data, policy, log);
   auto optimizer = make_optimizer(config.optimizer, model->parameters());
   LossScaler scaler(policy.loss_scaling());
@@ -402,6 +506,18 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
   } else if (options.resume) {
     log("no checkpoint in " + run_dir + ": starting from scratch");
   }
+  std::unique_ptr<GradientSync> gradients;
+  std::unique_ptr<DataParallel> data_parallel;
+  if (group) {
+    // Every rank resumes from the same checkpoint (the run folder on a shared filesystem) and
+    // starts from rank 0's weights and batch-norm buffers.
+    group->require_same("the checkpoint to resume from",
+                        state.epochs_done ? "last.pt after epoch " + std::to_string(state.epochs_done) : "none",
+                        "Every rank must see the run folder " + run_dir + " (a filesystem shared by the machines)");
+    group->broadcast_model(*model, true, true);
+    gradients = std::make_unique<GradientSync>(*group, model->parameters(), config.distributed.bucket_mb);
+    data_parallel = std::make_unique<DataParallel>(DataParallel{*gradients, options.interrupt});
+  }
 
   RunResult result;
   result.run_dir = run_dir;
@@ -409,19 +525,31 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
   if (state.best_epoch == 0) state.best_value = higher ? -1.0 : std::numeric_limits<double>::infinity();
   // A failed write (a full disk) stops the run naming the file and the cause; the checkpoints
   // already on disk are intact (atomic writes), so --resume continues from the last one.
+  // With several ranks rank 0 writes, and every rank learns whether it could.
   const auto saving = [&](int epoch, const std::function<void()>& write) {
-    try {
-      write();
-    } catch (const Error& e) {
-      throw Error(e.code(), std::string(e.what()) + ". Training stopped while saving epoch " + std::to_string(epoch) +
-                                "; free some space, then continue from the last saved checkpoint with: loupe train "
-                                "--resume -o " + run_dir);
+    std::optional<Error> failure;
+    if (writes) {
+      try {
+        write();
+      } catch (const Error& e) {
+        failure = Error(e.code(), std::string(e.what()) + ". Training stopped while saving epoch " + std::to_string(epoch) +
+                                      "; free some space, then continue from the last saved checkpoint with: loupe "
+                                      "train --resume -o " + run_dir);
+      }
     }
+    if (group && group->any(failure.has_value()) && !failure) {
+      throw Error(ErrorCode::Io, "rank 0 could not save epoch " + std::to_string(epoch) + " into " + run_dir +
+                                     " (its log says why); every rank stops");
+    }
+    if (failure) throw *failure;
   };
 
-  const Trainer trainer{config, data, policy, *model, *optimizer, scaler, class_weights, options, last_path};
+  const Trainer trainer{config, data, policy, *model, *optimizer, scaler, class_weights, options, last_path,
+                        data_parallel.get()};
   for (int epoch = state.epochs_done; epoch < config.epochs && !options.evaluate_only; ++epoch) {
-    if (options.interrupt && *options.interrupt) {  // Ctrl-C between two epochs (after a checkpoint)
+    bool interrupt = options.interrupt && *options.interrupt;
+    if (group) interrupt = group->any(interrupt);  // a Ctrl-C on any rank stops every rank here
+    if (interrupt) {  // Ctrl-C between two epochs (after a checkpoint)
       log("interrupted after epoch " + std::to_string(state.epochs_done) + ": it is checkpointed; continue with --resume");
       result.interrupted = true;
       break;
@@ -443,7 +571,9 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
           " step(s) skipped this epoch (fp16 overflow in the loss or gradients); scale now " + fixed(scaler.scale(), 0));
     }
 
-    const Predictions val = predict(*model, data.dataset, data.split.val, config.preprocess, eval_options);
+    // Batch norm: every rank takes rank 0's running statistics (distributed.h says why).
+    if (group) group->broadcast_model(*model, false, true);
+    const Predictions val = predict_on_ranks(group, *model, data.dataset, data.split.val, config.preprocess, eval_options);
     const ClassificationReport val_report = classification_report(data.dataset.classes, val.probabilities, val.labels);
     EpochRecord record;
     record.epoch = epoch + 1;

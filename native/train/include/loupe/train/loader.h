@@ -38,6 +38,12 @@ struct LoaderOptions {
   std::optional<data::AugmentSpec> augment;  // training split only
   uint64_t seed = 42;
   int epoch = 0;
+  // The augmentation generator is seeded with a sample's position in the whole epoch's order. A
+  // rank of a distributed run loads every world_size-th position of it (distributed.h):
+  // position_offset = rank, position_stride = world_size, so each sample is augmented exactly as
+  // one process would augment it.
+  size_t position_offset = 0;
+  size_t position_stride = 1;
 };
 
 class BatchLoader {

@@ -18,6 +18,7 @@
 //     "threads": 0, "workers": 2, "device": "auto",  // 0 threads = all cores
 //     "precision": "auto", "channels_last": "auto",   // see precision.h: fp16 + NHWC on CUDA
 //     "selection_metric": "val_loss",               // which epoch is "best" (and grid ranking)
+//     "distributed": {"backend": "auto", "timeout_s": 300, "bucket_mb": 25},  // several ranks (distributed.h)
 //     "grid": {"optimizer.name": ["adam", "rmsprop"], "optimizer.lr": [1e-4, 3e-4], "epochs": [20, 30]}
 //   }
 // Every key is checked: an unknown or malformed one is an error naming it ("optimizer.lr: ...").
@@ -37,6 +38,15 @@
 #include "loupe/train/optim.h"
 
 namespace loupe::train {
+
+// How a run on several ranks (WORLD_SIZE > 1, distributed.h) communicates. One process ignores it.
+struct DistributedConfig {
+  std::string backend = "auto";  // auto (nccl when every rank trains on CUDA, else gloo), gloo, nccl
+  int timeout_s = 300;           // rendezvous, collectives and a lost rank are given this long
+  double bucket_mb = 25;         // gradients are all-reduced in buckets of this size during backward
+  nlohmann::json to_json() const;
+  static DistributedConfig from_json(const nlohmann::json& json);
+};
 
 struct TrainConfig {
   std::string name = "run";
@@ -64,6 +74,7 @@ struct TrainConfig {
   std::string precision = "auto";                      // auto, fp32, bf16, fp16 (precision.h)
   nlohmann::json channels_last = "auto";               // "auto", true or false
   std::string selection_metric = "val_loss";  // val_loss, val_accuracy, val_balanced_accuracy
+  DistributedConfig distributed;
   nlohmann::json grid;  // {"dotted.key": [values...]}; empty for a single run
 
   // The fully resolved configuration (defaults filled in), as written to the run folder.

@@ -30,6 +30,9 @@
 
 namespace loupe::train {
 
+class DistributedGroup;  // distributed.h
+class GradientSync;
+
 struct EpochRecord {
   int epoch = 0;  // 1-based
   double lr = 0;
@@ -45,6 +48,7 @@ struct Predictions {
   std::vector<size_t> samples;
   std::vector<int> labels;
   std::vector<std::vector<double>> probabilities;
+  std::vector<double> losses;        // each sample's cross-entropy, -log p(label)
   std::vector<std::string> errors;  // samples that could not be loaded
   double mean_loss = 0;             // cross-entropy (log loss) of the probabilities
 };
@@ -62,14 +66,24 @@ Predictions predict(models::Classifier& model, const data::Dataset& dataset, con
 // the forward pass under the policy's autocast and layout, the float32 (class-weighted)
 // cross-entropy, the backward pass on the scaled loss and the optimizer step unless gradients
 // overflowed. A non-finite loss returns before backward (weights untouched; the caller stops).
+//
+// On several ranks (data_parallel, distributed.h) the step is the one-process step of the ranks'
+// batches together: the loss is each rank's class-weighted sum over the weights of every rank's
+// batch (one small all-reduce before backward), gradients are summed across ranks while backward
+// runs, and every rank skips or stops at the same step (a non-finite loss or a Ctrl-C anywhere).
 struct StepResult {
-  torch::Tensor logits;  // float32
-  double loss = 0;       // the unscaled loss of the batch
+  torch::Tensor logits;  // float32 (undefined for an empty batch)
+  double loss = 0;       // the unscaled loss of the batch (not finite on every rank if any rank's was not)
   bool stepped = false;  // false: non-finite loss, or a step skipped by the loss scaler
+  bool interrupted = false;  // data parallel: some rank asked to stop; no step was taken
+};
+struct DataParallel {
+  GradientSync& gradients;
+  const std::atomic<bool>* interrupt = nullptr;  // this rank's Ctrl-C flag
 };
 StepResult train_step(models::Classifier& model, torch::optim::Optimizer& optimizer, const torch::Tensor& images,
                       const torch::Tensor& labels, const torch::Tensor& class_weights, const DevicePolicy& policy,
-                      LossScaler& scaler);
+                      LossScaler& scaler, const DataParallel* data_parallel = nullptr);
 
 // Report + log loss, as written to metrics.json.
 nlohmann::json evaluation_json(const Predictions& predictions, const std::vector<std::string>& classes);
@@ -80,6 +94,8 @@ struct RunOptions {
   bool evaluate_only = false;    // load the run's checkpoint and only evaluate (grid winners)
   bool progress = true;          // progress bar on stderr
   std::atomic<bool>* interrupt = nullptr;  // set by a Ctrl-C handler: checkpoint and stop
+  // Several ranks (distributed.h): each trains its shard; only rank 0 writes into the run folder.
+  DistributedGroup* distributed = nullptr;
 };
 
 struct RunResult {
