@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "app.h"
+#include "app_logic.h"
 #include "loupe/metrics.h"
 #include "loupe/prediction.h"
 #include "imgui.h"
@@ -234,6 +235,10 @@ static void draw_model_section(const AppState& app, UiActions& actions) {
                        card.ood->method.empty() ? "distance" : card.ood->method.c_str());
   } else {
     ImGui::TextColored(colours::caution, "none: unusual images are not flagged");
+  }
+  if (card.intended_images) {  // DICOM files with other Modality / Body Part / View get a warning
+    fact_key("Trained for");
+    ImGui::TextWrapped("DICOM %s", card.intended_images->summary().c_str());
   }
   fact_key("Weights");
   const bool verified = !card.weights_sha256.empty() && card.weights_sha256 == app.model.weights_sha256;
@@ -508,6 +513,10 @@ static void draw_batch_table(const AppState& app, UiActions& actions) {
         status = "inference failed: " + prediction.error;
         colour = colours::error;
       } else if (entry.status == EntryStatus::ok && current && prediction.status == PredictionStatus::done &&
+                 !intended_use_warning(app, entry).empty()) {
+        status = "not what the model was trained for";  // the card's intended images (DICOM tags)
+        colour = colours::caution;
+      } else if (entry.status == EntryStatus::ok && current && prediction.status == PredictionStatus::done &&
                  prediction.out_of_distribution) {
         status = "outside training data";
         colour = colours::caution;
@@ -546,6 +555,15 @@ static void draw_probabilities(const AppState& app, const ImageEntry& entry, UiA
                       "not-a-diagnostic-device statement, saved by this browser (nothing is sent).");
   }
   ImGui::SameLine();
+  if (entry.frames > 1) {
+    ImGui::TextColored(colours::dim, "DICOM frame %d of %d", entry.frame + 1, entry.frames);
+  }
+  // A DICOM file the card says the model was not trained for: said before any probability.
+  const std::string intended_warning = intended_use_warning(app, entry);
+  if (!intended_warning.empty()) {
+    wrapped(colours::error, "Not what this model was trained for (" + app.model.info.card.intended_images->summary() +
+                                "): " + intended_warning + ". The output below is not meaningful for this image.");
+  }
   if (prediction.has_ood && prediction.out_of_distribution) {
     // Not a confident answer: the warning comes first and the classes are shown dimmed.
     char warning[256];

@@ -62,7 +62,7 @@ std::vector<uint8_t> encode_j2k(const std::vector<int32_t>& samples, const J2kOp
   cp.tcp_mct = o.colour_transform ? 1 : 0;
   cp.irreversible = o.lossless ? 0 : 1;
   cp.tcp_numlayers = 1;
-  cp.tcp_rates[0] = o.lossless ? 0 : 20;
+  cp.tcp_rates[0] = o.lossless ? 0 : 8;
   cp.cp_disto_alloc = 1;
   cp.numresolution = 4;
   opj_codec_t* codec = opj_create_compress(OPJ_CODEC_J2K);

@@ -12,7 +12,7 @@ struct J2kOptions {
   int width = 0, height = 0, components = 1;
   int precision = 8;        // bits per sample (Bits Stored)
   bool is_signed = false;
-  bool lossless = true;     // reversible 5/3 wavelet; else irreversible 9/7 at 20:1
+  bool lossless = true;     // reversible 5/3 wavelet; else irreversible 9/7 at 8:1
   bool colour_transform = false;  // RCT/ICT over 3 components (DICOM YBR_RCT / YBR_ICT)
 };
 
