@@ -310,7 +310,7 @@ TEST_CASE("a DICOM file the model was not trained for is classified with a warni
   answer("DX", 3);
   t.settle(logits_by_brightness);
   refresh_views(t.app);
-  const nlohmann::json list = state_json(t.app, true)["list"];
+  const nlohmann::json list = state_json(t.app, true)["images"]["list"];
   REQUIRE(list.size() == 2);
   CHECK(list[0]["intendedUseWarning"] == "Modality MR (the model was trained for CR/DX)");
   CHECK(list[0]["prediction"]["status"] == "done");  // warned, still classified
