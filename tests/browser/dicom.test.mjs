@@ -206,3 +206,78 @@ test('DICOM files are parsed in the page, classified like loupe predict, and kee
     await context.close();
   }
 });
+
+// Every syntax the page decodes, on files DCMTK and OpenJPEG write (tests/parity/dicom_dump
+// --make-fixtures: real images from ../shared/data, generated patterns without them): JPEG
+// lossless and JPEG-LS decoded by the page's npm decoders, JPEG 2000 by the shared core's OpenJPEG
+// in wasm. The same chest X-ray in five syntaxes gets exactly the uncompressed file's probabilities;
+// a multi-frame file is classified on the frame the row names; the MR file gets the card's warning
+// (the chest model is trained for CR/DX, CHEST, PA/AP), the DX files do not.
+test('compressed and multi-frame DICOM decode in the page like the uncompressed file', async (t) => {
+  const dicomDump = path.resolve(repoRoot, process.env.LOUPE_NATIVE_BUILD ?? 'build/native', 'tests/dicom_dump');
+  assert.ok(existsSync(dicomDump), `no ${dicomDump}: build it first (scripts/build native)`);
+  const made = path.join(scratch, 'fixtures');
+  mkdirSync(made, { recursive: true });
+  const lines = execFileSync(dicomDump, ['--make-fixtures', made], { encoding: 'utf8' }).trim().split('\n').map((l) => JSON.parse(l));
+  if (lines.some((f) => f.source === 'pattern')) t.diagnostic('no ../shared/data: fixtures made from patterns');
+  const chest = ['chest_dx_16bit_mono2.dcm', 'chest_jpeg_lossless.dcm', 'chest_jpeg_lossless_predictor6.dcm',
+                 'chest_jpeg_ls.dcm', 'chest_j2k_lossless.dcm', 'chest_rle.dcm'];
+  const others = ['rgb_j2k_rct.dcm', 'rgb_jpeg_ls.dcm', 'brain_mr_8bit_mono1.dcm', 'mr_multiframe_j2k.dcm',
+                  'mr_multiframe_jpeg_ls.dcm', 'chest_j2k_truncated.dcm'];
+  const dir = path.join(scratch, 'syntaxes');
+  mkdirSync(dir, { recursive: true });
+  for (const name of [...chest, ...others]) writeFileSync(path.join(dir, name), readFileSync(path.join(made, name)));
+
+  const { context, page, events } = await openPage(browser, site.url);
+  try {
+    await waitForApp(page, events);
+    await page.waitForFunction(() => window.loupe.state.model?.status === 'ready', null, { timeout: 90_000 });
+    await page.setInputFiles('#open-folder', dir);
+    const count = chest.length + others.length;
+    try {
+      await page.waitForFunction((count) => {
+        const { images, batch } = window.loupe.state;
+        return images.count === count && images.pending === 0 && images.list?.length === count &&
+          batch.done === batch.total && batch.inFlight === 0;
+      }, count, { timeout: 180_000, polling: 250 });
+    } catch (error) {
+      const state = await page.evaluate(() => window.loupe.state);
+      assert.fail(`DICOM batch did not settle: ${JSON.stringify(state.images.list)}\n${describeEvents(events)}`);
+    }
+    const state = await page.evaluate(() => window.loupe.state);
+    const byName = new Map(state.images.list.map((e) => [e.name, e]));
+    const reference = byName.get('chest_dx_16bit_mono2.dcm');
+    assert.ok(reference?.ok && reference.prediction?.status === 'done', JSON.stringify(reference));
+    for (const name of chest) {
+      const entry = byName.get(name);
+      assert.ok(entry?.ok, `${name}: ${entry?.status}`);
+      assert.deepEqual(entry.prediction.probabilities, reference.prediction.probabilities, `${name}: probabilities`);
+      assert.equal(entry.intendedUseWarning, '', `${name}: DX CHEST is what the model was trained for`);
+    }
+    for (const name of ['rgb_j2k_rct.dcm', 'rgb_jpeg_ls.dcm']) {
+      const entry = byName.get(name);
+      assert.ok(entry?.ok && entry.channels === 3, `${name}: ${entry?.status}`);
+      assert.equal(entry.intendedUseWarning, 'Modality OT (the model was trained for CR/DX)', name);
+    }
+    assert.deepEqual(byName.get('rgb_j2k_rct.dcm').prediction.probabilities, byName.get('rgb_jpeg_ls.dcm').prediction.probabilities);
+    const mr = byName.get('brain_mr_8bit_mono1.dcm');
+    assert.equal(mr.intendedUseWarning,
+                 'Modality MR (the model was trained for CR/DX); Body Part Examined BRAIN (the model was trained for CHEST)');
+    assert.equal(mr.prediction.status, 'done', 'warned, still classified');
+    for (const name of ['mr_multiframe_j2k.dcm', 'mr_multiframe_jpeg_ls.dcm']) {
+      assert.ok(byName.get(name)?.ok, `${name}: ${byName.get(name)?.status}`);
+      assert.deepEqual(byName.get(name).frame, { index: 0, count: 3 }, name);
+    }
+    // Frame 1 of both multi-frame files is the same picture.
+    assert.deepEqual(byName.get('mr_multiframe_j2k.dcm').prediction.probabilities,
+                     byName.get('mr_multiframe_jpeg_ls.dcm').prediction.probabilities);
+    const truncated = byName.get('chest_j2k_truncated.dcm');
+    assert.equal(truncated.ok, false);
+    assert.match(truncated.status, /JPEG 2000 frame: codestream could not be decoded/);
+    t.diagnostic(`${count} files; the chest X-ray in ${chest.length} syntaxes: identical probabilities`);
+    await page.screenshot({ path: path.join(artifactsDir(), 'web-dicom-syntaxes.png') });
+    assertNoProblems(events, site.origin);
+  } finally {
+    await context.close();
+  }
+});
