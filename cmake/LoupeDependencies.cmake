@@ -18,6 +18,17 @@ if(EMSCRIPTEN)
 endif()
 find_package(OpenCV 4 REQUIRED COMPONENTS core imgproc imgcodecs)
 
+# OpenJPEG (JPEG 2000 DICOM, shared/src/dicom_codecs.cpp): Debian's libopenjp2-7-dev natively, the
+# same source built by scripts/setup-wasm-deps for wasm. Found by header and library rather than
+# by Debian's OpenJPEGConfig.cmake, which names tools and JPIP libraries that are not installed.
+if(NOT TARGET loupe::openjpeg)
+  find_path(LOUPE_OPENJPEG_INCLUDE_DIR openjpeg.h PATH_SUFFIXES openjpeg-2.5 REQUIRED)
+  find_library(LOUPE_OPENJPEG_LIBRARY NAMES openjp2 REQUIRED)
+  add_library(loupe::openjpeg INTERFACE IMPORTED GLOBAL)
+  target_include_directories(loupe::openjpeg SYSTEM INTERFACE "${LOUPE_OPENJPEG_INCLUDE_DIR}")
+  target_link_libraries(loupe::openjpeg INTERFACE "${LOUPE_OPENJPEG_LIBRARY}")
+endif()
+
 # nlohmann-json and Catch2 are header-only Debian packages. An Emscripten build must not see
 # /usr/include (glibc headers), so copy just those headers into the build tree.
 function(loupe_header_only_target name header_dir)

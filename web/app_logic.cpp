@@ -455,11 +455,28 @@ void on_image_file_added(AppState& app, int file_index, const std::string& name,
 }
 
 // A DICOM file arrives parsed by the page (attributes + pixel data); the pixel math is the core's.
-static loupe::Image decode_file(const uint8_t* bytes, size_t size, const char* dicom_attributes) {
+// The entry keeps the attributes the card's intended images are checked against, and the frame.
+static loupe::Image decode_file(const uint8_t* bytes, size_t size, const char* dicom_attributes, ImageEntry& entry) {
   if (!dicom_attributes || !*dicom_attributes) return loupe::decode_image(bytes, size);
   const nlohmann::json attributes = nlohmann::json::parse(dicom_attributes, nullptr, /*allow_exceptions=*/false);
   if (attributes.is_discarded()) throw loupe::Error(loupe::ErrorCode::CorruptImage, "DICOM attributes are not valid JSON");
-  return loupe::dicom_to_image(loupe::dicom_pixels_from_json(attributes, bytes, size));
+  const loupe::DicomPixels dicom = loupe::dicom_pixels_from_json(attributes, bytes, size);
+  entry.modality = dicom.modality;
+  entry.body_part = dicom.body_part;
+  entry.view_position = dicom.view_position;
+  entry.frame = dicom.frame;
+  entry.frames = dicom.frames > 1 ? dicom.frames : 0;
+  return loupe::dicom_to_image(dicom);
+}
+
+const loupe::IntendedImages* intended_images(const AppState& app) {
+  const auto& intended = app.model.info.card.intended_images;
+  return app.model.status == ModelStatus::ready && intended ? &*intended : nullptr;
+}
+
+std::string intended_use_warning(const AppState& app, const ImageEntry& entry) {
+  const loupe::IntendedImages* intended = intended_images(app);
+  return intended ? intended->contradiction(entry.modality, entry.body_part, entry.view_position) : "";
 }
 
 // Decodes with the shared core, keeps the metadata, classifies the image when the active model
@@ -477,7 +494,7 @@ void on_image_file_read(AppState& app, int request, const uint8_t* bytes, size_t
     entry.error = std::string("could not read the file: ") + (error ? error : "unknown error");
   } else {
     try {
-      loupe::Image image = decode_file(bytes, size, dicom_attributes);
+      loupe::Image image = decode_file(bytes, size, dicom_attributes, entry);
       entry.status = EntryStatus::ok;
       entry.error.clear();
       entry.width = image.width;
@@ -518,7 +535,9 @@ void refresh_views(AppState& app) {
   views.evaluation = loupe::Evaluation{};
   if (app.model.status != ModelStatus::ready) return;
   views.results.reserve(app.images.size());
-  for (const ImageEntry& entry : app.images) views.results.push_back(result_row(entry, classes, app.model.id));
+  for (const ImageEntry& entry : app.images) {
+    views.results.push_back(result_row(entry, classes, app.model.id, intended_images(app)));
+  }
   views.evaluation = loupe::evaluate(views.results, classes);
   if (!views.evaluation.report || batch_progress(app).running) return;
   // The labelled predictions, and a fingerprint of them (FNV-1a over labels and probabilities).
@@ -553,9 +572,11 @@ std::string export_csv(const AppState& app) {
   std::vector<loupe::ResultRow> results;
   results.reserve(app.images.size());
   if (rows.size() == app.images.size()) {
-    for (const int i : rows) results.push_back(result_row(app.images[static_cast<size_t>(i)], classes, app.model.id));
+    for (const int i : rows) {
+      results.push_back(result_row(app.images[static_cast<size_t>(i)], classes, app.model.id, intended_images(app)));
+    }
   } else {
-    for (const ImageEntry& entry : app.images) results.push_back(result_row(entry, classes, app.model.id));
+    for (const ImageEntry& entry : app.images) results.push_back(result_row(entry, classes, app.model.id, intended_images(app)));
   }
   return loupe::results_csv(results, app.model.info.card);
 }

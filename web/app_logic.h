@@ -50,5 +50,9 @@ loupe::HeatMap class_heat_map(const CamResult& cam, int cls);
 // The results table of every image, in the table's order unless a filter hides some (then in
 // file order): what "Export CSV" downloads.
 std::string export_csv(const AppState& app);
+// The active model's intended images (its card's), or null when it states none or none is ready.
+const loupe::IntendedImages* intended_images(const AppState& app);
+// What in a DICOM entry contradicts the active model's intended images ("" when nothing does).
+std::string intended_use_warning(const AppState& app, const ImageEntry& entry);
 
 }  // namespace loupe_web

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "app.h"
+#include "app_logic.h"
 #include "i18n.h"
 #include "imgui.h"
 #include "loupe/metrics.h"
@@ -308,6 +309,10 @@ static void draw_model_facts(const AppState& app) {
   } else {
     ui::wrapped(colours::caution, tr("card.ood_none"));
   }
+  if (card.intended_images) {  // DICOM files with another Modality / Body Part / View get a warning
+    fact_key("card.trained_for");
+    ui::wrapped(colours::text(), trf("card.trained_for_images", {{"images", card.intended_images->summary()}}));
+  }
   fact_key("card.weights");
   const bool verified = !card.weights_sha256.empty() && card.weights_sha256 == app.model.weights_sha256;
   ui::wrapped(verified ? colours::local : colours::caution,
@@ -578,6 +583,9 @@ static std::pair<std::string, ImVec4> row_status(const AppState& app, const Imag
   if (current && prediction.status == PredictionStatus::error) {
     return {trf("status.inference_failed", {{"error", prediction.error}}), colours::error};
   }
+  if (current && prediction.status == PredictionStatus::done && !intended_use_warning(app, entry).empty()) {
+    return {tr("status.not_intended"), colours::caution};  // the card's intended images (DICOM tags)
+  }
   if (current && prediction.status == PredictionStatus::done && prediction.out_of_distribution) {
     return {tr("status.ood"), colours::caution};
   }
@@ -705,6 +713,15 @@ static void draw_probabilities(const AppState& app, const ImageEntry& entry, UiA
   if (ui::small_button(tr("viewer.save_report"), "saveReport")) actions.save_report = true;
   note_widget(actions, "saveReport");
   ui::tooltip(tr("viewer.save_report_tip"));
+  if (entry.frames > 1) {
+    ui::text(colours::dim, trf("viewer.dicom_frame", {{"frame", std::to_string(entry.frame + 1)}, {"frames", std::to_string(entry.frames)}}));
+  }
+  // A DICOM file the card says the model was not trained for: said before any probability.
+  const std::string intended_warning = intended_use_warning(app, entry);
+  if (!intended_warning.empty()) {
+    ui::wrapped(colours::error, trf("viewer.not_intended", {{"images", app.model.info.card.intended_images->summary()},
+                                                            {"reason", intended_warning}}));
+  }
   const std::string& top = classes[static_cast<size_t>(prediction.top)];
   const std::string confidence = num("%.1f", static_cast<double>(prediction.confidence) * 100.0);
   if (prediction.has_ood && prediction.out_of_distribution) {

@@ -21,9 +21,15 @@ std::string status_text(const ImageEntry& entry) {
   return entry.status == EntryStatus::error ? entry.error : to_string(entry.status);
 }
 
-loupe::ResultRow result_row(const ImageEntry& entry, const std::vector<std::string>& class_names, int model_id) {
+loupe::ResultRow result_row(const ImageEntry& entry, const std::vector<std::string>& class_names, int model_id,
+                            const loupe::IntendedImages* intended) {
   loupe::ResultRow row;
   row.path = entry.path;
+  if (entry.frames > 1) {
+    row.frame = entry.frame;
+    row.frames = entry.frames;
+  }
+  if (intended) row.intended_use_warning = intended->contradiction(entry.modality, entry.body_part, entry.view_position);
   row.label = loupe::folder_label(entry.path, class_names);
   const Prediction& p = entry.prediction;
   if (entry.status == EntryStatus::error) {

@@ -40,6 +40,10 @@ struct ImageEntry {
   std::string error;      // why decoding failed (loupe::Error's message)
   int width = 0, height = 0, channels = 0, bits = 0;
   Prediction prediction;
+  // A DICOM file: the attributes the card's intended images are checked against (nothing else is
+  // kept), and the frame classified of how many (frames > 1: a multi-frame file).
+  std::string modality, body_part, view_position;
+  int frame = 0, frames = 0;
 };
 
 // Table columns, in display order; the table sorts by one of them.
@@ -65,7 +69,9 @@ std::string status_text(const ImageEntry& entry);
 
 // The entry as a row of the shared results table (loupe/results.h): its label from its folders,
 // and model `model_id`'s prediction when it has one.
-loupe::ResultRow result_row(const ImageEntry& entry, const std::vector<std::string>& class_names, int model_id);
+// With `intended` (the card's intended_images), a DICOM file that contradicts it gets its warning.
+loupe::ResultRow result_row(const ImageEntry& entry, const std::vector<std::string>& class_names, int model_id,
+                            const loupe::IntendedImages* intended = nullptr);
 
 // Window/level for display, as fractions of the sample range (0..1): the shown range is
 // [level - width/2, level + width/2], mapped to 0..255. Display only: the model sees raw pixels.

@@ -6,7 +6,7 @@
 // The two <input type=file> elements are in index.html (#open-files, #open-folder): hidden, and
 // the app's "Open" buttons click them. This file knows nothing of the Emscripten module.
 
-import { isDicom, loadDicomParser, parseDicom } from './dicom.mjs';
+import { isDicom, loadDicomCodecs, loadDicomParser, needsDicomCodecs, parseDicom, transferSyntaxOf } from './dicom.mjs';
 
 // Largest file read into memory at once. The decoder rejects images above 64 megapixels anyway;
 // this stops a multi-gigabyte non-image from being read just to be rejected.
@@ -102,13 +102,16 @@ export function createImageFiles({ document: doc = document, target = window, on
     },
     // What the app decodes: { bytes } for an image file, or { dicom: attributes, bytes: pixel data }
     // for a DICOM file (with or without extension), parsed here by dicom-parser (dicom.mjs) without
-    // any patient-identifying attribute; the shared C++ core does the pixel math. Rejects with a
+    // any patient-identifying attribute; the shared C++ core does the pixel math. `frame`: which
+    // frame of a multi-frame file (0-based; attributes.frames says how many). Rejects with a
     // message naming the problem (a damaged DICOM file, say).
-    async readForDecoding(index) {
+    async readForDecoding(index, frame = 0) {
       const bytes = new Uint8Array(await api.read(index));
       if (!isDicom(bytes)) return { bytes };
       await loadDicomParser(new URL('./dicomParser.min.js', import.meta.url).href);
-      const { attributes, pixels } = parseDicom(bytes);
+      // JPEG lossless and JPEG-LS frames are decoded in dicom.mjs: its decoders load on first use.
+      const codecs = needsDicomCodecs({ transfer_syntax: transferSyntaxOf(bytes) }) ? await loadDicomCodecs() : null;
+      const { attributes, pixels } = parseDicom(bytes, { codecs, frame });
       return { dicom: attributes, bytes: pixels };
     },
     get count() { return files.length; },

@@ -47,6 +47,8 @@ nlohmann::json images_json(const AppState& app, bool with_list) {
           {"confidence", p.confidence}, {"probabilities", p.probabilities}, {"error", p.error}};
       if (p.has_ood) item["prediction"]["ood"] = {{"distance", p.ood_distance}, {"flagged", p.out_of_distribution}};
     }
+    item["intendedUseWarning"] = intended_use_warning(app, entry);
+    if (entry.frames > 1) item["frame"] = {{"index", entry.frame}, {"count", entry.frames}};
     list.push_back(std::move(item));
   }
   json["list"] = std::move(list);

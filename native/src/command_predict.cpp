@@ -107,6 +107,23 @@ void add_predict_command(CLI::App& app) {
     inference::predict_rows(session, card, rows, batch_options);
     if (!opt->quiet) std::fprintf(stderr, "\n");
 
+    // Before any figure: DICOM files the model was not trained for (the card's intended_images).
+    size_t contradicting = 0;
+    for (const ResultRow& r : rows) contradicting += !r.intended_use_warning.empty();
+    if (contradicting > 0) {
+      std::printf("WARNING: %zu DICOM file(s) contradict the model's intended use (%s); their predictions are not "
+                  "meaningful:\n",
+                  contradicting, card.intended_images->summary().c_str());
+      size_t shown = 0;
+      for (const ResultRow& r : rows) {
+        if (r.intended_use_warning.empty()) continue;
+        if (++shown > 10) {
+          std::printf("  ... and %zu more (column intended_use_warning of the results)\n", contradicting - 10);
+          break;
+        }
+        std::printf("  %s: %s\n", r.path.c_str(), r.intended_use_warning.c_str());
+      }
+    }
     const Evaluation evaluation = evaluate(rows, card.class_names, BootstrapOptions{});
     size_t classified = 0, flagged = 0;
     for (const ResultRow& r : rows) {

@@ -4,7 +4,8 @@
 //
 // [SECTION] Transfer syntaxes
 // [SECTION] Attribute checks
-// [SECTION] Frame decoding: native byte order, RLE, JPEG baseline
+// [SECTION] Frames of encapsulated pixel data
+// [SECTION] Frame decoding: native byte order, RLE, JPEG baseline, JPEG 2000
 // [SECTION] Grayscale: stored value -> modality value -> VOI -> output
 // [SECTION] Colour
 // [SECTION] JSON
@@ -31,7 +32,10 @@ enum class SyntaxKind {
   BigEndian,     // native samples, big endian (retired, still found in archives)
   Rle,           // RLE Lossless: decoded here
   JpegBaseline,  // 8-bit JPEG: decoded here with the core's libjpeg-turbo (same as .jpg files)
-  Dcmtk,         // decoded natively by DCMTK's codecs before dicom_to_image
+  Jpeg2000,      // decoded here with OpenJPEG (dicom_codecs.cpp), natively and in the browser
+  ByReader,      // JPEG lossless, JPEG-LS: decompressed by the reader before dicom_to_image (DCMTK
+                 // natively, web/dicom.mjs's npm decoders in the browser)
+  Dcmtk,         // JPEG extended: decompressed by DCMTK, natively only
   Unsupported,
 };
 
@@ -52,15 +56,17 @@ constexpr SyntaxInfo kSyntaxes[] = {
     {"1.2.840.10008.1.2.5", "RLE Lossless", "RLE", SyntaxKind::Rle},
     {"1.2.840.10008.1.2.4.50", "JPEG Baseline (Process 1)", "JPEG baseline", SyntaxKind::JpegBaseline},
     {"1.2.840.10008.1.2.4.51", "JPEG Extended (Process 2 & 4)", "JPEG extended (12-bit)", SyntaxKind::Dcmtk},
-    {"1.2.840.10008.1.2.4.57", "JPEG Lossless, Non-Hierarchical (Process 14)", "JPEG lossless", SyntaxKind::Dcmtk},
+    {"1.2.840.10008.1.2.4.57", "JPEG Lossless, Non-Hierarchical (Process 14)", "JPEG lossless", SyntaxKind::ByReader},
     {"1.2.840.10008.1.2.4.70", "JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 SV1)",
-     "JPEG lossless", SyntaxKind::Dcmtk},
-    {"1.2.840.10008.1.2.4.80", "JPEG-LS Lossless", "JPEG-LS", SyntaxKind::Dcmtk},
-    {"1.2.840.10008.1.2.4.81", "JPEG-LS Lossy (Near-Lossless)", "JPEG-LS", SyntaxKind::Dcmtk},
-    {"1.2.840.10008.1.2.4.90", "JPEG 2000 Lossless", "JPEG 2000", SyntaxKind::Unsupported},
-    {"1.2.840.10008.1.2.4.91", "JPEG 2000", "JPEG 2000", SyntaxKind::Unsupported},
-    {"1.2.840.10008.1.2.4.92", "JPEG 2000 Part 2 Multi-component Lossless", "JPEG 2000", SyntaxKind::Unsupported},
-    {"1.2.840.10008.1.2.4.93", "JPEG 2000 Part 2 Multi-component", "JPEG 2000", SyntaxKind::Unsupported},
+     "JPEG lossless", SyntaxKind::ByReader},
+    {"1.2.840.10008.1.2.4.80", "JPEG-LS Lossless", "JPEG-LS", SyntaxKind::ByReader},
+    {"1.2.840.10008.1.2.4.81", "JPEG-LS Lossy (Near-Lossless)", "JPEG-LS", SyntaxKind::ByReader},
+    {"1.2.840.10008.1.2.4.90", "JPEG 2000 Lossless", "JPEG 2000", SyntaxKind::Jpeg2000},
+    {"1.2.840.10008.1.2.4.91", "JPEG 2000", "JPEG 2000", SyntaxKind::Jpeg2000},
+    {"1.2.840.10008.1.2.4.92", "JPEG 2000 Part 2 Multi-component Lossless", "JPEG 2000 Part 2 multi-component",
+     SyntaxKind::Unsupported},
+    {"1.2.840.10008.1.2.4.93", "JPEG 2000 Part 2 Multi-component", "JPEG 2000 Part 2 multi-component",
+     SyntaxKind::Unsupported},
     {"1.2.840.10008.1.2.4.94", "JPIP Referenced", "JPIP-referenced", SyntaxKind::Unsupported},
     {"1.2.840.10008.1.2.4.95", "JPIP Referenced Deflate", "JPIP-referenced", SyntaxKind::Unsupported},
     {"1.2.840.10008.1.2.4.100", "MPEG2 Main Profile / Main Level", "MPEG-2 video", SyntaxKind::Unsupported},
@@ -91,12 +97,12 @@ const SyntaxInfo* find_syntax(const std::string& uid) {
 #ifdef LOUPE_HAVE_DCMTK
 constexpr bool kHaveDcmtk = true;
 constexpr const char* kDecodedHere =
-    "this build decodes uncompressed, RLE, JPEG (baseline, extended, lossless) and JPEG-LS DICOM";
+    "this build decodes uncompressed, RLE, JPEG (baseline, extended, lossless), JPEG-LS and JPEG 2000 DICOM";
 #else
 constexpr bool kHaveDcmtk = false;
 constexpr const char* kDecodedHere =
-    "in the browser Loupe decodes uncompressed, RLE and JPEG baseline DICOM (the native loupe tool also "
-    "decodes JPEG extended, JPEG lossless and JPEG-LS)";
+    "in the browser Loupe decodes uncompressed, RLE, JPEG (baseline, lossless), JPEG-LS and JPEG 2000 DICOM "
+    "(the native loupe tool also decodes JPEG extended)";
 #endif
 
 [[noreturn]] void unsupported(const std::string& what) { throw Error(ErrorCode::UnsupportedImage, what); }
@@ -124,8 +130,12 @@ SyntaxKind checked_pixel_syntax(const DicomPixels& d) {
 }
 
 bool is_colour(const std::string& photometric) {
-  return photometric == "RGB" || photometric == "YBR_FULL" || photometric == "YBR_FULL_422";
+  return photometric == "RGB" || photometric == "YBR_FULL" || photometric == "YBR_FULL_422" ||
+         photometric == "YBR_RCT" || photometric == "YBR_ICT";
 }
+
+// JPEG 2000's colour transforms (reversible / irreversible) are undone by the decoder itself.
+bool is_jpeg2000_colour(const std::string& photometric) { return photometric == "YBR_RCT" || photometric == "YBR_ICT"; }
 
 }  // namespace
 
@@ -151,10 +161,11 @@ void check_dicom(const DicomPixels& d, const DecodeLimits& limits) {
     unsupported("DICOM file has no pixel data (7FE0,0010): it holds no image (for example a report, a "
                 "presentation state or a DICOMDIR)");
   }
-  if (d.frames > 1) {
-    unsupported("multi-frame DICOM (" + std::to_string(d.frames) +
-                " frames) is not supported: Loupe classifies single images; export the frame you want as its "
-                "own single-frame file");
+  if (d.frames < 1) corrupt("Number of Frames (0028,0008) is " + std::to_string(d.frames));
+  if (d.frame < 0 || d.frame >= d.frames) {
+    throw Error(ErrorCode::InvalidArgument,
+                "frame " + std::to_string(int64_t{d.frame} + 1) + " does not exist: the DICOM file has " +
+                    std::to_string(d.frames) + (d.frames == 1 ? " frame" : " frames (1 to " + std::to_string(d.frames) + ")"));
   }
   if (d.rows <= 0 || d.columns <= 0) corrupt("header declares " + dims(d.columns, d.rows) + " pixels");
   const uint64_t pixels = uint64_t(d.rows) * uint64_t(d.columns);
@@ -210,6 +221,10 @@ void check_dicom(const DicomPixels& d, const DecodeLimits& limits) {
     corrupt("Planar Configuration " + std::to_string(d.planar_configuration) + " (expected 0 or 1)");
   }
   const SyntaxKind kind = checked_pixel_syntax(d);
+  if (is_jpeg2000_colour(pi) && kind != SyntaxKind::Jpeg2000) {
+    corrupt(pi + " pixel data in " + dicom_transfer_syntax_name(d.pixel_syntax.empty() ? d.transfer_syntax : d.pixel_syntax) +
+            " (" + pi + " is JPEG 2000's colour transform)");
+  }
   if (pi == "YBR_FULL_422" && (kind == SyntaxKind::LittleEndian || kind == SyntaxKind::BigEndian) &&
       d.columns % 2 != 0) {
     corrupt("YBR_FULL_422 with an odd number of columns (" + std::to_string(d.columns) + ")");
@@ -219,9 +234,58 @@ void check_dicom(const DicomPixels& d, const DecodeLimits& limits) {
   }
 }
 
+std::string dicom_frame_note(const DicomPixels& dicom) {
+  if (dicom.frames <= 1) return "";
+  return "frame " + std::to_string(int64_t{dicom.frame} + 1) + " of " + std::to_string(dicom.frames);
+}
+
+// [SECTION] Frames of encapsulated pixel data
+
+FragmentRange dicom_frame_fragments(const std::vector<uint32_t>& offsets, const std::vector<uint32_t>& fragments,
+                                    int frames, int frame, const std::vector<bool>& starts_codestream) {
+  const size_t n = fragments.size();
+  const auto which = [&] { return "frame " + std::to_string(int64_t{frame} + 1) + " of " + std::to_string(frames); };
+  if (n == 0) corrupt("encapsulated pixel data has no fragments");
+  if (frames < 1 || frame < 0 || frame >= frames) corrupt(which() + ": no such frame");
+  if (frames == 1) return {0, n};
+  const auto f = static_cast<size_t>(frame);
+  if (offsets.size() == static_cast<size_t>(frames)) {
+    // Offsets count from the first fragment's item tag; each item has an 8-byte header.
+    std::vector<uint64_t> item_start(n + 1, 0);
+    for (size_t i = 0; i < n; ++i) item_start[i + 1] = item_start[i] + 8 + uint64_t{fragments[i]};
+    const auto index_of = [&](uint64_t offset) -> size_t {
+      const auto it = std::lower_bound(item_start.begin(), item_start.end(), offset);
+      if (it == item_start.end() || *it != offset || it == item_start.end() - 1) {
+        corrupt(which() + ": the Basic Offset Table's entry " + std::to_string(offset) +
+                " is not the start of a fragment");
+      }
+      return static_cast<size_t>(it - item_start.begin());
+    };
+    const size_t first = index_of(offsets[f]);
+    const size_t last = f + 1 < offsets.size() ? index_of(offsets[f + 1]) : n;
+    if (first >= last) corrupt(which() + ": the Basic Offset Table's entries are not increasing");
+    return {first, last};
+  }
+  if (!offsets.empty()) {
+    corrupt("the Basic Offset Table has " + std::to_string(offsets.size()) + " entries for " +
+            std::to_string(frames) + " frames");
+  }
+  if (n == static_cast<size_t>(frames)) return {f, f + 1};
+  // No table and more fragments than frames: each frame starts a new codestream.
+  std::vector<size_t> starts;
+  for (size_t i = 0; i < n && i < starts_codestream.size(); ++i) {
+    if (starts_codestream[i]) starts.push_back(i);
+  }
+  if (starts.size() != static_cast<size_t>(frames) || starts.front() != 0) {
+    corrupt(which() + " cannot be found: " + std::to_string(n) + " fragments, no Basic Offset Table, and " +
+            std::to_string(starts.size()) + " of them start a codestream");
+  }
+  return {starts[f], f + 1 < starts.size() ? starts[f + 1] : n};
+}
+
 namespace {
 
-// [SECTION] Frame decoding: native byte order, RLE, JPEG baseline
+// [SECTION] Frame decoding: native byte order, RLE, JPEG baseline, JPEG 2000
 
 // One frame's samples as native values, interleaved unless `planar` (only uncompressed colour
 // data can be planar; RLE and JPEG are decoded interleaved).
@@ -343,12 +407,26 @@ Samples frame_samples(const DicomPixels& d, SyntaxKind kind) {
       s.owned = decode_jpeg_frame(data, size, d);
       s.colour_is_rgb = true;
       break;
+    case SyntaxKind::Jpeg2000: {
+      detail::Jpeg2000Layout layout;
+      layout.columns = d.columns;
+      layout.rows = d.rows;
+      layout.samples = d.samples_per_pixel;
+      layout.bits_allocated = d.bits_allocated;
+      layout.bits_stored = d.bits_stored > 0 ? d.bits_stored : d.bits_allocated;
+      layout.high_bit = d.high_bit >= 0 ? d.high_bit : layout.bits_stored - 1;
+      s.owned = detail::decode_jpeg2000_frame(data, size, layout);
+      s.colour_is_rgb = d.photometric == "RGB" || is_jpeg2000_colour(d.photometric);
+      break;
+    }
+    case SyntaxKind::ByReader:
     case SyntaxKind::Dcmtk:
     case SyntaxKind::Unsupported:
       throw Error(ErrorCode::InvalidArgument,
                   "dicom_to_image: pixel data in " + dicom_transfer_syntax_name(d.pixel_syntax.empty() ? d.transfer_syntax
                                                                                               : d.pixel_syntax) +
-                      " must be decompressed first (loupe::read_dicom does this natively)");
+                      " must be decompressed first (natively loupe::read_dicom does it with DCMTK, in the browser "
+                      "web/dicom.mjs)");
   }
   s.data = s.owned.data();
   s.size = s.owned.size();
@@ -544,6 +622,7 @@ nlohmann::json dicom_pixels_to_json(const DicomPixels& d) {
       {"pixel_representation", d.pixel_representation},
       {"planar_configuration", d.planar_configuration},
       {"frames", d.frames},
+      {"frame", d.frame},
       {"photometric", d.photometric},
       {"transfer_syntax", d.transfer_syntax},
       {"pixel_syntax", d.pixel_syntax},
@@ -557,6 +636,7 @@ nlohmann::json dicom_pixels_to_json(const DicomPixels& d) {
       {"voi_lut_bits", d.voi_lut_bits},
       {"modality", d.modality},
       {"body_part", d.body_part},
+      {"view_position", d.view_position},
       {"sop_class_uid", d.sop_class_uid},
       {"has_pixel_data", d.has_pixel_data},
   };
@@ -598,6 +678,7 @@ DicomPixels dicom_pixels_from_json(const nlohmann::json& attributes, const uint8
     else if (key == "pixel_representation") integer(d.pixel_representation);
     else if (key == "planar_configuration") integer(d.planar_configuration);
     else if (key == "frames") integer(d.frames);
+    else if (key == "frame") integer(d.frame);
     else if (key == "photometric") text(d.photometric);
     else if (key == "transfer_syntax") text(d.transfer_syntax);
     else if (key == "pixel_syntax") text(d.pixel_syntax);
@@ -610,6 +691,7 @@ DicomPixels dicom_pixels_from_json(const nlohmann::json& attributes, const uint8
     else if (key == "voi_lut_bits") integer(d.voi_lut_bits);
     else if (key == "modality") text(d.modality);
     else if (key == "body_part") text(d.body_part);
+    else if (key == "view_position") text(d.view_position);
     else if (key == "sop_class_uid") text(d.sop_class_uid);
     else if (key == "voi_lut") {
       if (!value.is_array()) bad(key, "an array of integers 0..65535");

@@ -1,5 +1,5 @@
 // Reading DICOM files natively with DCMTK (dcmdata, plus the dcmjpeg/dcmjpls codecs): the file's
-// attributes and first frame go into DicomPixels, and dicom.cpp's shared math does the rest.
+// attributes and one frame go into DicomPixels, and dicom.cpp's shared math does the rest.
 // Without DCMTK (the wasm build) the page parses DICOM itself and these functions say so.
 //
 // Only the attributes decoding needs and a few descriptive ones are read: nothing
@@ -175,6 +175,7 @@ DicomPixels read_attributes(DcmFileFormat& file) {
   }
   d.modality = text(ds, DCM_Modality);
   d.body_part = text(ds, DCM_BodyPartExamined);
+  d.view_position = text(ds, DCM_ViewPosition);
   d.sop_class_uid = text(ds, DCM_SOPClassUID);
   DcmElement* pixel_data = nullptr;
   d.has_pixel_data = ds->findAndGetElement(DCM_PixelData, pixel_data).good() && pixel_data != nullptr;
@@ -185,59 +186,34 @@ DicomPixels read_attributes(DcmFileFormat& file) {
   return d;
 }
 
-// Uncompressed pixel data of the first frame, as little-endian bytes. DCMTK keeps OW values in
-// host byte order (it swaps big-endian files on reading); OB values are bytes as stored.
+// Uncompressed pixel data of frame d.frame, as little-endian bytes. DCMTK keeps OW values in
+// host byte order (it swaps big-endian files on reading); OB values are bytes as stored. Frames
+// follow each other without padding (PS3.5 8.1.1), so frame k starts k frames' bytes in.
 void copy_native_pixels(DcmDataset* ds, DicomPixels& d) {
   DcmElement* element = nullptr;
   if (ds->findAndGetElement(DCM_PixelData, element).bad() || element == nullptr) corrupt("pixel data missing");
   const size_t per_pixel = d.photometric == "YBR_FULL_422" ? 2 : size_t(d.samples_per_pixel) * size_t(d.bits_allocated / 8);
   const size_t frame_bytes = size_t(d.rows) * size_t(d.columns) * per_pixel;
+  const size_t start = frame_bytes * size_t(d.frame);
+  const size_t length = element->getLength();
+  const size_t count = start < length ? std::min(length - start, frame_bytes) : 0;
+  d.pixel_data.resize(count);
   if (element->getVR() == EVR_OW) {
     Uint16* words = nullptr;
     if (element->getUint16Array(words).bad() || words == nullptr) corrupt("pixel data (OW) could not be read");
-    const size_t count = std::min<size_t>(element->getLength() / 2, (frame_bytes + 1) / 2);
-    d.pixel_data.resize(count * 2);
     for (size_t i = 0; i < count; ++i) {
-      d.pixel_data[2 * i] = static_cast<uint8_t>(words[i] & 0xFF);
-      d.pixel_data[2 * i + 1] = static_cast<uint8_t>(words[i] >> 8);
+      const Uint16 word = words[(start + i) / 2];
+      d.pixel_data[i] = static_cast<uint8_t>((start + i) % 2 == 0 ? word & 0xFF : word >> 8);
     }
-    d.pixel_data.resize(std::min(d.pixel_data.size(), frame_bytes));  // an odd frame's pad byte
   } else {
     Uint8* bytes = nullptr;
     if (element->getUint8Array(bytes).bad() || bytes == nullptr) corrupt("pixel data could not be read");
-    const size_t count = std::min<size_t>(element->getLength(), frame_bytes);
-    d.pixel_data.assign(bytes, bytes + count);
+    if (count > 0) std::copy(bytes + start, bytes + start + count, d.pixel_data.begin());
   }
   d.pixel_syntax = "1.2.840.10008.1.2.1";  // explicit VR little endian, whatever the file had
 }
 
-// All fragments of the (single) frame of encapsulated pixel data, for dicom.cpp to decode.
-void copy_encapsulated_frame(DcmDataset* ds, DicomPixels& d, size_t input_size) {
-  DcmElement* element = nullptr;
-  if (ds->findAndGetElement(DCM_PixelData, element).bad() || element == nullptr) corrupt("pixel data missing");
-  DcmPixelSequence* sequence = nullptr;
-  auto* pixel_data = static_cast<DcmPixelData*>(element);
-  if (pixel_data->getEncapsulatedRepresentation(ds->getOriginalXfer(), nullptr, sequence).bad() ||
-      sequence == nullptr) {
-    corrupt("encapsulated pixel data could not be read");
-  }
-  // Item 0 is the basic offset table; the frame's fragments follow.
-  for (unsigned long i = 1; i < sequence->card(); ++i) {
-    DcmPixelItem* item = nullptr;
-    Uint8* bytes = nullptr;
-    if (sequence->getItem(item, i).bad() || item == nullptr) corrupt("pixel data fragment " + std::to_string(i) + " is missing");
-    require_fits(item, input_size, "pixel data fragment " + std::to_string(i));
-    if (item->getUint8Array(bytes).bad()) {
-      corrupt("pixel data fragment " + std::to_string(i) + " could not be read");
-    }
-    if (bytes != nullptr) d.pixel_data.insert(d.pixel_data.end(), bytes, bytes + item->getLength());
-  }
-  if (d.pixel_data.empty()) corrupt("encapsulated pixel data has no fragments");
-  d.pixel_syntax = d.transfer_syntax;
-}
-
-// Every fragment of encapsulated pixel data fits in the input, before a codec loads them.
-void check_encapsulated_fragments(DcmDataset* ds, size_t input_size) {
+DcmPixelSequence* encapsulated_sequence(DcmDataset* ds) {
   DcmElement* element = nullptr;
   if (ds->findAndGetElement(DCM_PixelData, element).bad() || element == nullptr) corrupt("pixel data missing");
   DcmPixelSequence* sequence = nullptr;
@@ -245,6 +221,78 @@ void check_encapsulated_fragments(DcmDataset* ds, size_t input_size) {
       sequence == nullptr) {
     corrupt("encapsulated pixel data could not be read");
   }
+  return sequence;
+}
+
+// The fragments of frame d.frame of encapsulated pixel data, for dicom.cpp to decode: found by
+// the rule the page follows too (loupe::dicom_frame_fragments).
+void copy_encapsulated_frame(DcmDataset* ds, DicomPixels& d, size_t input_size) {
+  DcmPixelSequence* sequence = encapsulated_sequence(ds);
+  const auto item_bytes = [&](unsigned long i, Uint8*& bytes) -> size_t {
+    DcmPixelItem* item = nullptr;
+    bytes = nullptr;
+    if (sequence->getItem(item, i).bad() || item == nullptr) corrupt("pixel data fragment " + std::to_string(i) + " is missing");
+    require_fits(item, input_size, "pixel data fragment " + std::to_string(i));
+    if (item->getUint8Array(bytes).bad()) corrupt("pixel data fragment " + std::to_string(i) + " could not be read");
+    return bytes == nullptr ? 0 : item->getLength();
+  };
+  if (sequence->card() == 0) corrupt("encapsulated pixel data has no Basic Offset Table item");
+  // Item 0 is the Basic Offset Table (32-bit little-endian offsets); the fragments follow.
+  std::vector<uint32_t> offsets;
+  Uint8* table = nullptr;
+  const size_t table_size = item_bytes(0, table);
+  for (size_t k = 0; k + 4 <= table_size; k += 4) {
+    offsets.push_back(uint32_t{table[k]} | uint32_t{table[k + 1]} << 8 | uint32_t{table[k + 2]} << 16 |
+                      uint32_t{table[k + 3]} << 24);
+  }
+  std::vector<uint32_t> sizes;
+  std::vector<bool> starts;
+  for (unsigned long i = 1; i < sequence->card(); ++i) {
+    Uint8* bytes = nullptr;
+    const size_t n = item_bytes(i, bytes);
+    sizes.push_back(static_cast<uint32_t>(n));
+    starts.push_back(n >= 2 && bytes[0] == 0xFF && (bytes[1] == 0xD8 || bytes[1] == 0x4F));
+  }
+  const FragmentRange range = dicom_frame_fragments(offsets, sizes, d.frames, d.frame, starts);
+  for (size_t i = range.first; i < range.last; ++i) {
+    Uint8* bytes = nullptr;
+    const size_t n = item_bytes(static_cast<unsigned long>(i + 1), bytes);
+    if (bytes != nullptr) d.pixel_data.insert(d.pixel_data.end(), bytes, bytes + n);
+  }
+  if (d.pixel_data.empty()) corrupt("encapsulated pixel data of " + dicom_frame_note(d) + " is empty");
+  d.pixel_syntax = d.transfer_syntax;
+}
+
+// One frame of a multi-frame file in a syntax DCMTK's codecs decompress, without decompressing
+// the others: little-endian samples in the file's layout (the codecs keep the Planar
+// Configuration the data set declares), and the colour model they produce.
+void decompress_one_frame(DcmDataset* ds, DicomPixels& d) {
+  DcmElement* element = nullptr;
+  if (ds->findAndGetElement(DCM_PixelData, element).bad() || element == nullptr) corrupt("pixel data missing");
+  auto* pixel_data = static_cast<DcmPixelData*>(element);
+  Uint32 frame_size = 0;
+  if (pixel_data->getUncompressedFrameSize(ds, frame_size).bad() || frame_size == 0) {
+    corrupt("the size of a decompressed frame could not be determined");
+  }
+  std::vector<uint8_t> frame(frame_size);
+  Uint32 start_fragment = 0;  // DCMTK finds it (offset table, else by counting frames)
+  OFString colour;
+  const OFCondition decoded =
+      pixel_data->getUncompressedFrame(ds, Uint32(d.frame), start_fragment, frame.data(), frame_size, colour);
+  if (decoded.bad()) {
+    corrupt(dicom_transfer_syntax_name(d.transfer_syntax) + " pixel data of " + dicom_frame_note(d) +
+            " could not be decompressed (" + decoded.text() + ")");
+  }
+  if (!colour.empty()) d.photometric = trimmed(colour);
+  const size_t per_pixel = size_t(d.samples_per_pixel) * size_t(d.bits_allocated / 8);
+  frame.resize(std::min(frame.size(), size_t(d.rows) * size_t(d.columns) * per_pixel));
+  d.pixel_data = std::move(frame);
+  d.pixel_syntax = "1.2.840.10008.1.2.1";
+}
+
+// Every fragment of encapsulated pixel data fits in the input, before a codec loads them.
+void check_encapsulated_fragments(DcmDataset* ds, size_t input_size) {
+  DcmPixelSequence* sequence = encapsulated_sequence(ds);
   for (unsigned long i = 0; i < sequence->card(); ++i) {
     DcmPixelItem* item = nullptr;
     if (sequence->getItem(item, i).good()) require_fits(item, input_size, "pixel data fragment " + std::to_string(i));
@@ -262,7 +310,7 @@ bool is_syntax(const std::string& uid, std::initializer_list<const char*> uids) 
 
 bool dicom_reader_available() { return true; }
 
-DicomPixels read_dicom(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+DicomPixels read_dicom(const uint8_t* data, size_t size, const DecodeLimits& limits, int frame) {
   if (data == nullptr || size == 0) throw Error(ErrorCode::EmptyInput, "the file is empty (0 bytes)");
   init_dcmtk();
   MemoryInputStream stream(data, size);  // values over DCM_MaxReadLength load when asked for
@@ -280,11 +328,17 @@ DicomPixels read_dicom(const uint8_t* data, size_t size, const DecodeLimits& lim
   }
   require_values_fit(file, size);
   DicomPixels d = read_attributes(file);
-  check_dicom(d, limits);  // no pixel data, multi-frame, syntax, layout and size: before decompressing
+  d.frame = frame;
+  check_dicom(d, limits);  // no pixel data, frame index, syntax, layout and size: before decompressing
   DcmDataset* ds = file.getDataset();
   const std::string& ts = d.transfer_syntax;
-  if (is_syntax(ts, {"1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.50"})) {
-    copy_encapsulated_frame(ds, d, size);  // RLE and JPEG baseline: dicom.cpp decodes them, as in the browser
+  if (is_syntax(ts, {"1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.90",
+                     "1.2.840.10008.1.2.4.91"})) {
+    // RLE, JPEG baseline and JPEG 2000: dicom.cpp decodes them, as in the browser.
+    copy_encapsulated_frame(ds, d, size);
+  } else if (DcmXfer(ds->getOriginalXfer()).isEncapsulated() && d.frames > 1) {
+    check_encapsulated_fragments(ds, size);
+    decompress_one_frame(ds, d);
   } else if (DcmXfer(ds->getOriginalXfer()).isEncapsulated()) {
     check_encapsulated_fragments(ds, size);  // DCMTK's codecs load every fragment
     const OFCondition decoded = ds->chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
@@ -327,13 +381,13 @@ namespace {
 }  // namespace
 
 bool dicom_reader_available() { return false; }
-DicomPixels read_dicom(const uint8_t*, size_t, const DecodeLimits&) { no_reader(); }
+DicomPixels read_dicom(const uint8_t*, size_t, const DecodeLimits&, int) { no_reader(); }
 DicomPixels read_dicom_file_header(const std::string&) { no_reader(); }
 
 #endif
 
-Image decode_dicom(const uint8_t* data, size_t size, const DecodeLimits& limits) {
-  return dicom_to_image(read_dicom(data, size, limits), limits);
+Image decode_dicom(const uint8_t* data, size_t size, const DecodeLimits& limits, int frame) {
+  return dicom_to_image(read_dicom(data, size, limits, frame), limits);
 }
 
 }  // namespace loupe

@@ -2,6 +2,7 @@
 #include "loupe/model_card.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 
 #include "loupe/error.h"
@@ -89,6 +90,84 @@ json OodCheck::to_json() const {
   return j;
 }
 
+namespace {
+
+// Upper case without surrounding spaces: DICOM code strings are upper case, but hand-written
+// cards and files are not always.
+std::string folded_code(const std::string& text) {
+  const size_t first = text.find_first_not_of(" \t");
+  if (first == std::string::npos) return "";
+  const size_t last = text.find_last_not_of(" \t");
+  std::string out = text.substr(first, last - first + 1);
+  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& values, const char* separator) {
+  std::string out;
+  for (const auto& v : values) out += (out.empty() ? "" : separator) + v;
+  return out;
+}
+
+constexpr const char* kIntendedKeys[] = {"modality", "body_part", "view_position"};
+
+}  // namespace
+
+IntendedImages IntendedImages::from_json(const json& j) {
+  if (!j.is_object()) bad_card("intended_images", "expected an object with modality, body_part and/or view_position");
+  IntendedImages intended;
+  for (const auto& [key, value] : j.items()) {
+    std::vector<std::string>* list = key == "modality" ? &intended.modality
+                                     : key == "body_part" ? &intended.body_part
+                                     : key == "view_position" ? &intended.view_position
+                                                              : nullptr;
+    if (list == nullptr) bad_card("intended_images." + key, "unknown key; expected modality, body_part or view_position");
+    if (!value.is_array() || value.empty()) bad_card("intended_images." + key, "expected a non-empty array of strings");
+    for (const auto& v : value) {
+      if (!v.is_string() || folded_code(v.get<std::string>()).empty()) {
+        bad_card("intended_images." + key, "expected a non-empty array of non-empty strings");
+      }
+      list->push_back(v.get<std::string>());
+    }
+  }
+  return intended;
+}
+
+json IntendedImages::to_json() const {
+  json j = json::object();
+  for (const char* key : kIntendedKeys) {
+    const auto& list = std::string(key) == "modality" ? modality : std::string(key) == "body_part" ? body_part : view_position;
+    if (!list.empty()) j[key] = list;
+  }
+  return j;
+}
+
+std::string IntendedImages::contradiction(const std::string& file_modality, const std::string& file_body_part,
+                                          const std::string& file_view_position) const {
+  std::string out;
+  const auto check = [&](const char* attribute, const std::string& value, const std::vector<std::string>& allowed) {
+    const std::string v = folded_code(value);
+    if (v.empty() || allowed.empty()) return;
+    for (const auto& a : allowed) {
+      if (folded_code(a) == v) return;
+    }
+    out += (out.empty() ? "" : "; ") + std::string(attribute) + " " + v + " (the model was trained for " +
+           joined(allowed, "/") + ")";
+  };
+  check("Modality", file_modality, modality);
+  check("Body Part Examined", file_body_part, body_part);
+  check("View Position", file_view_position, view_position);
+  return out;
+}
+
+std::string IntendedImages::summary() const {
+  std::vector<std::string> parts;
+  for (const auto* list : {&modality, &body_part, &view_position}) {
+    if (!list->empty()) parts.push_back(joined(*list, "/"));
+  }
+  return joined(parts, ", ");
+}
+
 bool ModelCard::has_output(const std::string& output_name) const {
   return std::any_of(outputs.begin(), outputs.end(), [&](const CardOutput& o) { return o.name == output_name; });
 }
@@ -121,6 +200,7 @@ json ModelCard::to_json() const {
   if (calibration) card["calibration"] = calibration->to_json();
   if (ood) card["ood"] = ood->to_json();
   if (self_test) card["self_test"] = self_test->to_json();
+  if (intended_images) card["intended_images"] = intended_images->to_json();
   return card;
 }
 
@@ -177,6 +257,9 @@ ModelCard ModelCard::from_json(const json& j) {
   card.weights_sha256 = optional_string(j, "weights_sha256");
   card.intended_use = optional_string(j, "intended_use");
   card.disclaimer = optional_string(j, "disclaimer");
+  if (j.contains("intended_images") && !j.at("intended_images").is_null()) {
+    card.intended_images = IntendedImages::from_json(j.at("intended_images"));
+  }
   if (j.contains("producer") && j.at("producer").is_object()) {
     const json& producer = j.at("producer");
     card.producer_version = optional_string(producer, "version");

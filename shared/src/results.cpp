@@ -1,6 +1,7 @@
 // Folder labels, the results table and the evaluation (results.h).
 #include "loupe/results.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -26,6 +27,10 @@ std::string number(double value) {
   char text[32];
   std::snprintf(text, sizeof text, "%.9g", value);
   return text;
+}
+
+std::string frame_text(const ResultRow& row) {
+  return std::to_string(row.frame + 1) + " of " + std::to_string(row.frames);
 }
 
 bool predicted(const ResultRow& row, size_t classes) {
@@ -65,9 +70,13 @@ const char* to_string(ResultStatus status) {
 std::string results_csv(const std::vector<ResultRow>& rows, const ModelCard& card) {
   const std::vector<std::string>& classes = card.class_names;
   const bool with_ood = card.ood.has_value();
+  const bool with_intended = card.intended_images.has_value();
+  const bool with_frame = std::any_of(rows.begin(), rows.end(), [](const ResultRow& r) { return r.frames > 1; });
   std::string csv = "path,label,predicted,confidence";
   for (const std::string& name : classes) csv += "," + csv_field("p_" + name);
   if (with_ood) csv += ",ood_distance,out_of_distribution";
+  if (with_intended) csv += ",intended_use_warning";
+  if (with_frame) csv += ",frame";
   csv += ",status,error\n";
   for (const ResultRow& row : rows) {
     const bool done = predicted(row, classes.size());
@@ -79,6 +88,8 @@ std::string results_csv(const std::vector<ResultRow>& rows, const ModelCard& car
     if (with_ood) {
       csv += done && p.has_ood ? "," + number(p.ood_distance) + "," + (p.out_of_distribution ? "true" : "false") : ",,";
     }
+    if (with_intended) csv += "," + csv_field(row.intended_use_warning);
+    if (with_frame) csv += "," + (row.frames > 1 ? frame_text(row) : std::string());
     csv += std::string(",") + to_string(row.status) + "," + csv_field(row.error) + "\n";
   }
   return csv;
@@ -100,6 +111,11 @@ nlohmann::json results_json(const std::vector<ResultRow>& rows, const ModelCard&
         j["ood_distance"] = std::isfinite(p.ood_distance) ? nlohmann::json(p.ood_distance) : nlohmann::json();
         j["out_of_distribution"] = p.out_of_distribution;
       }
+    }
+    if (!row.intended_use_warning.empty()) j["intended_use_warning"] = row.intended_use_warning;
+    if (row.frames > 1) {
+      j["frame"] = row.frame + 1;
+      j["frames"] = row.frames;
     }
     if (!row.error.empty()) j["error"] = row.error;
     out.push_back(std::move(j));

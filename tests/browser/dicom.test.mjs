@@ -2,8 +2,11 @@
 // Intercept, MONOCHROME2 and MONOCHROME1, one without a file extension) are parsed by the page
 // (dicom-parser, web/dicom.mjs), decoded by the shared core and classified; the probabilities
 // equal `loupe predict`'s on the same files (natively DCMTK reads them, the same core does the
-// pixel math). Damaged, JPEG 2000 and multi-frame files get messages naming the problem, and the
-// patient's name written into every file never reaches the page's state or the CSV.
+// pixel math). A multi-frame file is classified on its first frame and the row says so; a file whose
+// Modality contradicts the shipped chest model's card (CR/DX, CHEST, PA/AP) gets the warning in the
+// page and in loupe predict's output, one that agrees does not. A damaged file and a JPEG 2000 file
+// without a codestream get messages naming the problem, and the patient's name written into every
+// file never reaches the page's state or the CSV.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -36,7 +39,7 @@ function element(group, elem, vr, value) {
 }
 const us = (n) => { const b = Buffer.alloc(2); b.writeUInt16LE(n); return b; };
 function writeDicom({ rows, columns, pixels, bitsStored = 16, photometric = 'MONOCHROME2', intercept = 0,
-                      transferSyntax = '1.2.840.10008.1.2.1', frames = 1 }) {
+                      transferSyntax = '1.2.840.10008.1.2.1', frames = 1, modality = 'DX', viewPosition = '' }) {
   const meta = Buffer.concat([
     element(0x0002, 0x0001, 'OB', [0, 1]),
     element(0x0002, 0x0002, 'UI', '1.2.840.10008.5.1.4.1.1.1.1'),
@@ -47,9 +50,10 @@ function writeDicom({ rows, columns, pixels, bitsStored = 16, photometric = 'MON
   groupLength.writeUInt32LE(meta.length);
   const body = [
     element(0x0008, 0x0016, 'UI', '1.2.840.10008.5.1.4.1.1.1.1'),
-    element(0x0008, 0x0060, 'CS', 'DX'),
+    element(0x0008, 0x0060, 'CS', modality),
     element(0x0010, 0x0010, 'PN', PATIENT),
     element(0x0010, 0x0020, 'LO', 'ID-424242'),
+    ...(viewPosition ? [element(0x0018, 0x5101, 'CS', viewPosition)] : []),
     element(0x0028, 0x0002, 'US', us(1)),
     element(0x0028, 0x0004, 'CS', photometric),
   ];
@@ -102,23 +106,39 @@ test('DICOM files are parsed in the page, classified like loupe predict, and kee
     'xray-mono2.dcm': writeDicom({ rows: png.height, columns: png.width, pixels: stored(false), bitsStored: 12, intercept: -1024 }),
     'xray-mono1.dcm': writeDicom({ rows: png.height, columns: png.width, pixels: stored(true), bitsStored: 12,
                                    photometric: 'MONOCHROME1', intercept: -1024 }),
-    'IM000001': writeDicom({ rows: png.height, columns: png.width, pixels: stored(false), bitsStored: 12, intercept: -1024 }),
+    'IM000001': writeDicom({ rows: png.height, columns: png.width, pixels: stored(false), bitsStored: 12, intercept: -1024,
+                             viewPosition: 'PA' }),
+    // The chest model's card says CR/DX: the same X-ray labelled MR is classified, with a warning.
+    'labelled-mr.dcm': writeDicom({ rows: png.height, columns: png.width, pixels: stored(false), bitsStored: 12,
+                                    intercept: -1024, modality: 'MR' }),
+    // Two frames, the X-ray and its inverse: the first is classified and the row says so.
+    'two-frames.dcm': writeDicom({ rows: png.height, columns: png.width, bitsStored: 12, intercept: -1024, frames: 2,
+                                   pixels: Buffer.concat([stored(false), stored(true)]) }),
   };
   const bad = {
     'truncated.dcm': [files['xray-mono2.dcm'].subarray(0, 700), /DICOM|truncated|damaged/i],
     'jpeg2000.dcm': [writeDicom({ rows: 64, columns: 64, pixels: Buffer.alloc(512, 7), transferSyntax: '1.2.840.10008.1.2.4.90' }),
-                     /JPEG 2000/],
-    'multiframe.dcm': [writeDicom({ rows: 16, columns: 16, pixels: Buffer.alloc(16 * 16 * 2 * 3), frames: 3 }), /frame/i],
+                     /JPEG 2000 frame: no JPEG 2000 codestream/],
   };
   for (const [name, bytes] of Object.entries(files)) writeFileSync(path.join(dir, name), bytes);
   for (const [name, [bytes]] of Object.entries(bad)) writeFileSync(path.join(dir, name), bytes);
 
   // Natively: DCMTK reads the same files, the same core decodes and preprocesses them.
   const nativeJson = path.join(scratch, 'native.json');
-  execFileSync(loupeCli, ['predict', '-m', model, '-o', nativeJson, '-q', ...Object.keys(files).map((n) => path.join(dir, n))],
-               { stdio: ['ignore', 'pipe', 'pipe'] });
+  const printed = execFileSync(loupeCli, ['predict', '-m', model, '-o', nativeJson, '-q',
+                                          ...Object.keys(files).map((n) => path.join(dir, n))],
+                               { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const native = JSON.parse(readFileSync(nativeJson, 'utf8'));
   const nativeByName = new Map(native.predictions.map((p) => [path.basename(p.path), p]));
+  // loupe predict: the warning before any figure, and per row; the frame of the multi-frame file.
+  const warning = 'Modality MR (the model was trained for CR/DX)';
+  assert.match(printed, /^WARNING: 1 DICOM file\(s\) contradict the model's intended use \(CR\/DX, CHEST, PA\/AP\)/);
+  assert.ok(printed.indexOf('labelled-mr.dcm: ' + warning) < printed.indexOf('images,'), printed);
+  assert.equal(nativeByName.get('labelled-mr.dcm').intended_use_warning, warning);
+  for (const name of ['xray-mono2.dcm', 'IM000001', 'two-frames.dcm']) {
+    assert.equal(nativeByName.get(name).intended_use_warning, undefined, `${name}: no warning natively`);
+  }
+  assert.deepEqual([nativeByName.get('two-frames.dcm').frame, nativeByName.get('two-frames.dcm').frames], [1, 2]);
 
   const { context, page, events } = await openPage(browser, site.url);
   try {
@@ -152,6 +172,14 @@ test('DICOM files are parsed in the page, classified like loupe predict, and kee
     assert.ok(maxDiff <= 1e-4, `max abs difference ${maxDiff}`);
     // MONOCHROME1 is inverted on decoding: the same picture, the same prediction.
     assert.deepEqual(byName.get('xray-mono1.dcm').prediction.probabilities, byName.get('xray-mono2.dcm').prediction.probabilities);
+    // The first of two frames is the X-ray itself; the row says which frame.
+    assert.deepEqual(byName.get('two-frames.dcm').prediction.probabilities, byName.get('xray-mono2.dcm').prediction.probabilities);
+    assert.deepEqual(byName.get('two-frames.dcm').frame, { index: 0, count: 2 });
+    // The card's intended images: MR contradicts CR/DX; DX (with or without a view) does not.
+    assert.equal(byName.get('labelled-mr.dcm').intendedUseWarning, warning);
+    for (const name of ['xray-mono2.dcm', 'xray-mono1.dcm', 'IM000001', 'two-frames.dcm']) {
+      assert.equal(byName.get(name).intendedUseWarning, '', `${name}: no warning in the page`);
+    }
 
     for (const [name, [, message]] of Object.entries(bad)) {
       const entry = byName.get(name);
@@ -164,9 +192,90 @@ test('DICOM files are parsed in the page, classified like loupe predict, and kee
       await page.mouse.click(x + w / 2, y + h / 2);
     })()]);
     const csv = readFileSync(await download.path(), 'utf8');
+    const header = csv.split('\n')[0].split(',');
+    assert.ok(header.includes('intended_use_warning') && header.includes('frame'), header.join(','));
+    const csvRow = (name) => csv.split('\n').find((line) => line.split(',')[0].endsWith(`/${name}`))?.split(',') ?? [];
+    assert.equal(csvRow('labelled-mr.dcm')[header.indexOf('intended_use_warning')], warning);
+    assert.equal(csvRow('xray-mono2.dcm')[header.indexOf('intended_use_warning')], '');
+    assert.equal(csvRow('two-frames.dcm')[header.indexOf('frame')], '1 of 2');
     const everything = JSON.stringify(state) + csv;
     assert.ok(!everything.includes('Doe') && !everything.includes('424242'), 'patient attributes reached the page state or CSV');
     await page.screenshot({ path: path.join(artifactsDir(), 'web-dicom.png') });
+    assertNoProblems(events, site.origin);
+  } finally {
+    await context.close();
+  }
+});
+
+// Every syntax the page decodes, on files DCMTK and OpenJPEG write (tests/parity/dicom_dump
+// --make-fixtures: real images from ../shared/data, generated patterns without them): JPEG
+// lossless and JPEG-LS decoded by the page's npm decoders, JPEG 2000 by the shared core's OpenJPEG
+// in wasm. The same chest X-ray in five syntaxes gets exactly the uncompressed file's probabilities;
+// a multi-frame file is classified on the frame the row names; the MR file gets the card's warning
+// (the chest model is trained for CR/DX, CHEST, PA/AP), the DX files do not.
+test('compressed and multi-frame DICOM decode in the page like the uncompressed file', async (t) => {
+  const dicomDump = path.resolve(repoRoot, process.env.LOUPE_NATIVE_BUILD ?? 'build/native', 'tests/dicom_dump');
+  assert.ok(existsSync(dicomDump), `no ${dicomDump}: build it first (scripts/build native)`);
+  const made = path.join(scratch, 'fixtures');
+  mkdirSync(made, { recursive: true });
+  const lines = execFileSync(dicomDump, ['--make-fixtures', made], { encoding: 'utf8' }).trim().split('\n').map((l) => JSON.parse(l));
+  if (lines.some((f) => f.source === 'pattern')) t.diagnostic('no ../shared/data: fixtures made from patterns');
+  const chest = ['chest_dx_16bit_mono2.dcm', 'chest_jpeg_lossless.dcm', 'chest_jpeg_lossless_predictor6.dcm',
+                 'chest_jpeg_ls.dcm', 'chest_j2k_lossless.dcm', 'chest_rle.dcm'];
+  const others = ['rgb_j2k_rct.dcm', 'rgb_jpeg_ls.dcm', 'brain_mr_8bit_mono1.dcm', 'mr_multiframe_j2k.dcm',
+                  'mr_multiframe_jpeg_ls.dcm', 'chest_j2k_truncated.dcm'];
+  const dir = path.join(scratch, 'syntaxes');
+  mkdirSync(dir, { recursive: true });
+  for (const name of [...chest, ...others]) writeFileSync(path.join(dir, name), readFileSync(path.join(made, name)));
+
+  const { context, page, events } = await openPage(browser, site.url);
+  try {
+    await waitForApp(page, events);
+    await page.waitForFunction(() => window.loupe.state.model?.status === 'ready', null, { timeout: 90_000 });
+    await page.setInputFiles('#open-folder', dir);
+    const count = chest.length + others.length;
+    try {
+      await page.waitForFunction((count) => {
+        const { images, batch } = window.loupe.state;
+        return images.count === count && images.pending === 0 && images.list?.length === count &&
+          batch.done === batch.total && batch.inFlight === 0;
+      }, count, { timeout: 180_000, polling: 250 });
+    } catch (error) {
+      const state = await page.evaluate(() => window.loupe.state);
+      assert.fail(`DICOM batch did not settle: ${JSON.stringify(state.images.list)}\n${describeEvents(events)}`);
+    }
+    const state = await page.evaluate(() => window.loupe.state);
+    const byName = new Map(state.images.list.map((e) => [e.name, e]));
+    const reference = byName.get('chest_dx_16bit_mono2.dcm');
+    assert.ok(reference?.ok && reference.prediction?.status === 'done', JSON.stringify(reference));
+    for (const name of chest) {
+      const entry = byName.get(name);
+      assert.ok(entry?.ok, `${name}: ${entry?.status}`);
+      assert.deepEqual(entry.prediction.probabilities, reference.prediction.probabilities, `${name}: probabilities`);
+      assert.equal(entry.intendedUseWarning, '', `${name}: DX CHEST is what the model was trained for`);
+    }
+    for (const name of ['rgb_j2k_rct.dcm', 'rgb_jpeg_ls.dcm']) {
+      const entry = byName.get(name);
+      assert.ok(entry?.ok && entry.channels === 3, `${name}: ${entry?.status}`);
+      assert.equal(entry.intendedUseWarning, 'Modality OT (the model was trained for CR/DX)', name);
+    }
+    assert.deepEqual(byName.get('rgb_j2k_rct.dcm').prediction.probabilities, byName.get('rgb_jpeg_ls.dcm').prediction.probabilities);
+    const mr = byName.get('brain_mr_8bit_mono1.dcm');
+    assert.equal(mr.intendedUseWarning,
+                 'Modality MR (the model was trained for CR/DX); Body Part Examined BRAIN (the model was trained for CHEST)');
+    assert.equal(mr.prediction.status, 'done', 'warned, still classified');
+    for (const name of ['mr_multiframe_j2k.dcm', 'mr_multiframe_jpeg_ls.dcm']) {
+      assert.ok(byName.get(name)?.ok, `${name}: ${byName.get(name)?.status}`);
+      assert.deepEqual(byName.get(name).frame, { index: 0, count: 3 }, name);
+    }
+    // Frame 1 of both multi-frame files is the same picture.
+    assert.deepEqual(byName.get('mr_multiframe_j2k.dcm').prediction.probabilities,
+                     byName.get('mr_multiframe_jpeg_ls.dcm').prediction.probabilities);
+    const truncated = byName.get('chest_j2k_truncated.dcm');
+    assert.equal(truncated.ok, false);
+    assert.match(truncated.status, /JPEG 2000 frame: codestream could not be decoded/);
+    t.diagnostic(`${count} files; the chest X-ray in ${chest.length} syntaxes: identical probabilities`);
+    await page.screenshot({ path: path.join(artifactsDir(), 'web-dicom-syntaxes.png') });
     assertNoProblems(events, site.origin);
   } finally {
     await context.close();

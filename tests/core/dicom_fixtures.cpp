@@ -29,6 +29,7 @@
 #include <opencv2/imgproc.hpp>
 #include <stdexcept>
 
+#include "dicom_j2k_encoder.h"
 #include "test_support.h"
 
 namespace loupe::test {
@@ -155,6 +156,14 @@ DcmFileFormat chest_file(const Image& gray, uint16_t upper_bits) {
   return file;
 }
 
+// Frame k of a multi-frame fixture: the source with its bits flipped by 0x55 * k, so that every
+// frame differs and a reader that returns the wrong one is caught.
+Image frame_of(const Image& gray, int k) {
+  Image out = gray;
+  for (auto& v : out.data) v = uint8_t(v ^ uint8_t(0x55 * k));
+  return out;
+}
+
 DcmFileFormat gray8_file(const Image& gray, const char* photometric, int frames = 1) {
   DcmFileFormat file;
   DcmDataset* ds = file.getDataset();
@@ -169,7 +178,7 @@ DcmFileFormat gray8_file(const Image& gray, const char* photometric, int frames 
   const bool invert = std::string(photometric) == "MONOCHROME1";
   std::vector<Uint8> bytes;
   for (int f = 0; f < frames; ++f) {
-    for (uint8_t v : gray.data) bytes.push_back(invert ? Uint8(255 - v) : v);
+    for (uint8_t v : frame_of(gray, f).data) bytes.push_back(invert ? Uint8(255 - v) : v);
   }
   check(ds->putAndInsertUint8Array(DCM_PixelData, bytes.data(), bytes.size()), "PixelData");
   return file;
@@ -196,6 +205,38 @@ DcmFileFormat rgb_file(const Image& rgb, int planar) {
   return file;
 }
 
+// Encapsulated pixel data from ready codestreams, one per frame: with a Basic Offset Table, or
+// without one and each frame cut into two fragments (readers then find frames by their markers).
+void put_encapsulated(DcmDataset* ds, const std::vector<std::vector<uint8_t>>& frames, E_TransferSyntax xfer,
+                      bool offset_table = true) {
+  auto* sequence = new DcmPixelSequence(DCM_PixelSequenceTag);
+  auto* table = new DcmPixelItem(DCM_PixelItemTag);
+  std::vector<Uint8> offsets;
+  auto* pixel_data = new DcmPixelData(DCM_PixelData);
+  std::vector<DcmPixelItem*> items;
+  Uint32 at = 0;
+  for (const auto& frame : frames) {
+    std::vector<uint8_t> padded = frame;
+    if (padded.size() % 2) padded.push_back(0);  // items have even lengths
+    for (int k = 0; k < 4; ++k) offsets.push_back(Uint8(at >> (8 * k)));
+    const size_t cut = offset_table || frames.size() == 1 ? padded.size() : (padded.size() / 4) * 2;
+    for (const auto& [begin, end] : {std::pair<size_t, size_t>{0, cut}, {cut, padded.size()}}) {
+      if (begin == end) continue;
+      auto* item = new DcmPixelItem(DCM_PixelItemTag);
+      check(item->putUint8Array(padded.data() + begin, Uint32(end - begin)), "fragment");
+      items.push_back(item);
+      at += Uint32(8 + end - begin);
+    }
+  }
+  if (offset_table && frames.size() > 1) check(table->putUint8Array(offsets.data(), Uint32(offsets.size())), "offsets");
+  sequence->insert(table);
+  for (auto* item : items) sequence->insert(item);
+  pixel_data->putOriginalRepresentation(xfer, nullptr, sequence);
+  check(ds->insert(pixel_data), "PixelData");
+}
+
+std::vector<int32_t> as_samples(const std::vector<uint8_t>& bytes) { return {bytes.begin(), bytes.end()}; }
+
 }  // namespace
 
 std::vector<DicomFixture> write_dicom_fixtures(const std::string& folder) {
@@ -208,7 +249,7 @@ std::vector<DicomFixture> write_dicom_fixtures(const std::string& folder) {
   const Image chest16 = to_u16(chest, [](uint8_t v) { return uint16_t(v * 257); });
 
   const auto add = [&](const std::string& name, const std::string& source, const Image& expected, int tolerance = 0,
-                       bool native_only = false) {
+                       bool native_only = false, int frame = 0) {
     DicomFixture f;
     f.name = name;
     f.path = folder + "/" + name;
@@ -216,6 +257,7 @@ std::vector<DicomFixture> write_dicom_fixtures(const std::string& folder) {
     f.expected = expected;
     f.tolerance = tolerance;
     f.native_only = native_only;
+    f.frame = frame;
     out.push_back(f);
     return f.path;
   };
@@ -279,8 +321,8 @@ std::vector<DicomFixture> write_dicom_fixtures(const std::string& folder) {
     save(file, add("ct_signed_min_max.dcm", chest_source, expected), EXS_LittleEndianExplicit);
   }
 
-  // Compressed: RLE and JPEG baseline are decoded by the shared core (browser too); JPEG lossless
-  // and JPEG-LS by DCMTK natively only.
+  // Compressed: RLE, JPEG baseline and JPEG 2000 are decoded by the shared core (browser too);
+  // JPEG lossless and JPEG-LS by DCMTK natively and by the page's npm decoders.
   {
     DcmFileFormat f = chest_file(chest, 0);
     DcmRLERepresentationParameter rle;
@@ -299,12 +341,153 @@ std::vector<DicomFixture> write_dicom_fixtures(const std::string& folder) {
   {
     DcmFileFormat f = chest_file(chest, 0);
     DJ_RPLossless lossless;
-    save(f, add("chest_jpeg_lossless.dcm", chest_source, chest16, 0, true), EXS_JPEGProcess14SV1, &lossless);
+    save(f, add("chest_jpeg_lossless.dcm", chest_source, chest16), EXS_JPEGProcess14SV1, &lossless);
+  }
+  {
+    DcmFileFormat f = chest_file(chest, 0);
+    DJ_RPLossless lossless(6);  // process 14 with predictor 6: Rb + ((Ra - Rc) >> 1)
+    save(f, add("chest_jpeg_lossless_predictor6.dcm", chest_source, chest16), EXS_JPEGProcess14, &lossless);
+  }
+  {
+    DcmFileFormat f = rgb_file(rgb, 0);
+    DJ_RPLossless lossless;
+    save(f, add("rgb_jpeg_lossless.dcm", rgb_source, rgb), EXS_JPEGProcess14SV1, &lossless);
   }
   {
     DcmFileFormat f = chest_file(chest, 0);
     DJLSRepresentationParameter lossless(0, OFTrue);
-    save(f, add("chest_jpeg_ls.dcm", chest_source, chest16, 0, true), EXS_JPEGLSLossless, &lossless);
+    save(f, add("chest_jpeg_ls.dcm", chest_source, chest16), EXS_JPEGLSLossless, &lossless);
+  }
+  {
+    // Near-lossless (DCMTK's default deviation): lossy, so compared with the source loosely (mean
+    // and worst difference); the page and DCMTK must still agree exactly (tests/parity).
+    DcmFileFormat f = chest_file(chest, 0);
+    DJLSRepresentationParameter near_lossless(2, OFFalse);
+    save(f, add("chest_jpeg_ls_near_lossless.dcm", chest_source, chest16, 320), EXS_JPEGLSLossy, &near_lossless);
+  }
+  {
+    DcmFileFormat f = rgb_file(rgb, 0);
+    DJLSRepresentationParameter lossless(0, OFTrue);
+    save(f, add("rgb_jpeg_ls.dcm", rgb_source, rgb), EXS_JPEGLSLossless, &lossless);
+  }
+  // JPEG 2000, encoded with OpenJPEG (DCMTK has no JPEG 2000 codec).
+  {
+    DcmFileFormat f = chest_file(chest, 0);
+    std::vector<int32_t> stored(chest.data.size());
+    for (size_t i = 0; i < stored.size(); ++i) stored[i] = chest.data[i] * 16 + 7;
+    J2kOptions j2k;
+    j2k.width = chest.width;
+    j2k.height = chest.height;
+    j2k.precision = 12;
+    f.getDataset()->findAndDeleteElement(DCM_PixelData);
+    put_encapsulated(f.getDataset(), {encode_j2k(stored, j2k)}, EXS_JPEG2000LosslessOnly);
+    save(f, add("chest_j2k_lossless.dcm", chest_source, chest16), EXS_JPEG2000LosslessOnly);
+    // The same codestream cut in the middle: the decoder must say so, not pad the image.
+    DcmFileFormat cut = chest_file(chest, 0);
+    cut.getDataset()->findAndDeleteElement(DCM_PixelData);
+    auto codestream = encode_j2k(stored, j2k);
+    codestream.resize(codestream.size() / 2);
+    put_encapsulated(cut.getDataset(), {codestream}, EXS_JPEG2000LosslessOnly);
+    save(cut, add_error("chest_j2k_truncated.dcm", chest_source, ErrorCode::CorruptImage, "JPEG 2000 frame"),
+         EXS_JPEG2000LosslessOnly);
+  }
+  {
+    DcmFileFormat f = gray8_file(brain, "MONOCHROME2");
+    f.getDataset()->findAndDeleteElement(DCM_PixelData);
+    J2kOptions j2k;
+    j2k.width = brain.width;
+    j2k.height = brain.height;
+    j2k.lossless = false;
+    put_encapsulated(f.getDataset(), {encode_j2k(as_samples(brain.data), j2k)}, EXS_JPEG2000);
+    check(f.getDataset()->putAndInsertString(DCM_LossyImageCompression, "01"), "lossy");
+    save(f, add("brain_j2k_lossy.dcm", brain_source, brain, 64), EXS_JPEG2000);
+  }
+  {
+    DcmFileFormat f = rgb_file(rgb, 0);
+    f.getDataset()->findAndDeleteElement(DCM_PixelData);
+    check(f.getDataset()->putAndInsertString(DCM_PhotometricInterpretation, "YBR_RCT"), "photometric");
+    J2kOptions j2k;
+    j2k.width = rgb.width;
+    j2k.height = rgb.height;
+    j2k.components = 3;
+    j2k.colour_transform = true;
+    put_encapsulated(f.getDataset(), {encode_j2k(as_samples(rgb.data), j2k)}, EXS_JPEG2000LosslessOnly);
+    save(f, add("rgb_j2k_rct.dcm", rgb_source, rgb), EXS_JPEG2000LosslessOnly);
+  }
+  {
+    // Signed CT values (4 v - 512), intercept -1024, no window: as ct_signed_min_max.dcm.
+    DcmFileFormat file;
+    DcmDataset* ds = file.getDataset();
+    put_common(ds, UID_CTImageStorage, "CT");
+    Layout l;
+    l.rows = chest.height;
+    l.columns = chest.width;
+    l.bits_allocated = 16;
+    l.bits_stored = 16;
+    l.pixel_representation = 1;
+    put_layout(ds, l);
+    check(ds->putAndInsertString(DCM_RescaleIntercept, "-1024"), "intercept");
+    check(ds->putAndInsertString(DCM_RescaleSlope, "1"), "slope");
+    std::vector<int32_t> values(chest.data.size());
+    for (size_t i = 0; i < values.size(); ++i) values[i] = chest.data[i] * 4 - 512;
+    J2kOptions j2k;
+    j2k.width = chest.width;
+    j2k.height = chest.height;
+    j2k.precision = 16;
+    j2k.is_signed = true;
+    put_encapsulated(ds, {encode_j2k(values, j2k)}, EXS_JPEG2000LosslessOnly);
+    const auto [lo, hi] = std::minmax_element(chest.data.begin(), chest.data.end());
+    const double vmin = *lo, vmax = *hi;
+    const Image expected = to_u16(chest, [&](uint8_t v) {
+      return uint16_t(std::floor((v - vmin) / (vmax - vmin) * 65535.0 + 0.5));
+    });
+    save(file, add("ct_j2k_signed.dcm", chest_source, expected), EXS_JPEG2000LosslessOnly);
+  }
+
+  // Multi-frame: every frame differs (frame_of); a reader must hand over the one asked for.
+  {
+    DcmFileFormat f = gray8_file(brain, "MONOCHROME2", 3);
+    const std::string path = add("mr_multiframe.dcm", brain_source, brain);  // the first by default
+    add("mr_multiframe.dcm", brain_source, frame_of(brain, 2), 0, false, 2);
+    save(f, path, EXS_LittleEndianExplicit);
+    DicomFixture past_end;
+    past_end.name = "mr_multiframe.dcm";
+    past_end.path = path;
+    past_end.source = brain_source;
+    past_end.frame = 9;
+    past_end.fails = true;
+    past_end.error = ErrorCode::InvalidArgument;
+    past_end.error_contains = "frame 10 does not exist: the DICOM file has 3 frames (1 to 3)";
+    out.push_back(past_end);
+  }
+  {
+    DcmFileFormat f = gray8_file(brain, "MONOCHROME2", 3);
+    DcmRLERepresentationParameter rle;
+    save(f, add("mr_multiframe_rle.dcm", brain_source, frame_of(brain, 1), 0, false, 1), EXS_RLELossless, &rle);
+  }
+  {
+    DcmFileFormat f = gray8_file(brain, "MONOCHROME2", 3);
+    DJ_RPLossless lossless;
+    save(f, add("mr_multiframe_jpeg_lossless.dcm", brain_source, frame_of(brain, 2), 0, false, 2),
+         EXS_JPEGProcess14SV1, &lossless);
+  }
+  {
+    DcmFileFormat f = gray8_file(brain, "MONOCHROME2", 3);
+    DJLSRepresentationParameter lossless(0, OFTrue);
+    save(f, add("mr_multiframe_jpeg_ls.dcm", brain_source, frame_of(brain, 1), 0, false, 1), EXS_JPEGLSLossless,
+         &lossless);
+  }
+  for (const bool table : {true, false}) {
+    DcmFileFormat f = gray8_file(brain, "MONOCHROME2", 3);
+    f.getDataset()->findAndDeleteElement(DCM_PixelData);
+    J2kOptions j2k;
+    j2k.width = brain.width;
+    j2k.height = brain.height;
+    std::vector<std::vector<uint8_t>> frames;
+    for (int k = 0; k < 3; ++k) frames.push_back(encode_j2k(as_samples(frame_of(brain, k).data), j2k));
+    put_encapsulated(f.getDataset(), frames, EXS_JPEG2000LosslessOnly, table);
+    const std::string name = table ? "mr_multiframe_j2k.dcm" : "mr_multiframe_j2k_no_offset_table.dcm";
+    save(f, add(name, brain_source, frame_of(brain, 1), 0, false, 1), EXS_JPEG2000LosslessOnly);
   }
   {
     DcmFileFormat f = gray8_file(brain, "MONOCHROME2");
@@ -325,7 +508,7 @@ std::vector<DicomFixture> write_dicom_fixtures(const std::string& folder) {
          EXS_LittleEndianExplicit);
   }
   {
-    // A JPEG 2000 file: real header, garbage in the one fragment (no JPEG 2000 codec here).
+    // A JPEG 2000 file: real header, garbage in the one fragment (no codestream at all).
     DcmFileFormat file;
     DcmDataset* ds = file.getDataset();
     put_common(ds, UID_DigitalXRayImageStorageForPresentation, "DX");
@@ -346,14 +529,9 @@ std::vector<DicomFixture> write_dicom_fixtures(const std::string& folder) {
     pixel_data->putOriginalRepresentation(EXS_JPEG2000LosslessOnly, nullptr, sequence);
     check(ds->insert(pixel_data), "PixelData");
     save(file,
-         add_error("jpeg2000_garbage.dcm", chest_source, ErrorCode::UnsupportedImage,
-                   "JPEG 2000 compressed DICOM (1.2.840.10008.1.2.4.90) is not supported"),
+         add_error("jpeg2000_garbage.dcm", chest_source, ErrorCode::CorruptImage,
+                   "JPEG 2000 frame: no JPEG 2000 codestream"),
          EXS_JPEG2000LosslessOnly);
-  }
-  {
-    DcmFileFormat f = gray8_file(brain, "MONOCHROME2", 3);
-    save(f, add_error("mr_multiframe.dcm", brain_source, ErrorCode::UnsupportedImage, "multi-frame DICOM (3 frames)"),
-         EXS_LittleEndianExplicit);
   }
   {
     DcmFileFormat f = gray8_file(brain, "MONOCHROME2");

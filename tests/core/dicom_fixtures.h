@@ -19,6 +19,7 @@ struct DicomFixture {
   Image expected;
   int tolerance = 0;     // max abs difference per sample (0: exact; lossy JPEG: a few levels)
   bool native_only = false;  // a syntax only DCMTK decompresses (the browser refuses it)
+  int frame = 0;         // the frame to read (0-based): the same file may be listed for several
   // Failure: the error code and a substring of its message.
   bool fails = false;
   ErrorCode error = ErrorCode::CorruptImage;

@@ -1,12 +1,15 @@
 // DICOM pixel math (dicom_to_image) on synthetic attributes + pixel data, natively and under
 // wasm: masking, sign extension, rescale, VOI window / LUT, MONOCHROME1, colour, RLE, JPEG
-// baseline, the JSON hand-over from the page, and every refusal with its message.
+// baseline, JPEG 2000, frames, the JSON hand-over from the page, the card's intended images, and
+// every refusal with its message.
 // Files written with DCMTK from real images are tested in test_dicom_files.cpp (native only).
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 
+#include "dicom_j2k_encoder.h"
 #include "loupe/dicom.h"
+#include "loupe/results.h"
 #include "test_support.h"
 
 using namespace loupe;
@@ -398,20 +401,27 @@ TEST_CASE("DICOM that cannot be decoded is refused with a message naming why", "
     CHECK(error_code(d) == ErrorCode::UnsupportedImage);
     CHECK_THAT(error_message(d), Catch::Contains("no pixel data"));
   }
-  SECTION("JPEG 2000") {
-    d.transfer_syntax = kJpeg2000;
+  SECTION("JPEG 2000 Part 2 and HTJ2K") {
+    d.transfer_syntax = "1.2.840.10008.1.2.4.92";
     CHECK(error_code(d) == ErrorCode::UnsupportedImage);
-    CHECK_THAT(error_message(d),
-               Catch::StartsWith("JPEG 2000 compressed DICOM (1.2.840.10008.1.2.4.90) is not supported: "));
+    CHECK_THAT(error_message(d), Catch::StartsWith("JPEG 2000 Part 2 multi-component compressed DICOM "
+                                                   "(1.2.840.10008.1.2.4.92) is not supported: "));
+    d.transfer_syntax = "1.2.840.10008.1.2.4.201";
+    CHECK_THAT(error_message(d), Catch::StartsWith("HTJ2K compressed DICOM"));
   }
-  SECTION("JPEG lossless: DCMTK decompresses it natively; the browser build refuses it") {
+  SECTION("JPEG lossless: the reader decompresses it (DCMTK natively, dicom.mjs in the browser)") {
     d.transfer_syntax = kJpegLossless;
+    CHECK(error_code(d) == ErrorCode::InvalidArgument);
+    CHECK_THAT(error_message(d), Catch::Contains("must be decompressed first"));
+    d.pixel_syntax = kExplicitLE;  // what both readers hand over
+    CHECK(dicom_to_image(d).width == 8);
+  }
+  SECTION("JPEG extended: DCMTK decompresses it natively; the browser build refuses it") {
+    d.transfer_syntax = "1.2.840.10008.1.2.4.51";
     if (dicom_reader_available()) {
-      CHECK(error_code(d) == ErrorCode::InvalidArgument);  // read_dicom decompresses before this
-      CHECK_THAT(error_message(d), Catch::Contains("must be decompressed first"));
+      CHECK(error_code(d) == ErrorCode::InvalidArgument);
     } else {
       CHECK(error_code(d) == ErrorCode::UnsupportedImage);
-      CHECK_THAT(error_message(d), Catch::Contains("JPEG lossless compressed DICOM (1.2.840.10008.1.2.4.70)"));
       CHECK_THAT(error_message(d), Catch::Contains("in the browser"));
     }
   }
@@ -421,10 +431,26 @@ TEST_CASE("DICOM that cannot be decoded is refused with a message naming why", "
     d.transfer_syntax = "";
     CHECK(error_code(d) == ErrorCode::CorruptImage);
   }
-  SECTION("multi-frame") {
+  SECTION("a frame that does not exist") {
     d.frames = 12;
-    CHECK(error_code(d) == ErrorCode::UnsupportedImage);
-    CHECK_THAT(error_message(d), Catch::Contains("multi-frame DICOM (12 frames) is not supported"));
+    d.frame = 12;
+    CHECK(error_code(d) == ErrorCode::InvalidArgument);
+    CHECK(error_message(d) == "frame 13 does not exist: the DICOM file has 12 frames (1 to 12)");
+    d.frame = -1;
+    CHECK(error_code(d) == ErrorCode::InvalidArgument);
+    d.frames = 1;
+    d.frame = 1;
+    CHECK(error_message(d) == "frame 2 does not exist: the DICOM file has 1 frame");
+    d.frames = 0;
+    d.frame = 0;
+    CHECK(error_code(d) == ErrorCode::CorruptImage);
+  }
+  SECTION("JPEG 2000's colour transforms belong to JPEG 2000") {
+    d.photometric = "YBR_RCT";
+    d.samples_per_pixel = 3;
+    d.bits_allocated = d.bits_stored = 8;
+    CHECK(error_code(d) == ErrorCode::CorruptImage);
+    CHECK_THAT(error_message(d), Catch::Contains("JPEG 2000's colour transform"));
   }
   SECTION("bits allocated other than 8 or 16") {
     d.bits_allocated = 32;
@@ -503,7 +529,12 @@ TEST_CASE("attributes cross from the page as JSON; unknown keys are refused", "[
   d.voi_lut_function = "LINEAR";
   d.modality = "CR";
   d.body_part = "CHEST";
+  d.view_position = "PA";
+  d.frames = 2;
+  d.frame = 1;
   const nlohmann::json attributes = dicom_pixels_to_json(d);
+  CHECK(attributes.at("view_position") == "PA");
+  CHECK(attributes.at("frame") == 1);
   CHECK(attributes.at("window_center") == 90);
   const DicomPixels back = dicom_pixels_from_json(attributes, d.pixel_data.data(), d.pixel_data.size());
   CHECK(dicom_pixels_to_json(back) == attributes);
@@ -534,6 +565,184 @@ TEST_CASE("attributes cross from the page as JSON; unknown keys are refused", "[
     bad.erase("photometric");
     CHECK_THROWS_WITH(dicom_pixels_from_json(bad, nullptr, 0), Catch::Contains("dicom.photometric: missing"));
     CHECK_THROWS_AS(dicom_pixels_from_json(nlohmann::json::array(), nullptr, 0), Error);
+  }
+}
+
+// JPEG 2000 frames encoded here with OpenJPEG; the core decodes them with OpenJPEG on both targets.
+TEST_CASE("JPEG 2000 frames decode exactly when lossless, and damaged ones are errors", "[dicom][jpeg2000]") {
+  test::J2kOptions o;
+  o.width = 24;
+  o.height = 16;
+  std::vector<int32_t> values(size_t(o.width * o.height));
+  for (size_t i = 0; i < values.size(); ++i) values[i] = int32_t((i * 37) % 4096);
+  DicomPixels d;
+  d.rows = o.height;
+  d.columns = o.width;
+  d.bits_allocated = 16;
+  d.bits_stored = 12;
+  d.photometric = "MONOCHROME2";
+  d.transfer_syntax = kJpeg2000;
+  d.has_pixel_data = true;
+  d.window_center = 2048;
+  d.window_width = 4096;
+  o.precision = 12;
+  d.pixel_data = test::encode_j2k(values, o);
+  // The same values uncompressed: the images must be identical.
+  DicomPixels plain = mono16(o.width, o.height, std::vector<uint16_t>(values.begin(), values.end()), 12);
+  plain.window_center = d.window_center;
+  plain.window_width = d.window_width;
+  CHECK(dicom_to_image(d).data == dicom_to_image(plain).data);
+
+  SECTION("signed 16-bit") {
+    for (auto& v : values) v -= 2048;
+    o.precision = 16;
+    o.is_signed = true;
+    d.bits_stored = 16;
+    d.pixel_representation = 1;
+    d.pixel_data = test::encode_j2k(values, o);
+    DicomPixels signed_plain = mono16(o.width, o.height, {}, 16);
+    for (int32_t v : values) {
+      signed_plain.pixel_data.push_back(uint8_t(uint16_t(v) & 0xFF));
+      signed_plain.pixel_data.push_back(uint8_t(uint16_t(v) >> 8));
+    }
+    signed_plain.pixel_representation = 1;
+    signed_plain.window_center = d.window_center;
+    signed_plain.window_width = d.window_width;
+    CHECK(dicom_to_image(d).data == dicom_to_image(signed_plain).data);
+  }
+  SECTION("RGB with the reversible colour transform (YBR_RCT)") {
+    std::vector<int32_t> rgb(values.size() * 3);
+    for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = int32_t((i * 53 + 7) % 256);
+    o.components = 3;
+    o.precision = 8;
+    o.colour_transform = true;
+    d.samples_per_pixel = 3;
+    d.bits_allocated = d.bits_stored = 8;
+    d.photometric = "YBR_RCT";
+    d.pixel_data = test::encode_j2k(rgb, o);
+    const Image image = dicom_to_image(d);
+    REQUIRE(image.channels == 3);
+    CHECK(std::equal(image.data.begin(), image.data.end(), rgb.begin()));
+  }
+  SECTION("a codestream of another size, or more bits than stored") {
+    d.columns = 25;
+    CHECK(error_code(d) == ErrorCode::CorruptImage);
+    CHECK_THAT(error_message(d), Catch::Contains("codestream is 24x16 pixels but the DICOM header says 25x16"));
+    d.columns = 24;
+    d.bits_stored = 10;
+    CHECK_THAT(error_message(d), Catch::Contains("12-bit samples but Bits Stored is 10"));
+  }
+  SECTION("truncated, damaged or not a codestream") {
+    const std::vector<uint8_t> whole = d.pixel_data;
+    for (size_t keep : {size_t{2}, size_t{40}, whole.size() / 2, whole.size() - 3}) {
+      CAPTURE(keep);
+      d.pixel_data.assign(whole.begin(), whole.begin() + std::ptrdiff_t(keep));
+      CHECK(error_code(d) == ErrorCode::CorruptImage);
+      CHECK_THAT(error_message(d), Catch::StartsWith("DICOM file is corrupt: JPEG 2000 frame: "));
+    }
+    d.pixel_data = std::vector<uint8_t>(200, 0x5A);
+    CHECK_THAT(error_message(d), Catch::Contains("no JPEG 2000 codestream"));
+    uint32_t state = 99;
+    for (int round = 0; round < 30; ++round) {
+      d.pixel_data = whole;
+      for (int k = 0; k < 6; ++k) {
+        state = state * 1664525u + 1013904223u;
+        d.pixel_data[4 + state % (whole.size() - 4)] = uint8_t(state >> 24);
+      }
+      Image image;
+      try {
+        image = dicom_to_image(d);
+      } catch (const Error& e) {
+        CHECK(e.code() == ErrorCode::CorruptImage);
+        continue;
+      }
+      CHECK(image.width == 24);  // damage the decoder did not notice: still an image of the right size
+    }
+  }
+}
+
+TEST_CASE("the fragments of a frame: offset table, one per frame, or codestream markers", "[dicom][frames]") {
+  const std::vector<uint32_t> sizes = {100, 50, 60, 80};  // items start at 0, 108, 166, 234
+  const std::vector<bool> starts = {true, false, true, false};
+  const auto range = [&](const std::vector<uint32_t>& offsets, int frames, int frame) {
+    const FragmentRange r = dicom_frame_fragments(offsets, sizes, frames, frame, starts);
+    return std::make_pair(r.first, r.last);
+  };
+  CHECK(range({}, 1, 0) == std::make_pair(size_t{0}, size_t{4}));
+  CHECK(range({0, 166}, 2, 0) == std::make_pair(size_t{0}, size_t{2}));
+  CHECK(range({0, 166}, 2, 1) == std::make_pair(size_t{2}, size_t{4}));
+  CHECK(range({}, 4, 3) == std::make_pair(size_t{3}, size_t{4}));
+  CHECK(range({}, 2, 1) == std::make_pair(size_t{2}, size_t{4}));  // by the markers
+  CHECK_THROWS_WITH(range({0, 170}, 2, 1), Catch::Contains("entry 170 is not the start of a fragment"));
+  CHECK_THROWS_WITH(range({166, 0}, 2, 0), Catch::Contains("not increasing"));
+  CHECK_THROWS_WITH(range({0}, 2, 1), Catch::Contains("Basic Offset Table has 1 entries for 2 frames"));
+  CHECK_THROWS_WITH(range({}, 3, 1), Catch::Contains("frame 2 of 3 cannot be found: 4 fragments"));
+  CHECK_THROWS_WITH(dicom_frame_fragments({}, {}, 1, 0, {}), Catch::Contains("no fragments"));
+  DicomPixels d;
+  d.frames = 3;
+  d.frame = 1;
+  CHECK(dicom_frame_note(d) == "frame 2 of 3");
+  d.frames = 1;
+  d.frame = 0;
+  CHECK(dicom_frame_note(d) == "");
+}
+
+TEST_CASE("a DICOM file whose modality, body part or view contradicts the card is warned about",
+          "[dicom][intended-use]") {
+  const nlohmann::json stated = {{"modality", {"CR", "DX"}}, {"body_part", {"CHEST"}}, {"view_position", {"PA", "AP"}}};
+  const IntendedImages intended = IntendedImages::from_json(stated);
+  CHECK(intended.to_json() == stated);
+  CHECK(intended.summary() == "CR/DX, CHEST, PA/AP");
+  CHECK(intended.contradiction("DX", "CHEST", "PA") == "");
+  CHECK(intended.contradiction("dx ", "chest", "") == "");  // case, spaces; a missing attribute says nothing
+  CHECK(intended.contradiction("", "", "") == "");
+  CHECK(intended.contradiction("MR", "CHEST", "AP") == "Modality MR (the model was trained for CR/DX)");
+  CHECK(intended.contradiction("CT", "HEAD", "LL") ==
+        "Modality CT (the model was trained for CR/DX); Body Part Examined HEAD (the model was trained for CHEST); "
+        "View Position LL (the model was trained for PA/AP)");
+  const IntendedImages modality_only = IntendedImages::from_json({{"modality", {"MR"}}});
+  CHECK(modality_only.contradiction("MR", "HEAD", "") == "");  // the card leaves body part open
+  CHECK_THROWS_WITH(IntendedImages::from_json({{"modality", "CR"}}),
+                    Catch::Contains("intended_images.modality: expected a non-empty array"));
+  CHECK_THROWS_WITH(IntendedImages::from_json({{"laterality", {"L"}}}),
+                    Catch::Contains("intended_images.laterality: unknown key"));
+  CHECK_THROWS_WITH(IntendedImages::from_json({{"body_part", {" "}}}), Catch::Contains("non-empty strings"));
+
+  SECTION("the card carries it; the results table says so") {
+    ModelCard card;
+    card.class_names = {"a", "b"};
+    card.intended_images = intended;
+    const ModelCard back = ModelCard::from_json([&] {
+      nlohmann::json j = card.to_json();
+      j["architecture"] = "simple_cnn";
+      j["model"] = nlohmann::json::object();
+      j["outputs"] = {{{"name", "logits"}, {"shape", {"batch", 2}}}};
+      return j;
+    }());
+    REQUIRE(back.intended_images);
+    CHECK(back.intended_images->to_json() == stated);
+    ResultRow row;
+    row.path = "scans/brain.dcm";
+    row.status = ResultStatus::ok;
+    row.prediction.probabilities = {0.25f, 0.75f};
+    row.prediction.top = 1;
+    row.prediction.confidence = 0.75f;
+    row.intended_use_warning = intended.contradiction("MR", "", "");
+    ResultRow frames = row;
+    frames.path = "scans/cine.dcm";
+    frames.intended_use_warning.clear();
+    frames.frame = 0;
+    frames.frames = 3;
+    const std::string csv = results_csv({row, frames}, card);
+    CHECK(csv.rfind("path,label,predicted,confidence,p_a,p_b,intended_use_warning,frame,status,error\n", 0) == 0);
+    CHECK_THAT(csv, Catch::Contains("scans/brain.dcm,,b,0.75,0.25,0.75,Modality MR (the model was trained for CR/DX),,ok,"));
+    CHECK_THAT(csv, Catch::Contains("scans/cine.dcm,,b,0.75,0.25,0.75,,1 of 3,ok,"));
+    const nlohmann::json json = results_json({row, frames}, card);
+    CHECK(json[0]["intended_use_warning"] == "Modality MR (the model was trained for CR/DX)");
+    CHECK(json[1]["frame"] == 1);
+    CHECK(json[1]["frames"] == 3);
+    card.intended_images.reset();  // no statement, no column; no multi-frame row, no frame column
+    CHECK(results_csv({row}, card).rfind("path,label,predicted,confidence,p_a,p_b,status,error\n", 0) == 0);
   }
 }
 

@@ -63,16 +63,17 @@ int main(int argc, char** argv) {
   }
   write(out / "image", "pattern16.png", test::encode(test::make_pattern(9, 7, 1, PixelDepth::U16), ".png"));
 
-  // dicom_file and dicom_attributes: the DICOM fixtures (every transfer syntax the tests write),
-  // as files and as what the page hands the core (attributes + pixel data).
+  // dicom_file and dicom_attributes: the DICOM fixtures (every transfer syntax the tests write,
+  // JPEG 2000 and multi-frame files included), as files and as what the page hands the core
+  // (attributes + the pixel data of the fixture's frame: a JPEG 2000 codestream goes to OpenJPEG).
   const fs::path scratch = fs::temp_directory_path() / ("loupe-fuzz-dicom-" + std::to_string(::getpid()));
   fs::create_directories(scratch);
   for (const auto& fixture : test::write_dicom_fixtures(scratch.string())) {
     const std::vector<uint8_t> bytes = read(fixture.path);
     write(out / "dicom_file", fixture.name, bytes);
     try {
-      const DicomPixels pixels = read_dicom(bytes.data(), bytes.size());
-      write(out / "dicom_attributes", fixture.name,
+      const DicomPixels pixels = read_dicom(bytes.data(), bytes.size(), {}, fixture.frame);
+      write(out / "dicom_attributes", fixture.frame == 0 ? fixture.name : fixture.name + ".frame" + std::to_string(fixture.frame),
             fuzz::pack_dicom_attributes(dicom_pixels_to_json(pixels).dump(), pixels.pixel_data));
     } catch (const Error&) {
       // the fixtures that are meant to fail have no attributes to hand over

@@ -1,11 +1,13 @@
 // DICOM: the page's parser (web/dicom.mjs over dicom-parser) against the native reader (DCMTK),
 // on files DCMTK writes from real images (dicom_dump --make-fixtures). For every file:
 //   - the attributes the page extracts equal the native reader's (and hold no patient values);
-//   - the pixel data bytes are the same where neither side transformed them;
+//   - the pixel data bytes are the same where neither side transformed them, and where both
+//     decompressed them: JPEG lossless and JPEG-LS, decoded by DCMTK natively and by the page's npm
+//     decoders (jpeg-lossless-decoder-js, CharLS for wasm), give the same samples;
 //   - what the shared pixel math makes of the page's hand-over (dicom_dump --from-page, natively
-//     and, when the web build has it, as wasm) is byte-identical to the native decode;
-//   - bad files fail on the page path too, and JPEG lossless / JPEG-LS (DCMTK-only codecs) are
-//     refused in the browser with a message naming the syntax.
+//     and, when the web build has it, as wasm) is byte-identical to the native decode, JPEG 2000
+//     (OpenJPEG on both sides) and the chosen frame of multi-frame files included;
+//   - bad files fail on the page path too (a damaged JPEG 2000 codestream, a frame past the end).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -14,12 +16,21 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { isDicom, parseDicom, readIdentifyingAttributes } from '../../web/dicom.mjs';
+import { isDicom, needsDicomCodecs, parseDicom, readIdentifyingAttributes } from '../../web/dicom.mjs';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const nativeTool = path.join(process.env.LOUPE_NATIVE_BUILD ?? path.join(root, 'build/native'), 'tests/dicom_dump');
 const wasmTool = path.join(process.env.LOUPE_WEB_BUILD ?? path.join(root, 'build/web'), 'tests/dicom_dump.js');
-const dicomParser = createRequire(import.meta.url)(path.join(root, 'node_modules/dicom-parser'));
+const require = createRequire(import.meta.url);
+const dicomParser = require(path.join(root, 'node_modules/dicom-parser'));
+const EXPLICIT_LITTLE = '1.2.840.10008.1.2.1';
+
+// The decoders the page loads with loadDicomCodecs(), from the same npm packages.
+async function nodeCodecs() {
+  const { Decoder } = await import(path.join(root, 'node_modules/jpeg-lossless-decoder-js/release/lossless.js'));
+  const charls = await require(path.join(root, 'node_modules/@cornerstonejs/codec-charls/dist/charlswasm_decode.js'))();
+  return { JpegLosslessDecoder: Decoder, charls };
+}
 
 function run(command, args) {
   const stdout = execFileSync(command, args, { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -27,7 +38,8 @@ function run(command, args) {
 }
 const runWasm = (args) => run(process.execPath, ['--no-experimental-fetch', wasmTool, ...args]);
 
-test('the page parses DICOM like the native reader, and the shared math gives the same images', (t) => {
+test('the page parses DICOM like the native reader, and the shared math gives the same images', async (t) => {
+  const codecs = await nodeCodecs();
   assert.ok(fs.existsSync(nativeTool), `${nativeTool} is missing: run scripts/build native`);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'loupe-dicom-parity-'));
   t.after(() => fs.rmSync(work, { recursive: true, force: true }));
@@ -40,7 +52,7 @@ test('the page parses DICOM like the native reader, and the shared math gives th
 
   // Native: read + decode every file.
   const list = path.join(work, 'files.txt');
-  fs.writeFileSync(list, fixtures.map((f) => f.path).join('\n') + '\n');
+  fs.writeFileSync(list, fixtures.map((f) => `${f.path}\t${f.frame}`).join('\n') + '\n');
   const nativeOut = path.join(work, 'native');
   fs.mkdirSync(nativeOut);
   const native = run(nativeTool, ['--read', list, '--out', nativeOut]);
@@ -53,7 +65,7 @@ test('the page parses DICOM like the native reader, and the shared math gives th
     const bytes = fs.readFileSync(f.path);
     assert.ok(isDicom(bytes), f.name);
     try {
-      const { attributes, pixels } = parseDicom(bytes, { dicomParser });
+      const { attributes, pixels } = parseDicom(bytes, { dicomParser, codecs, frame: f.frame });
       const attributesFile = path.join(pageOut, `${i}.json`);
       const pixelsFile = path.join(pageOut, `${i}.pixels`);
       fs.writeFileSync(attributesFile, JSON.stringify(attributes));
@@ -81,10 +93,11 @@ test('the page parses DICOM like the native reader, and the shared math gives th
   else t.diagnostic(`${wasmTool} is missing: the page's hand-over is decoded natively only`);
 
   const summary = [];
+  const decompressedBoth = [];
   fixtures.forEach((f, i) => {
     const n = native[i];
     const p = page[i];
-    const where = `${f.name} (${f.source})`;
+    const where = `${f.name} frame ${f.frame} (${f.source})`;
     if (p.attributes) {
       const json = JSON.stringify(p.attributes);
       for (const value of patientValues) assert.ok(!json.includes(value), `${where}: patient value ${value} in attributes`);
@@ -92,11 +105,18 @@ test('the page parses DICOM like the native reader, and the shared math gives th
     }
     if (n.attributes) {
       assert.ok(p.attributes, `${where}: the page failed where native read it: ${p.error}`);
-      const { pixel_syntax: _ignored, ...nativeAttributes } = n.attributes;
-      assert.deepEqual(p.attributes, nativeAttributes, `${where}: attributes differ`);
+      // pixel_syntax says what each reader left the pixel data in (DCMTK byte-swaps, for one).
+      const { pixel_syntax: _native, ...nativeAttributes } = n.attributes;
+      const { pixel_syntax: _page, ...pageAttributes } = p.attributes;
+      assert.deepEqual(pageAttributes, nativeAttributes, `${where}: attributes differ`);
       const nativePixels = fs.readFileSync(path.join(nativeOut, `${i}.pixels`));
-      if (n.attributes.pixel_syntax === n.attributes.transfer_syntax || n.attributes.transfer_syntax === '1.2.840.10008.1.2.1') {
+      if (n.attributes.pixel_syntax === n.attributes.transfer_syntax || n.attributes.transfer_syntax === EXPLICIT_LITTLE) {
         assert.ok(Buffer.from(p.pixels).equals(nativePixels), `${where}: pixel data bytes differ`);
+      }
+      if (needsDicomCodecs(n.attributes)) {  // decompressed on both sides: DCMTK vs the npm decoders
+        assert.equal(p.attributes.pixel_syntax, EXPLICIT_LITTLE, `${where}: the page did not decode the frame`);
+        assert.ok(Buffer.from(p.pixels).equals(nativePixels), `${where}: the page's decoded samples differ from DCMTK's`);
+        decompressedBoth.push(f.name);
       }
     }
     for (const [tool, results] of Object.entries(decoded)) {
@@ -115,8 +135,14 @@ test('the page parses DICOM like the native reader, and the shared math gives th
         if (r && r.error && f.error_contains) assert.ok(r.error.includes(f.error_contains), `${where}: ${r.error}`);
       }
     }
-    summary.push(`${f.name}: ${n.image ? `${n.image.width}x${n.image.height}x${n.image.channels} ${n.image.bits}-bit` : n.error.slice(0, 60)}`);
+    summary.push(`${f.name}${f.frame ? ` frame ${f.frame + 1}` : ''}: ` +
+                 `${n.image ? `${n.image.width}x${n.image.height}x${n.image.channels} ${n.image.bits}-bit` : n.error.slice(0, 70)}`);
   });
+  for (const name of ['chest_jpeg_lossless.dcm', 'chest_jpeg_lossless_predictor6.dcm', 'rgb_jpeg_lossless.dcm',
+                      'chest_jpeg_ls.dcm', 'chest_jpeg_ls_near_lossless.dcm', 'rgb_jpeg_ls.dcm',
+                      'mr_multiframe_jpeg_lossless.dcm', 'mr_multiframe_jpeg_ls.dcm']) {
+    assert.ok(decompressedBoth.includes(name), `${name}: not compared with DCMTK's decompressed samples`);
+  }
   t.diagnostic(`${fixtures.length} files; decoded by ${Object.keys(decoded).join(' + ')}:\n  ${summary.join('\n  ')}`);
 
   // Patient values are there for those who ask, and only through the separate reader.

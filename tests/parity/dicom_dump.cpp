@@ -4,7 +4,8 @@
 //
 //   dicom_dump --make-fixtures DIR      (native) write DICOM fixtures made from real images into
 //                                       DIR; one JSON line per file: {"name", "path", "fails", ...}
-//   dicom_dump --read LIST --out DIR    (native) LIST: one DICOM path per line. Per file, one JSON
+//   dicom_dump --read LIST --out DIR    (native) LIST: one DICOM path per line, optionally followed
+//       by a tab and the frame to read (0-based). Per file, one JSON
 //       line {"index", "path", "attributes", "image": {width, height, channels, bits}} (+ DIR/<index>.pixels:
 //       the extracted pixel data, DIR/<index>.image: the decoded samples) or {"index", "path", "code", "error"}
 //   dicom_dump --from-page LIST --out DIR
@@ -67,7 +68,7 @@ int main(int argc, char** argv) {
       for (const auto& f : loupe::test::write_dicom_fixtures(args[1])) {
         std::cout << nlohmann::json{{"name", f.name},           {"path", f.path},
                                     {"source", f.source},       {"fails", f.fails},
-                                    {"native_only", f.native_only}, {"lossy", f.tolerance > 0},
+                                    {"native_only", f.native_only}, {"lossy", f.tolerance > 0}, {"frame", f.frame},
                                     {"error_contains", f.error_contains}}
                          .dump()
                   << "\n";
@@ -87,10 +88,13 @@ int main(int argc, char** argv) {
     const auto lines = read_lines(args[1]);
     if (args[0] == "--read") {
       for (size_t i = 0; i < lines.size(); ++i) {
-        nlohmann::json line = {{"index", i}, {"path", lines[i]}};
+        const size_t tab = lines[i].find('\t');
+        const std::string path = lines[i].substr(0, tab);
+        const int frame = tab == std::string::npos ? 0 : std::stoi(lines[i].substr(tab + 1));
+        nlohmann::json line = {{"index", i}, {"path", path}};
         try {
-          const auto bytes = loupe::read_file(lines[i]);
-          const loupe::DicomPixels dicom = loupe::read_dicom(bytes.data(), bytes.size());
+          const auto bytes = loupe::read_file(path);
+          const loupe::DicomPixels dicom = loupe::read_dicom(bytes.data(), bytes.size(), {}, frame);
           line["attributes"] = loupe::dicom_pixels_to_json(dicom);
           write_bytes(out_dir + "/" + std::to_string(i) + ".pixels", dicom.pixel_data);
           const loupe::Image image = loupe::dicom_to_image(dicom);

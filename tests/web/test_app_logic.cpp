@@ -166,9 +166,9 @@ TEST_CASE("bad files fail alone: unreadable, undecodable, a failed run", "[web][
   refresh_views(t.app);
   CHECK(t.app.views.evaluation.failed == 3);
   CHECK(t.app.views.evaluation.labelled == 2);
-  const std::string csv = export_csv(t.app);
-  CHECK(csv.find("set/Covid-19/gone.png,Covid-19,,,,,,,,unreadable,") != std::string::npos);
-  CHECK(csv.find("set/Covid-19/fails.png,Covid-19,,,,,,,,failed,Error: out of memory") != std::string::npos);
+  const std::string csv = export_csv(t.app);  // the chest card states intended images: one more column
+  CHECK(csv.find("set/Covid-19/gone.png,Covid-19,,,,,,,,,unreadable,") != std::string::npos);
+  CHECK(csv.find("set/Covid-19/fails.png,Covid-19,,,,,,,,,failed,Error: out of memory") != std::string::npos);
 }
 
 TEST_CASE("cancel stops new work, resume finishes the batch", "[web][app]") {
@@ -285,4 +285,39 @@ TEST_CASE("derived views are recomputed when the images change, not every frame"
   ++t.app.images_revision;
   refresh_views(t.app);
   CHECK(t.app.views.results[0].label == 2);
+}
+
+// The page hands a DICOM file over as attributes + pixels (web/dicom.mjs); the shipped chest
+// model's card states CR/DX, CHEST, PA/AP.
+TEST_CASE("a DICOM file the model was not trained for is classified with a warning, in the state and the CSV",
+          "[web][app][dicom]") {
+  TestApp t;
+  t.open_model(chest_model(), "chest-xray-mobilenet_v2.onnx");
+  REQUIRE(t.app.model.info.card.intended_images);
+  t.add_file("scans/mr.dcm", {1});
+  t.add_file("scans/dx.dcm", {1});
+  const loupe::Image picture = loupe::test::make_pattern(32, 32, 1);
+  const auto answer = [&](const std::string& modality, int frames) {
+    REQUIRE_FALSE(t.host.reads.empty());
+    const auto read = t.host.reads.front();
+    t.host.reads.erase(t.host.reads.begin());
+    const nlohmann::json attributes = {{"rows", 32}, {"columns", 32}, {"bits_allocated", 8},
+                                       {"photometric", "MONOCHROME2"}, {"transfer_syntax", "1.2.840.10008.1.2.1"},
+                                       {"modality", modality}, {"body_part", "CHEST"}, {"frames", frames}};
+    on_image_file_read(t.app, read.request, picture.data.data(), picture.data.size(), attributes.dump().c_str(), nullptr);
+  };
+  answer("MR", 1);
+  answer("DX", 3);
+  t.settle(logits_by_brightness);
+  refresh_views(t.app);
+  const nlohmann::json list = state_json(t.app, true)["images"]["list"];
+  REQUIRE(list.size() == 2);
+  CHECK(list[0]["intendedUseWarning"] == "Modality MR (the model was trained for CR/DX)");
+  CHECK(list[0]["prediction"]["status"] == "done");  // warned, still classified
+  CHECK(list[1]["intendedUseWarning"] == "");
+  CHECK(list[1]["frame"] == nlohmann::json({{"index", 0}, {"count", 3}}));
+  const std::string csv = export_csv(t.app);
+  CHECK_THAT(csv, Catch::Contains(",intended_use_warning,frame,status,error\n"));
+  CHECK_THAT(csv, Catch::Contains(",Modality MR (the model was trained for CR/DX),,ok,"));
+  CHECK_THAT(csv, Catch::Contains(",,1 of 3,ok,"));
 }

@@ -75,3 +75,22 @@ TEST_CASE("an entry as a results row: label, status and the active model's predi
   CHECK(row.status == loupe::ResultStatus::failed);
   CHECK(row.error == "preprocessing: too small");
 }
+
+TEST_CASE("a DICOM entry's row: the card's intended images and the frame", "[web][dicom]") {
+  const loupe::IntendedImages intended =
+      loupe::IntendedImages::from_json({{"modality", {"CR", "DX"}}, {"body_part", {"CHEST"}}});
+  ImageEntry mr = entry("set/scan.dcm", {0.1f, 0.2f, 0.7f});
+  mr.modality = "MR";
+  mr.body_part = "CHEST";
+  mr.frame = 1;
+  mr.frames = 4;
+  loupe::ResultRow row = result_row(mr, kClasses, 1, &intended);
+  CHECK(row.intended_use_warning == "Modality MR (the model was trained for CR/DX)");
+  CHECK(row.frame == 1);
+  CHECK(row.frames == 4);
+  CHECK(row.status == loupe::ResultStatus::ok);  // still classified: warned, not refused
+  CHECK(result_row(mr, kClasses, 1).intended_use_warning.empty());  // a card without intended images
+  ImageEntry png = entry("set/a.png", {0.1f, 0.2f, 0.7f});  // no DICOM attributes: nothing to contradict
+  CHECK(result_row(png, kClasses, 1, &intended).intended_use_warning.empty());
+  CHECK(result_row(png, kClasses, 1, &intended).frames == 0);
+}

@@ -60,7 +60,14 @@ bool is_dicom_file(const fs::path& path) {
 // transfer syntax, unsupported layouts and the size limits are found while scanning.
 std::string dicom_problem(const std::string& path) {
   try {
-    check_dicom(read_dicom_file_header(path));
+    const DicomPixels header = read_dicom_file_header(path);
+    check_dicom(header);
+    // Prediction classifies one frame of a multi-frame file and says which; a training set has no
+    // place to say it, and an arbitrary slice of a volume is not a labelled example.
+    if (header.frames > 1) {
+      return "multi-frame DICOM (" + std::to_string(header.frames) +
+             " frames): a training image must be a single frame; export the frame you want as its own file";
+    }
     return "";
   } catch (const Error& e) {
     const std::string message = e.what();

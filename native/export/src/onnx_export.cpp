@@ -111,6 +111,7 @@ ModelCard make_card(models::Classifier& model, const ExportOptions& options, int
   card.training_data = info.training_data;
   card.test_metrics = info.test_metrics;
   card.intended_use = info.intended_use;
+  card.intended_images = info.intended_images;
   card.producer_version = loupe::version();
   card.opset = options.opset;
   return card;

@@ -590,6 +590,7 @@ RunExportResult run_export(const std::string& run_dir, const std::string& out_pa
   card.preprocess = config.preprocess;
   card.training_data = training_data(dataset, config, metrics);
   card.test_metrics = test_metrics(metrics);
+  card.intended_images = config.intended_images;
   export_options.input_size = config.model.input_size;
 
   RunExportResult result;

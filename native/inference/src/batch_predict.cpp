@@ -5,6 +5,7 @@
 #include <future>
 #include <thread>
 
+#include "loupe/dicom.h"
 #include "loupe/error.h"
 #include "loupe/image.h"
 #include "loupe/prediction.h"
@@ -13,6 +14,31 @@
 namespace fs = std::filesystem;
 
 namespace loupe::inference {
+
+namespace {
+
+// decode_image_file, and for a DICOM file also what the row says about it: the frame classified
+// (the first of a multi-frame file) and whether its Modality, Body Part Examined or View Position
+// contradict the card's intended images. Errors name the path, as decode_image_file's do.
+Image decode_row(ResultRow& row, const ModelCard& card) {
+  const std::vector<uint8_t> bytes = read_file(row.path);
+  try {
+    if (!is_dicom(bytes) || !dicom_reader_available()) return decode_image(bytes);
+    const DicomPixels dicom = read_dicom(bytes.data(), bytes.size());
+    if (dicom.frames > 1) {
+      row.frame = dicom.frame;
+      row.frames = dicom.frames;
+    }
+    if (card.intended_images) {
+      row.intended_use_warning = card.intended_images->contradiction(dicom.modality, dicom.body_part, dicom.view_position);
+    }
+    return dicom_to_image(dicom);
+  } catch (const Error& e) {
+    throw Error(e.code(), row.path + ": " + e.what());
+  }
+}
+
+}  // namespace
 
 std::vector<ResultRow> list_images(const std::vector<std::string>& paths, const std::vector<std::string>& class_names) {
   std::vector<ResultRow> rows;
@@ -75,7 +101,7 @@ void predict_rows(const OrtSession& session, const ModelCard& card, std::vector<
           ResultRow& row = rows[todo[k]];
           Image image;
           try {
-            image = decode_image_file(row.path);
+            image = decode_row(row, card);
           } catch (const std::exception& e) {
             row.status = ResultStatus::unreadable;
             row.error = e.what();

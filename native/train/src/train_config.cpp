@@ -185,6 +185,7 @@ nlohmann::json TrainConfig::to_json() const {
       {"distributed", distributed.to_json()},
   };
   if (!grid.is_null() && !grid.empty()) j["grid"] = grid;
+  if (intended_images) j["intended_images"] = intended_images->to_json();
   return j;
 }
 
@@ -261,10 +262,19 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& json) {
         if (!values.is_array() || values.empty()) bad("grid." + k, "expected a non-empty array of values");
       }
       c.grid = v;
+    } else if (key == "intended_images") {
+      if (!v.is_null()) {
+        try {
+          c.intended_images = IntendedImages::from_json(v);
+        } catch (const Error& e) {  // "model card: intended_images.x: ..." -> "intended_images.x: ..."
+          const std::string message = e.what();
+          throw Error(ErrorCode::InvalidSpec, message.substr(message.find("intended_images")));
+        }
+      }
     } else {
       bad(key, "unknown key; expected name, description, data, split, balancing, preprocess, augment, model, "
                "pretrained, optimizer, schedule, early_stopping, epochs, batch_size, seed, threads, workers, "
-               "device, precision, channels_last, selection_metric, distributed, grid");
+               "device, precision, channels_last, selection_metric, distributed, grid, intended_images");
     }
   }
   if (!has_data) bad("data.path", "missing: the data set folder, .csv manifest or .npz file");

@@ -27,16 +27,23 @@
 // Colour (Samples per Pixel 3): RGB, YBR_FULL and YBR_FULL_422 become 8-bit RGB.
 //
 // Transfer syntaxes: dicom_to_image() decodes uncompressed (implicit/explicit little endian,
-// explicit big endian, deflated once inflated by the parser), RLE Lossless and JPEG Baseline
-// (8-bit, with the same libjpeg-turbo as PNG/JPEG decoding, so native and browser agree).
-// Natively, read_dicom() also decompresses JPEG Extended (12-bit), JPEG Lossless and JPEG-LS with
-// DCMTK. JPEG 2000, HTJ2K, video and other syntaxes are refused with a message naming them.
-// Multi-frame files are refused (a classifier takes one image; silently taking frame 1 of an MR
-// volume or a cine loop would classify an arbitrary slice): export the frame as its own file.
+// explicit big endian, deflated once inflated by the parser), RLE Lossless, JPEG Baseline (8-bit,
+// with the same libjpeg-turbo as PNG/JPEG decoding, so native and browser agree) and JPEG 2000
+// (Part 1, lossless and lossy, with OpenJPEG: Debian's natively, the same source built for wasm).
+// JPEG Lossless (process 14) and JPEG-LS arrive already decompressed to native samples
+// (pixel_syntax explicit little endian): natively DCMTK's codecs do it in read_dicom(), in the
+// browser web/dicom.mjs does it with npm decoders (Debian has no separate library for them), and
+// tests/parity checks both give the same samples. Natively, read_dicom() also decompresses JPEG
+// Extended (12-bit) with DCMTK. HTJ2K, JPEG XL, video and other syntaxes are refused with a
+// message naming them.
+// Multi-frame files: one frame is classified, `frame` (0-based; the first by default). Readers
+// hand over that frame's pixel data only, and every report says which frame it was ("frame 1 of
+// 3"), since an arbitrary slice of an MR volume or a cine loop is not the whole study.
 //
 // Patient-identifying attributes (names, IDs, dates, UIDs of the study/series/instance,
 // institution, free text) are never read into DicomPixels: it holds only what decoding needs and
-// a few descriptive, non-identifying attributes (modality, body part, SOP class).
+// a few descriptive, non-identifying attributes (modality, body part, view position, SOP class):
+// the model card's intended use is checked against the first three (model_card.h, IntendedImages).
 #pragma once
 
 #include <cstddef>
@@ -64,6 +71,7 @@ struct DicomPixels {
   int pixel_representation = 0;  // 0 unsigned, 1 two's complement
   int planar_configuration = 0;   // colour only: 0 R1G1B1R2..., 1 R1R2...G1G2...B1B2...
   int frames = 1;                 // Number of Frames
+  int frame = 0;                  // the frame pixel_data holds, 0-based (< frames)
   std::string photometric;        // MONOCHROME1, MONOCHROME2, RGB, YBR_FULL, YBR_FULL_422, ...
   // The transfer syntax UID of the file, and of `pixel_data` as given here (they differ when a
   // reader already decompressed or byte-swapped the data, e.g. DCMTK natively).
@@ -82,10 +90,11 @@ struct DicomPixels {
   int voi_lut_bits = 16;
   // Descriptive, non-identifying.
   std::string modality;           // CR, DX, CT, MR, OT, ...
-  std::string body_part;          // Body Part Examined
+  std::string body_part;          // Body Part Examined (0018,0015): CHEST, HEAD, ...
+  std::string view_position;      // View Position (0018,5101): PA, AP, LL, ...
   std::string sop_class_uid;      // e.g. 1.2.840.10008.5.1.4.1.1.7 (Secondary Capture)
-  // Pixel Data (7FE0,0010) of the first frame: native samples in the byte order of pixel_syntax,
-  // or the encapsulated bytes (all fragments of the frame) for RLE / JPEG.
+  // Pixel Data (7FE0,0010) of frame `frame`: native samples in the byte order of pixel_syntax,
+  // or the encapsulated bytes (all fragments of the frame) for RLE / JPEG / JPEG 2000.
   bool has_pixel_data = false;
   std::vector<uint8_t> pixel_data;
 };
@@ -94,7 +103,8 @@ struct DicomPixels {
 bool is_dicom(const uint8_t* data, size_t size);
 inline bool is_dicom(const std::vector<uint8_t>& bytes) { return is_dicom(bytes.data(), bytes.size()); }
 
-// Checks the attributes without touching pixels: pixel data present, one frame, a transfer
+// Checks the attributes without touching pixels: pixel data present, a frame index below the
+// frame count, a transfer
 // syntax this build decodes, a supported photometric interpretation and bit layout, and the size
 // against `limits`. Throws loupe::Error (UnsupportedImage, CorruptImage, ImageTooLarge,
 // ImageTooSmall) with a message naming the problem.
@@ -122,16 +132,33 @@ std::string dicom_transfer_syntax_name(const std::string& uid);
 // True when read_dicom() works in this build.
 bool dicom_reader_available();
 
-// Parses a DICOM file in memory: the attributes above and the first frame's pixel data,
-// decompressed to native little-endian samples when the syntax needs DCMTK's codecs.
-// Size limits are checked before any decompression.
-DicomPixels read_dicom(const uint8_t* data, size_t size, const DecodeLimits& limits = {});
+// Parses a DICOM file in memory: the attributes above and the pixel data of frame `frame`
+// (0-based), decompressed to native little-endian samples when the syntax needs DCMTK's codecs.
+// Size limits and the frame index are checked before any decompression.
+DicomPixels read_dicom(const uint8_t* data, size_t size, const DecodeLimits& limits = {}, int frame = 0);
 
 // Reads only the attributes of a file (pixel data is skipped, not loaded): has_pixel_data is
 // set, pixel_data stays empty. For scanning folders cheaply.
 DicomPixels read_dicom_file_header(const std::string& path);
 
-// read_dicom + dicom_to_image: what decode_image() does with DICOM bytes.
-Image decode_dicom(const uint8_t* data, size_t size, const DecodeLimits& limits = {});
+// read_dicom + dicom_to_image: what decode_image() does with DICOM bytes (frame 0).
+Image decode_dicom(const uint8_t* data, size_t size, const DecodeLimits& limits = {}, int frame = 0);
+
+// "frame 2 of 3" for a multi-frame file (1-based, for people), "" for a single frame.
+std::string dicom_frame_note(const DicomPixels& dicom);
+
+// [SECTION] Frames of encapsulated pixel data (PS3.5 A.4), the one rule both readers follow
+// (web/dicom.mjs has the same function, tests/parity checks they agree).
+// `fragments`: the size of every fragment after the Basic Offset Table; `offsets`: the table's
+// entries (empty when the table is empty); `starts_codestream(i)`: fragment i begins with a
+// JPEG / JPEG-LS SOI or JPEG 2000 SOC marker. Returns [first, last) fragment indices of `frame`:
+// all fragments for one frame; by the offset table when it has one entry per frame; one fragment
+// per frame when there are as many as frames; else by the fragments that start a codestream.
+// Throws Error(CorruptImage) naming why the frame cannot be found.
+struct FragmentRange {
+  size_t first = 0, last = 0;
+};
+FragmentRange dicom_frame_fragments(const std::vector<uint32_t>& offsets, const std::vector<uint32_t>& fragments,
+                                    int frames, int frame, const std::vector<bool>& starts_codestream);
 
 }  // namespace loupe

@@ -46,6 +46,10 @@
 //                                    file order (OnnxModelInfo::weight_ranges in onnx_model.h)
 //   intended_use, disclaimer         research / education text and the "not a diagnostic device"
 //                                    statement
+//   intended_images                  the DICOM images the model was trained for: {"modality":
+//                                    ["CR", "DX"], "body_part": ["CHEST"], "view_position": ["PA",
+//                                    "AP"]} (each list optional; IntendedImages) or absent; a DICOM
+//                                    file whose attribute contradicts it is warned about
 //   producer                         {"name": "loupe", "version", "opset"}
 #pragma once
 
@@ -109,6 +113,30 @@ struct OodCheck {
   bool flags(double distance) const { return !(distance <= threshold); }  // NaN is flagged
 };
 
+// The card's "intended_images": the values of three DICOM attributes the training images had,
+// Modality (0008,0060), Body Part Examined (0018,0015) and View Position (0018,5101). A DICOM
+// file with another value is warned about before any probability (loupe predict, the page, the
+// results' intended_use_warning column): a chest X-ray model shown an MR slice still answers with
+// a class. Only these three attributes are compared; nothing patient-identifying is read.
+struct IntendedImages {
+  std::vector<std::string> modality;       // e.g. {"CR", "DX"}; empty: not stated
+  std::vector<std::string> body_part;      // e.g. {"CHEST"}
+  std::vector<std::string> view_position;  // e.g. {"PA", "AP"}
+
+  // Strict: an object whose keys are among the three above, each a non-empty array of non-empty
+  // strings; throws Error(InvalidSpec) naming "intended_images.<key>".
+  static IntendedImages from_json(const nlohmann::json& json);
+  nlohmann::json to_json() const;
+  // What contradicts the card, for people ("Modality MR (the model was trained for CR/DX)"; several
+  // joined by "; "), or "" when nothing does. Compared without case and surrounding spaces; an
+  // empty value (the file does not have the attribute) or a list the card leaves out contradicts
+  // nothing.
+  std::string contradiction(const std::string& modality, const std::string& body_part,
+                            const std::string& view_position) const;
+  // "CR/DX, CHEST, PA/AP": the stated values, for the card's display.
+  std::string summary() const;
+};
+
 struct ModelCard {
   std::string name;
   std::string version = "1";
@@ -135,6 +163,8 @@ struct ModelCard {
   std::string weights_sha256;
   std::string intended_use = kDefaultIntendedUse;
   std::string disclaimer = kDisclaimer;
+  // The DICOM images the model was trained for; absent when the card does not say.
+  std::optional<IntendedImages> intended_images;
   std::string producer_version;   // Loupe version that wrote the file
   int opset = 0;
 

@@ -49,19 +49,27 @@ struct ResultRow {
   ResultStatus status = ResultStatus::not_run;
   std::string error;      // why, when unreadable or failed
   Prediction prediction;  // valid when status == ok
+  // A DICOM file whose Modality, Body Part Examined or View Position contradicts the card's
+  // intended_images: IntendedImages::contradiction(), shown before any probability. "" otherwise.
+  std::string intended_use_warning;
+  // A multi-frame DICOM file: the frame classified (0-based) of how many; frames 0 otherwise.
+  int frame = 0, frames = 0;
 };
 
 // One row per entry, in the order given:
-//   path,label,predicted,confidence,p_<class>...,[ood_distance,out_of_distribution,]status,error
+//   path,label,predicted,confidence,p_<class>...,[ood_distance,out_of_distribution,]
+//   [intended_use_warning,][frame,]status,error
 // label is the true class's name ("" when unknown); numbers are printed with 9 significant digits
 // (a float's full precision: the file carries what the model computed); fields are quoted as
 // RFC 4180 says (comma, quote, CR or LF inside); lines end with LF. The ood columns are there when
-// the card has an out-of-distribution check.
+// the card has an out-of-distribution check, intended_use_warning when the card has
+// intended_images, and frame ("1 of 3", 1-based) when a row is a multi-frame DICOM file.
 std::string results_csv(const std::vector<ResultRow>& rows, const ModelCard& card);
 
 // The same rows as JSON objects with the same names: {"path", "label", "predicted", "confidence",
-// "probabilities": [p per class, in class_names order], "ood_distance", "out_of_distribution", "status", "error"}; keys
-// without a value are left out.
+// "probabilities": [p per class, in class_names order], "ood_distance", "out_of_distribution",
+// "intended_use_warning", "frame" (1-based), "frames", "status", "error"}; keys without a value are
+// left out.
 nlohmann::json results_json(const std::vector<ResultRow>& rows, const ModelCard& card);
 
 // A labelled folder's evaluation: every row with a label and a prediction.

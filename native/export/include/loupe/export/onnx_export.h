@@ -77,6 +77,7 @@ struct CardInfo {
   nlohmann::json training_data;              // see model_card.h; null when unknown
   nlohmann::json test_metrics;               // see model_card.h; null when unknown
   std::string intended_use = kDefaultIntendedUse;
+  std::optional<IntendedImages> intended_images;  // the config's intended_images, if any
   std::string created_utc;                   // default: now
   // Extra entries of the card's "calibration" / "ood" objects (fitted_on, error rates, ...), merged
   // with what export_onnx writes itself (method, temperature; method, output, threshold, dims).

@@ -19,17 +19,20 @@
 //     "precision": "auto", "channels_last": "auto",   // see precision.h: fp16 + NHWC on CUDA
 //     "selection_metric": "val_loss",               // which epoch is "best" (and grid ranking)
 //     "distributed": {"backend": "auto", "timeout_s": 300, "bucket_mb": 25},  // several ranks (distributed.h)
-//     "grid": {"optimizer.name": ["adam", "rmsprop"], "optimizer.lr": [1e-4, 3e-4], "epochs": [20, 30]}
-//   }
+//     "grid": {"optimizer.name": ["adam", "rmsprop"], "optimizer.lr": [1e-4, 3e-4], "epochs": [20, 30]},
+//     "intended_images": {"modality": ["CR", "DX"], "body_part": ["CHEST"], "view_position": ["PA", "AP"]}
+//   }                                               // ^ optional: the card's IntendedImages (model_card.h)
 // Every key is checked: an unknown or malformed one is an error naming it ("optimizer.lr: ...").
 // "${VAR}" in data.path expands from the environment; LOUPE_DATA_DIR defaults to ../shared/data.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "loupe/model_card.h"
 #include "loupe/data/augment.h"
 #include "loupe/data/balance.h"
 #include "loupe/data/dataset.h"
@@ -76,6 +79,8 @@ struct TrainConfig {
   std::string selection_metric = "val_loss";  // val_loss, val_accuracy, val_balanced_accuracy
   DistributedConfig distributed;
   nlohmann::json grid;  // {"dotted.key": [values...]}; empty for a single run
+  // The DICOM images the training data stands for, written into the exported model's card.
+  std::optional<IntendedImages> intended_images;
 
   // The fully resolved configuration (defaults filled in), as written to the run folder.
   nlohmann::json to_json() const;
