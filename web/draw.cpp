@@ -190,6 +190,7 @@ static void draw_model_section(const AppState& app, UiActions& actions) {
   ImGui::TextWrapped("%s (%s)", app.model.file.c_str(), app.model.source == "shipped" ? "shipped" : "opened");
   fact_key("Architecture");
   ImGui::Text("%s, %.2f M parameters", card.architecture.c_str(), static_cast<double>(app.model.info.parameters) / 1e6);
+  ImGui::TextWrapped("precision %s", card.precision_note().c_str());
   fact_key("Classes");
   ImGui::TextWrapped("%s", join(card.class_names, ", ").c_str());
   fact_key("Input");

@@ -113,6 +113,7 @@ ModelCard make_card(models::Classifier& model, const ExportOptions& options, int
   card.intended_use = info.intended_use;
   card.producer_version = loupe::version();
   card.opset = options.opset;
+  card.precision = kPrecisionFp32;  // the int8 form is loupe quantize's (quantize.h)
   return card;
 }
 
