@@ -1,7 +1,9 @@
 // The QDQ pass over an exported ONNX graph (quantize.h): which nodes and tensors become int8
 // (plan_qdq), and the rewrite with QuantizeLinear/DequantizeLinear pairs and int8 weights (apply_qdq).
+// The graph helpers and the per-channel weight rounding are quantize_graph.h's (shared with the
+// calibration, so that the bias correction measures the weights written here).
 // Index:
-//   [SECTION] Graph helpers
+//   [SECTION] Activations the uint8 range computes, ops that pass a scale on
 //   [SECTION] plan_qdq
 //   [SECTION] apply_qdq: scales, weights, the new node list
 #include <onnx/onnx_pb.h>
@@ -23,6 +25,8 @@ namespace loupe::exporter {
 using namespace qdq;
 
 namespace {
+
+// [SECTION] Activations the uint8 range computes, ops that pass a scale on
 
 // Relu, or Clip with a lower bound of exactly 0: the activations a uint8 range with zero point 0
 // computes by saturating. Returns the upper bound (infinity for Relu), or nullopt.
