@@ -266,6 +266,7 @@ static void draw_model_facts(const AppState& app) {
   fact_key("card.architecture");
   ui::wrapped(colours::text(), trf("card.parameters", {{"architecture", card.architecture},
                                                         {"millions", num("%.2f", static_cast<double>(app.model.info.parameters) / 1e6)}}));
+  ui::wrapped(colours::text(), trf("card.precision", {{"precision", card.precision_note()}}));
   fact_key("card.classes");
   ui::wrapped(colours::text(), join(card.class_names, ", "));
   fact_key("card.input");

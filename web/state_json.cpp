@@ -66,6 +66,7 @@ nlohmann::json model_json(const AppState& app) {
   const loupe::ModelCard& card = model.info.card;
   json["name"] = card.name;
   json["architecture"] = card.architecture;
+  json["precision"] = card.precision.empty() ? loupe::kPrecisionFp32 : card.precision;
   json["classes"] = card.class_names;
   json["input"] = {card.input_channels, card.input_height, card.input_width};
   json["outputs"] = loupe::prediction_outputs(card);

@@ -1,8 +1,12 @@
-// `loupe export`: a trained run to an ONNX file with its model card, verified with ONNX Runtime.
+// `loupe export`: a trained run to an ONNX file with its model card, verified with ONNX Runtime;
+// with --quantize int8 also its int8 model (loupe/export/quantize.h), calibrated on the run's
+// training split and written only if it passes the gate on its test split.
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "commands.h"
+#include "loupe/export/quantize.h"
 #include "loupe/export/run_export.h"
 
 namespace loupe::cli {
@@ -10,7 +14,7 @@ namespace loupe::cli {
 void add_export_command(CLI::App& app) {
   struct Options {
     std::string run, out, weights = "best";
-    std::string data_root;
+    std::string data_root, quantize;
     int real_images = 8, opset = 13, max_train_images = 2000;
     bool feature_map = false, no_cam = false, no_calibration = false, no_ood = false;
   };
@@ -32,6 +36,10 @@ void add_export_command(CLI::App& app) {
       ->check(CLI::Range(2, 1000000));
   cmd->add_option("--data-root", opt->data_root,
                   "Where the run's data set is now, if not at config.json's data.path as seen from here");
+  cmd->add_option("--quantize", opt->quantize,
+                  "Also write the int8 model (MODEL.int8.onnx): static QDQ, calibrated on the run's training images, "
+                  "written only if its test accuracy stays within 1 point and its top class agrees on >= 98%")
+      ->check(CLI::IsMember({"int8"}));
   cmd->callback([opt] {
     exporter::RunExportOptions options;
     options.weights = opt->weights;
@@ -50,6 +58,14 @@ void add_export_command(CLI::App& app) {
     if (!result.reliability_png.empty()) std::printf("reliability diagram: %s\n", result.reliability_png.c_str());
     if (!result.report_path.empty()) std::printf("report: %s\n", result.report_path.c_str());
     if (!result.note.empty()) std::printf("note: %s\n", result.note.c_str());
+    if (opt->quantize == "int8") {
+      const std::string split_json = (std::filesystem::path(result.run_dir) / "split.json").string();
+      const exporter::SplitFiles split = exporter::read_split_files(split_json, opt->data_root);
+      exporter::QuantizeOptions quantize;
+      quantize.progress = true;
+      const exporter::QuantizeResult int8 = exporter::quantize_model_file(result.onnx_path, split, "", quantize);
+      std::printf("%s", int8.summary.c_str());
+    }
   });
 }
 

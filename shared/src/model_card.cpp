@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 
 #include "loupe/error.h"
 
@@ -166,6 +167,61 @@ std::string IntendedImages::summary() const {
     if (!list->empty()) parts.push_back(joined(*list, "/"));
   }
   return joined(parts, ", ");
+Quantization Quantization::from_json(const json& j) {
+  if (!j.is_object()) bad_card("quantization", "expected an object");
+  Quantization q;
+  q.record = j;
+  if (!j.contains("method") || !j.at("method").is_string() || j.at("method").get<std::string>().empty()) {
+    bad_card("quantization.method", "expected a string (how the int8 model was made, e.g. 'static_qdq')");
+  }
+  q.method = j.at("method").get<std::string>();
+  const auto object = [&](const char* key) -> const json& {
+    if (!j.contains(key) || !j.at(key).is_object()) {
+      bad_card(std::string("quantization.") + key, "expected an object");
+    }
+    return j.at(key);
+  };
+  // `path` names the key in messages: "calibration.images" -> "quantization.calibration.images".
+  const auto count = [&](const json& parent, const char* key, const std::string& path) {
+    if (!parent.contains(key) || !parent.at(key).is_number_integer() || parent.at(key).get<int64_t>() < 1) {
+      bad_card("quantization." + path, "expected a positive integer");
+    }
+    return parent.at(key).get<int64_t>();
+  };
+  const auto share = [&](const json& parent, const char* key, const std::string& path) {
+    if (!parent.contains(key) || !parent.at(key).is_number() || !std::isfinite(parent.at(key).get<double>()) ||
+        parent.at(key).get<double>() < 0 || parent.at(key).get<double>() > 1) {
+      bad_card("quantization." + path, "expected a number in [0, 1]");
+    }
+    return parent.at(key).get<double>();
+  };
+  const json& calibration = object("calibration");
+  if (!calibration.contains("method") || !calibration.at("method").is_string()) {
+    bad_card("quantization.calibration.method", "expected a string (how the activation ranges were set)");
+  }
+  q.calibration_method = calibration.at("method").get<std::string>();
+  q.calibration_images = count(calibration, "images", "calibration.images");
+  const json& test = object("test");
+  q.test_images = count(test, "images", "test.images");
+  q.float_accuracy = share(test, "float_accuracy", "test.float_accuracy");
+  q.int8_accuracy = share(test, "int8_accuracy", "test.int8_accuracy");
+  q.agreement = share(test, "agreement", "test.agreement");
+  return q;
+}
+
+json Quantization::to_json() const { return record.is_object() ? record : json::object(); }
+
+std::string ModelCard::precision_note() const {
+  if (!is_int8() || !quantization) return precision.empty() ? kPrecisionFp32 : precision;
+  const Quantization& q = *quantization;
+  char text[256];
+  std::snprintf(text, sizeof text,
+                "int8 (%s, %s ranges on %lld training images): test accuracy %.3f vs fp32 %.3f, same top class on "
+                "%.1f%% of %lld test images",
+                q.method == "static_qdq" ? "static QDQ" : q.method.c_str(), q.calibration_method.c_str(),
+                static_cast<long long>(q.calibration_images), q.int8_accuracy, q.float_accuracy, 100 * q.agreement,
+                static_cast<long long>(q.test_images));
+  return text;
 }
 
 bool ModelCard::has_output(const std::string& output_name) const {
@@ -201,6 +257,8 @@ json ModelCard::to_json() const {
   if (ood) card["ood"] = ood->to_json();
   if (self_test) card["self_test"] = self_test->to_json();
   if (intended_images) card["intended_images"] = intended_images->to_json();
+  if (!precision.empty()) card["precision"] = precision;
+  if (quantization) card["quantization"] = quantization->to_json();
   return card;
 }
 
@@ -254,6 +312,20 @@ ModelCard ModelCard::from_json(const json& j) {
   if (j.contains("calibration") && !j.at("calibration").is_null()) card.calibration = Calibration::from_json(j.at("calibration"));
   if (j.contains("ood") && !j.at("ood").is_null()) card.ood = OodCheck::from_json(j.at("ood"));
   if (j.contains("self_test") && !j.at("self_test").is_null()) card.self_test = SelfTest::from_json(j.at("self_test"));
+  card.precision = optional_string(j, "precision");
+  if (!card.precision.empty() && card.precision != kPrecisionFp32 && card.precision != kPrecisionInt8) {
+    bad_card("precision", "'" + card.precision + "' is not one this Loupe runs (fp32, int8)");
+  }
+  const bool has_quantization = j.contains("quantization") && !j.at("quantization").is_null();
+  if (card.is_int8() && !has_quantization) {
+    bad_card("quantization", "missing: an int8 model's card must carry its calibration record (how its activations "
+                             "were calibrated and what its held-out test gate measured); quantize the model again");
+  }
+  if (!card.is_int8() && has_quantization) {
+    bad_card("quantization", "present, but the card's precision is '" +
+                                 (card.precision.empty() ? std::string(kPrecisionFp32) : card.precision) + "', not int8");
+  }
+  if (has_quantization) card.quantization = Quantization::from_json(j.at("quantization"));
   card.weights_sha256 = optional_string(j, "weights_sha256");
   card.intended_use = optional_string(j, "intended_use");
   card.disclaimer = optional_string(j, "disclaimer");

@@ -586,7 +586,7 @@ std::string describe(const OnnxModelInfo& info) {
     return "[" + s + "]";
   };
   out << "graph: " << info.producer << ", IR " << info.ir_version << ", opset " << info.opset << ", "
-      << info.parameters << " parameters, " << info.file_bytes << " bytes\n";
+      << info.parameters << " parameters, " << info.file_bytes << " bytes\nprecision: " << c.precision_note() << "\n";
   for (const auto& t : info.inputs) out << "  input  " << t.name << " " << t.element_type << " " << dims(t) << "\n";
   for (const auto& t : info.outputs) out << "  output " << t.name << " " << t.element_type << " " << dims(t) << "\n";
   // The card's free-form entries (training_data, test_metrics) may hold anything: read defensively.

@@ -130,6 +130,24 @@ ModelCard make_card() {
   return card;
 }
 
+// The quantization record `loupe quantize` writes into an int8 model's card (quantize.h).
+json quantization_record() {
+  return {{"method", "static_qdq"},
+          {"weights", {{"type", "int8"}, {"bits", 8}, {"granularity", "per output channel"}}},
+          {"activations", {{"type", "uint8"}, {"granularity", "per tensor"}}},
+          {"calibration", {{"method", "percentile"}, {"percentile", 99.999}, {"images", 759}, {"split", "train"}}},
+          {"gate", {{"max_accuracy_drop", 0.01}, {"min_agreement", 0.98}, {"passed", true}}},
+          {"test", {{"images", 97}, {"float_accuracy", 0.8144}, {"int8_accuracy", 0.8144}, {"agreement", 0.9897},
+                    {"float_accuracy_interval", {0.726, 0.879}}}}};
+}
+
+ModelCard make_int8_card() {
+  ModelCard card = make_card();
+  card.precision = kPrecisionInt8;
+  card.quantization = Quantization::from_json(quantization_record());
+  return card;
+}
+
 struct ModelParts {
   std::string card_text = make_card().to_json().dump();
   bool with_card = true;
@@ -275,6 +293,104 @@ TEST_CASE("the card's JSON round-trips and keeps its format", "[model_card][json
   CHECK(m.name.empty());
   CHECK(m.training_data.is_null());
   CHECK(m.weights_sha256.empty());
+}
+
+TEST_CASE("precision and the int8 record: round trip, note, older cards", "[model_card][json][int8]") {
+  // An int8 card keeps its record whole and its figures typed.
+  const json j = make_int8_card().to_json();
+  CHECK(j["precision"] == "int8");
+  CHECK(j["quantization"] == quantization_record());
+  const ModelCard back = ModelCard::from_json(j);
+  CHECK(back.to_json() == j);
+  CHECK(back.is_int8());
+  REQUIRE(back.quantization);
+  CHECK(back.quantization->method == "static_qdq");
+  CHECK(back.quantization->calibration_method == "percentile");
+  CHECK(back.quantization->calibration_images == 759);
+  CHECK(back.quantization->test_images == 97);
+  CHECK(back.quantization->float_accuracy == 0.8144);
+  CHECK(back.quantization->int8_accuracy == 0.8144);
+  CHECK(back.quantization->agreement == 0.9897);
+  CHECK(back.precision_note() ==
+        "int8 (static QDQ, percentile ranges on 759 training images): test accuracy 0.814 vs fp32 0.814, same top "
+        "class on 99.0% of 97 test images");
+  // Cards written before precision existed are fp32 and round-trip without the key; new float
+  // exports say "fp32".
+  const ModelCard old = ModelCard::from_json(make_card().to_json());
+  CHECK(old.precision.empty());
+  CHECK_FALSE(old.is_int8());
+  CHECK(old.precision_note() == "fp32");
+  CHECK_FALSE(old.to_json().contains("precision"));
+  ModelCard fp32 = make_card();
+  fp32.precision = kPrecisionFp32;
+  CHECK(ModelCard::from_json(fp32.to_json()).to_json()["precision"] == "fp32");
+  CHECK(ModelCard::from_json(fp32.to_json()).precision_note() == "fp32");
+  // The reader of the browser and `loupe inspect` reads it out of the file and says it.
+  ModelParts parts;
+  parts.card_text = j.dump();
+  const OnnxModelInfo info = read(onnx_bytes(parts));
+  CHECK(info.card.is_int8());
+  CHECK_THAT(describe(info), Contains("precision: int8 (static QDQ, percentile ranges on 759 training images)"));
+  CHECK_THAT(describe(read(onnx_bytes())), Contains("precision: fp32"));
+}
+
+TEST_CASE("an int8 card without its calibration record, or with a broken one, is refused", "[model_card][int8][bad-input]") {
+  const json good = make_int8_card().to_json();
+  const auto error = [](const json& j) {
+    try {
+      ModelCard::from_json(j);
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::InvalidSpec);
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const auto with = [&](const json::json_pointer& key, const json& value) {
+    json j = good;
+    j[key] = value;
+    return j;
+  };
+  const auto without = [&](const json::json_pointer& key) {
+    json j = good;
+    j[key.parent_pointer()].erase(key.back());
+    return j;
+  };
+  CHECK(error(good) == "no error");
+  CHECK_THAT(error(without(json::json_pointer("/quantization"))),
+             Contains("model card: quantization: missing: an int8 model's card must carry its calibration record"));
+  CHECK_THAT(error(with(json::json_pointer("/quantization"), nullptr)), Contains("model card: quantization: missing"));
+  CHECK_THAT(error(with(json::json_pointer("/precision"), "fp32")),
+             Contains("model card: quantization: present, but the card's precision is 'fp32', not int8"));
+  CHECK_THAT(error(without(json::json_pointer("/precision"))),
+             Contains("model card: quantization: present, but the card's precision is 'fp32'"));
+  CHECK_THAT(error(with(json::json_pointer("/precision"), "int4")),
+             Contains("model card: precision: 'int4' is not one this Loupe runs (fp32, int8)"));
+  CHECK_THAT(error(with(json::json_pointer("/precision"), 8)), Contains("model card: precision: expected a string"));
+  CHECK_THAT(error(with(json::json_pointer("/quantization"), "yes")), Contains("model card: quantization: expected an object"));
+  CHECK_THAT(error(without(json::json_pointer("/quantization/method"))), Contains("model card: quantization.method: expected a string"));
+  CHECK_THAT(error(without(json::json_pointer("/quantization/calibration"))),
+             Contains("model card: quantization.calibration: expected an object"));
+  CHECK_THAT(error(without(json::json_pointer("/quantization/calibration/method"))),
+             Contains("model card: quantization.calibration.method: expected a string"));
+  CHECK_THAT(error(with(json::json_pointer("/quantization/calibration/images"), 0)),
+             Contains("model card: quantization.calibration.images: expected a positive integer"));
+  CHECK_THAT(error(without(json::json_pointer("/quantization/test"))), Contains("model card: quantization.test: expected an object"));
+  CHECK_THAT(error(with(json::json_pointer("/quantization/test/images"), 9.5)),
+             Contains("model card: quantization.test.images: expected a positive integer"));
+  CHECK_THAT(error(with(json::json_pointer("/quantization/test/agreement"), 1.5)),
+             Contains("model card: quantization.test.agreement: expected a number in [0, 1]"));
+  CHECK_THAT(error(without(json::json_pointer("/quantization/test/int8_accuracy"))),
+             Contains("model card: quantization.test.int8_accuracy: expected a number in [0, 1]"));
+  CHECK_THAT(error(with(json::json_pointer("/quantization/test/float_accuracy"), "0.8")),
+             Contains("model card: quantization.test.float_accuracy: expected a number in [0, 1]"));
+
+  // In a file: the message the page and `loupe inspect` give, naming the file.
+  ModelParts parts;
+  parts.card_text = without(json::json_pointer("/quantization")).dump();
+  ErrorCode code{};
+  CHECK_THAT(read_error(onnx_bytes(parts), &code),
+             Contains("model.onnx: model card: quantization: missing: an int8 model's card must carry its calibration record"));
+  CHECK(code == ErrorCode::InvalidSpec);
 }
 
 TEST_CASE("card JSON errors name the key", "[model_card][json][bad-input]") {
@@ -533,7 +649,15 @@ TEST_CASE("the shipped models read, with the card export wrote", "[model_card][o
       CHECK(r.offset + r.size <= bytes.size());
       weight_bytes += r.size;
     }
-    CHECK(weight_bytes >= 4 * static_cast<size_t>(info.parameters));  // float32, and a few int64 shapes
+    if (info.card.is_int8()) {
+      // int8 weights, float32 scales and the float head, int32 biases: between 1 and 4 bytes each.
+      REQUIRE(info.card.quantization);
+      CHECK(weight_bytes >= static_cast<size_t>(info.parameters));
+      CHECK(weight_bytes < 2 * static_cast<size_t>(info.parameters));
+    } else {
+      CHECK(info.card.precision_note() == "fp32");
+      CHECK(weight_bytes >= 4 * static_cast<size_t>(info.parameters));  // float32, and a few int64 shapes
+    }
     const std::vector<uint8_t> sidecar = read_file(path.substr(0, path.size() - 5) + ".card.json");
     CHECK(info.card.to_json().dump(2) + "\n" == std::string(sidecar.begin(), sidecar.end()));
   }

@@ -58,6 +58,30 @@ loupe_path=$(readlink -f "$loupe")
 (cd "$work" && "$loupe_path" predict -q -m run/model.onnx --split run/split.json -o moved.json >/dev/null) ||
   fail "predict --split from another folder"
 
+# int8. loupe export --quantize int8 runs the gate on the run's test split (a handful of images in
+# this smoke run, so either outcome is possible): it writes model.int8.onnx or refuses with the
+# figures. loupe quantize, the split rebuilt from the config, with the gate opened (the gate itself
+# is tested in test_quantize.cpp): inspect says int8 and its self-test passes, predict runs it.
+"$loupe" export -r "$work/run" --quantize int8 >"$work/export-int8.log" 2>&1
+echo "export --quantize int8: $(grep -m1 'top class agrees' "$work/export-int8.log")"
+if [[ -f "$work/run/model.int8.onnx" ]]; then
+  grep -q "gate passed" "$work/export-int8.log" || fail "export --quantize wrote an int8 model without the gate"
+  echo "export --quantize int8: written (gate passed)"
+else
+  grep -q "the int8 model is refused (nothing written" "$work/export-int8.log" ||
+    { cat "$work/export-int8.log"; fail "export --quantize int8: neither an int8 model nor a refusal"; }
+  echo "export --quantize int8: refused by the gate, nothing written"
+fi
+"$loupe" quantize -q -m "$work/run/model.onnx" -c "$config" -o "$work/run/open.int8.onnx" --max-accuracy-drop 100 \
+  --min-agreement 0 --threads 2 >"$work/quantize.log" 2>&1 || { cat "$work/quantize.log"; fail "loupe quantize"; }
+[[ -f "$work/run/open.int8.card.json" ]] || fail "loupe quantize wrote no card beside the int8 model"
+grep -q "top class agrees on" "$work/quantize.log" || fail "loupe quantize printed no gate figures"
+"$loupe" inspect --verify "$work/run/open.int8.onnx" >"$work/inspect-int8.txt" || fail "inspect --verify on the int8 model"
+grep -q "^precision: int8 (static QDQ" "$work/inspect-int8.txt" || fail "inspect does not say int8"
+grep -q "self-test with ONNX Runtime .*: passed" "$work/inspect-int8.txt" || fail "the int8 self-test did not pass"
+"$loupe" predict -q -m "$work/run/open.int8.onnx" --split "$work/run/split.json" -o "$work/int8.json" >/dev/null ||
+  fail "predict with the int8 model"
+
 # A folder with good and bad files: the batch goes on, bad files carry their error.
 mkdir -p "$work/mixed"
 cp "$(find "$data/all-leukemia/Benign" -name '*.jpg' | sort | head -1)" "$work/mixed/good.jpg"

@@ -114,6 +114,7 @@ ModelCard make_card(models::Classifier& model, const ExportOptions& options, int
   card.intended_images = info.intended_images;
   card.producer_version = loupe::version();
   card.opset = options.opset;
+  card.precision = kPrecisionFp32;  // the int8 form is loupe quantize's (quantize.h)
   return card;
 }
 

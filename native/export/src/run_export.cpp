@@ -594,6 +594,7 @@ RunExportResult run_export(const std::string& run_dir, const std::string& out_pa
   export_options.input_size = config.model.input_size;
 
   RunExportResult result;
+  result.run_dir = run.string();
   result.note = grid_note;
   if (!skipped.empty()) result.note += (result.note.empty() ? "" : "; ") + skipped;
   result.onnx_path = out_path.empty() ? (fs::path(run_dir) / "model.onnx").string() : out_path;

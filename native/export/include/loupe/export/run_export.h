@@ -56,6 +56,7 @@ struct RunExportOptions {
 };
 
 struct RunExportResult {
+  std::string run_dir;              // the run exported (a grid's winner for a grid's folder)
   std::string onnx_path;
   std::string card_path;            // empty when not written
   ModelCard card;
