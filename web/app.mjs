@@ -1,5 +1,6 @@
-// Entry point of the page: starts ONNX Runtime Web loading, then the C++ app (loupe.js/.wasm),
-// handing it the canvas and the ORT bridge. Everything else happens in C++.
+// Entry point of the page: makes sure the page is cross-origin isolated where it can be, starts
+// ONNX Runtime Web loading, then the C++ app (loupe.js/.wasm), handing it the canvas and the ORT
+// bridge. Everything else happens in C++.
 import createLoupe from './loupe.js';
 import { createImageFiles } from './image_files.js';
 import { createModelFiles } from './model_files.js';
@@ -14,41 +15,71 @@ function showFatal(message) {
   overlay.textContent = `Loupe cannot continue: ${message}`;
 }
 
-// window.loupe is the page's test and debugging hook; the app replaces `state` every frame.
-const ortBridge = createOrtBridge();
-const modelFiles = createModelFiles();
-// Pickers and drag-and-drop work before the app runs; a dropped .onnx file opens as a model.
-const imageFiles = createImageFiles({ onModelFile: (file) => modelFiles.openFile(file) });
-window.loupe = { state: { ready: false }, ortBridge, imageFiles, modelFiles };
-
-// Start ORT's download (about 14 MB of wasm) now, beside loupe.wasm; the app asks for the result
-// once it runs. Errors are reported by the app, so only keep the promise from going unhandled here.
-ortBridge.load().catch(() => {});
-
-// Offline use after the first visit (sw.js). Registered once ORT and the default model are in,
-// so its precaching finds the big files in the HTTP cache instead of downloading them again.
-if ('serviceWorker' in navigator) {
-  Promise.allSettled([ortBridge.load(), modelFiles.firstModel]).then(() =>
-    navigator.serviceWorker.register('./sw.js').catch((error) =>
-      console.warn(`Loupe: offline mode unavailable (service worker: ${error.message})`)));
+// ORT's wasm threads need cross-origin isolation (SharedArrayBuffer). scripts/serve sends the
+// COOP/COEP headers; a static host that sends none gets them from the service worker (sw.js adds
+// them to everything it serves), once it controls the page: register it and reload one time,
+// before anything heavy is fetched. sessionStorage remembers the reload, so a browser where it
+// does not help (service workers off) goes on single-threaded instead of reloading again.
+const ISOLATION_RELOAD = 'loupe.isolation-reload';
+async function reloadUnderServiceWorker() {
+  if (self.crossOriginIsolated) {
+    sessionStorage.removeItem(ISOLATION_RELOAD);
+    return false;
+  }
+  if (!('serviceWorker' in navigator) || !self.isSecureContext || sessionStorage.getItem(ISOLATION_RELOAD)) return false;
+  try {
+    await navigator.serviceWorker.register('./sw.js');
+    if (!navigator.serviceWorker.controller) {
+      await new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }));
+    }
+  } catch (error) {
+    console.warn(`Loupe: no service worker, so no threads on this host (${error.message})`);
+    return false;
+  }
+  sessionStorage.setItem(ISOLATION_RELOAD, String(Date.now()));
+  location.reload();
+  return true;
 }
 
-// A lost WebGL context (GPU reset, too many tabs) cannot be recovered by this app: say so.
-canvas.addEventListener('webglcontextlost', (event) => {
-  event.preventDefault();
-  showFatal('the WebGL context was lost. Reload the page.');
-});
+async function start() {
+  // window.loupe is the page's test and debugging hook; the app replaces `state` every frame.
+  const ortBridge = createOrtBridge();
+  const modelFiles = createModelFiles();
+  // Pickers and drag-and-drop work before the app runs; a dropped .onnx file opens as a model.
+  const imageFiles = createImageFiles({ onModelFile: (file) => modelFiles.openFile(file) });
+  window.loupe = { state: { ready: false }, ortBridge, imageFiles, modelFiles };
 
-try {
-  window.loupe.module = await createLoupe({
-    canvas,
-    ortBridge,
-    imageFiles,
-    modelFiles,
-    showFatal,                                    // the app's own unrecoverable errors
-    onAbort: (what) => showFatal(String(what)),   // wasm traps, out of memory
+  // Start ORT's download (about 14 MB of wasm) now, beside loupe.wasm; the app asks for the result
+  // once it runs. Errors are reported by the app, so only keep the promise from going unhandled here.
+  ortBridge.load().catch(() => {});
+
+  // Offline use after the first visit (sw.js). Registered once ORT and the default model are in,
+  // so its precaching finds the big files in the HTTP cache instead of downloading them again.
+  if ('serviceWorker' in navigator) {
+    Promise.allSettled([ortBridge.load(), modelFiles.firstModel]).then(() =>
+      navigator.serviceWorker.register('./sw.js').catch((error) =>
+        console.warn(`Loupe: offline mode unavailable (service worker: ${error.message})`)));
+  }
+
+  // A lost WebGL context (GPU reset, too many tabs) cannot be recovered by this app: say so.
+  canvas.addEventListener('webglcontextlost', (event) => {
+    event.preventDefault();
+    showFatal('the WebGL context was lost. Reload the page.');
   });
-} catch (error) {
-  showFatal(error?.message ?? String(error));
-  throw error;
+
+  try {
+    window.loupe.module = await createLoupe({
+      canvas,
+      ortBridge,
+      imageFiles,
+      modelFiles,
+      showFatal,                                    // the app's own unrecoverable errors
+      onAbort: (what) => showFatal(String(what)),   // wasm traps, out of memory
+    });
+  } catch (error) {
+    showFatal(error?.message ?? String(error));
+    throw error;
+  }
 }
+
+if (!(await reloadUnderServiceWorker())) await start();

@@ -74,10 +74,14 @@ export function createOrtBridge({ ortUrl = new URL('./ort/', import.meta.url).hr
                                   webgpu = true } = {}) {
   let loading = null;
   const sessions = new Map();  // id -> { session, queue }
+  // Where ORT's time goes (scripts/bench-web reads it): session creation, and runs as ORT's worker
+  // answers them (ms, wall clock on the page's side, message round trip included).
+  const stats = { sessions: 0, createMs: 0, runs: 0, images: 0, runMs: 0 };
   let nextSessionId = 1;
   let runtime = RUNTIMES.wasm;
 
   async function loadRuntime() {
+    const started = performance.now();
     const backend = webgpu && (await findGpuAdapter()) ? 'webgpu' : 'wasm';
     runtime = RUNTIMES[backend];
     const ort = await import(`${ortUrl}${runtime.script}`);
@@ -95,6 +99,8 @@ export function createOrtBridge({ ortUrl = new URL('./ort/', import.meta.url).hr
     } finally {
       await session.release();
     }
+    // The page's timeline (scripts/bench-web reads it): ORT fetched, compiled, its threads started.
+    performance.measure('loupe:ort-load', { start: started, end: performance.now() });
     // numThreads is read back: ORT lowers it to 1 when threads turn out to be unavailable.
     return { ort, backend, version: ort.env.versions.web ?? ort.env.versions.common, threads: ort.env.wasm.numThreads };
   }
@@ -120,23 +126,35 @@ export function createOrtBridge({ ortUrl = new URL('./ort/', import.meta.url).hr
     // the wasm backend lacks, ...).
     async createSession(bytes) {
       const { ort } = await bridge.load();
+      const started = performance.now();
       const session = await ort.InferenceSession.create(bytes, {
         executionProviders: runtime.providers,  // WebGPU falls back to wasm for what it cannot run
         graphOptimizationLevel: 'all',
       });
+      stats.createMs += performance.now() - started;
+      ++stats.sessions;
+      performance.measure('loupe:session-create', { start: started, end: performance.now() });
       const id = nextSessionId++;
       sessions.set(id, { session, queue: Promise.resolve() });
       return { id, inputNames: session.inputNames, outputNames: session.outputNames };
     },
 
-    // Runs session `id` on one float32 input; resolves to { name: { data: Float32Array, dims } }
-    // for the requested outputs. Runs of one session are queued: ORT's wasm backend runs one at a time.
+    stats,
+
+    // Runs session `id` on one float32 input (dims[0] images); resolves to
+    // { name: { data: Float32Array, dims } } for the requested outputs. Runs of one session are
+    // queued: ORT's wasm backend runs one at a time.
     run(id, input, dims, outputNames) {
       const found = entry(id);
       const result = found.queue.then(async () => {
         const { ort } = await bridge.load();
         const feeds = { [found.session.inputNames[0]]: new ort.Tensor('float32', input, dims) };
+        const started = performance.now();
         const outputs = await found.session.run(feeds, outputNames);
+        stats.runMs += performance.now() - started;
+        if (stats.runs < 3) performance.measure(`loupe:run-${stats.runs + 1}`, { start: started, end: performance.now() });
+        ++stats.runs;
+        stats.images += dims[0] ?? 1;
         const out = {};
         for (const name of outputNames) {
           const tensor = outputs[name];
