@@ -43,7 +43,8 @@ async function reloadUnderServiceWorker() {
 
 async function start() {
   // window.loupe is the page's test and debugging hook; the app replaces `state` every frame.
-  const ortBridge = createOrtBridge();
+  // scripts/bench-web compares ORT settings by defining loupeOrtOptions before the page runs.
+  const ortBridge = createOrtBridge(globalThis.loupeOrtOptions ?? {});
   const modelFiles = createModelFiles();
   // Pickers and drag-and-drop work before the app runs; a dropped .onnx file opens as a model.
   const imageFiles = createImageFiles({ onModelFile: (file) => modelFiles.openFile(file) });

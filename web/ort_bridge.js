@@ -70,8 +70,14 @@ const RUNTIMES = {
   webgpu: { script: 'ort.webgpu.min.mjs', providers: ['webgpu', 'wasm'] },
 };
 
+// ORT session options for every model (measured: docs/BENCHMARKS.md, the web app).
+export const SESSION_OPTIONS = Object.freeze({
+  graphOptimizationLevel: 'all',
+});
+
+// `sessionOptions` are merged over SESSION_OPTIONS (scripts/bench-web compares settings this way).
 export function createOrtBridge({ ortUrl = new URL('./ort/', import.meta.url).href, numThreads, proxy = true,
-                                  webgpu = true } = {}) {
+                                  webgpu = true, sessionOptions = {} } = {}) {
   let loading = null;
   const sessions = new Map();  // id -> { session, queue }
   // Where ORT's time goes (scripts/bench-web reads it): session creation, and runs as ORT's worker
@@ -124,12 +130,15 @@ export function createOrtBridge({ ortUrl = new URL('./ort/', import.meta.url).hr
     // A session for the model in `bytes` (a Uint8Array this bridge may keep). Resolves to
     // { id, inputNames, outputNames }; rejects with ORT's reason (not an ONNX model, an operator
     // the wasm backend lacks, ...).
-    async createSession(bytes) {
+    // `overrides` go over the bridge's session options (scripts/bench-web compares settings).
+    async createSession(bytes, overrides = {}) {
       const { ort } = await bridge.load();
       const started = performance.now();
       const session = await ort.InferenceSession.create(bytes, {
+        ...SESSION_OPTIONS,
+        ...sessionOptions,
+        ...overrides,
         executionProviders: runtime.providers,  // WebGPU falls back to wasm for what it cannot run
-        graphOptimizationLevel: 'all',
       });
       stats.createMs += performance.now() - started;
       ++stats.sessions;
@@ -166,6 +175,14 @@ export function createOrtBridge({ ortUrl = new URL('./ort/', import.meta.url).hr
       });
       found.queue = result.catch(() => {});
       return result;
+    },
+
+    // A session created with { enableProfiling: true } prints its per-node timings (Chrome trace
+    // JSON, one event per line) to the console of ORT's worker (scripts/bench-web --op-profile).
+    async endProfiling(id) {
+      const found = entry(id);
+      await found.queue;
+      found.session.endProfiling();
     },
 
     async releaseSession(id) {

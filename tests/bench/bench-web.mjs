@@ -15,8 +15,11 @@
 // With --baseline-site DIR (an older build of public/), (a), (b), (d) and (e) are measured for it
 // too, interleaved with this site's runs, so before and after share the machine's load.
 //
+// --tune compares ORT Web settings (graph optimisation, threads, spinning, memory arena) on (c);
+// --op-profile compares one run's time per operator type, browser vs native (ORT's profilers).
+//
 //   node tests/bench/bench-web.mjs [--model FILE]... [--image FILE] [--folder-images N]
-//        [--cold-runs N] [--folder-runs N] [--baseline-site DIR] [--only cold,latency,folder]
+//        [--cold-runs N] [--folder-runs N] [--baseline-site DIR] [--only cold,latency,folder] [--tune] [--op-profile]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -37,6 +40,8 @@ const { values: options } = parseArgs({
     'latency-reps': { type: 'string', default: '50' },
     'baseline-site': { type: 'string' },
     only: { type: 'string', default: 'cold,latency,folder' },
+    tune: { type: 'boolean', default: false },
+    'op-profile': { type: 'boolean', default: false },
     out: { type: 'string', default: path.join(repoRoot, 'build/bench/bench-web.json') },
   },
 });
@@ -164,30 +169,171 @@ async function pageWithModel(browser, site, model) {
   return { context, page };
 }
 
-// (c) in the page: the model's scores output at batch 1 on a fixed input, through the app's bridge.
-async function browserLatency(browser, site, model, reps) {
-  const { context, page } = await pageWithModel(browser, site, model);
+// (c) in the page: the model's scores output on a fixed input through the app's own bridge (ORT in
+// its worker), per image at batch 1 (the latency) and at the app's batch size of 8; and how long
+// the session took to create. `ortOptions`: numThreads for the page's ORT (set before the page
+// starts), sessionOptions for this session alone: --tune compares settings this way.
+async function browserLatency(browser, site, model, reps, ortOptions = null) {
+  const context = await browser.newContext({ viewport });
+  const { sessionOptions = {}, ...pageOptions } = ortOptions ?? {};
+  if (Object.keys(pageOptions).length) await context.addInitScript((options) => { globalThis.loupeOrtOptions = options; }, pageOptions);
   try {
+    const page = await context.newPage();
+    await page.goto(site.url);
+    await page.waitForFunction(() => window.loupe?.state?.ort?.status === 'ready' && window.loupe.state.model.status !== 'loading',
+                               null, { timeout: 120_000 });
     const bytes = [...readFileSync(model)];
-    return await page.evaluate(async ({ bytes, reps }) => {
+    const fixedBatch = !!sessionOptions.freeDimensionOverrides;
+    return await page.evaluate(async ({ bytes, reps, fixedBatch, sessionOptions }) => {
       const bridge = window.loupe.ortBridge;
-      const session = await bridge.createSession(new Uint8Array(bytes));
+      const started = performance.now();
+      const session = await bridge.createSession(new Uint8Array(bytes), sessionOptions);
+      const createMs = performance.now() - started;
       const [c, h, w] = window.loupe.state.model.input;
       const output = window.loupe.state.model.scoresOutput;
-      const times = [];
-      for (let r = 0; r < reps + 5; ++r) {
-        const input = new Float32Array(c * h * w).fill(0.5);
-        const start = performance.now();
-        await bridge.run(session.id, input, [1, c, h, w], [output]);
-        if (r >= 5) times.push(performance.now() - start);
-      }
+      const perImage = async (batch, count) => {
+        const times = [];
+        for (let r = 0; r < count + 3; ++r) {
+          const input = new Float32Array(batch * c * h * w).fill(0.5);
+          const start = performance.now();
+          await bridge.run(session.id, input, [batch, c, h, w], [output]);
+          if (r >= 3) times.push((performance.now() - start) / batch);
+        }
+        times.sort((a, b) => a - b);
+        return { median_ms: times[Math.floor(times.length / 2)], min_ms: times[0] };
+      };
+      const single = await perImage(1, reps);
+      const batch8 = fixedBatch ? { median_ms: NaN } : await perImage(8, Math.max(5, Math.round(reps / 4)));
       await bridge.releaseSession(session.id);
-      times.sort((a, b) => a - b);
-      return { median_ms: times[Math.floor(times.length / 2)], min_ms: times[0], threads: window.loupe.state.ort.threads };
-    }, { bytes, reps });
+      return { ...single, batch8_ms_per_image: batch8.median_ms, create_ms: createMs, threads: window.loupe.state.ort.threads };
+    }, { bytes, reps, fixedBatch, sessionOptions });
   } finally {
     await context.close();
   }
+}
+
+// Settings --tune compares (createOrtBridge's options; SESSION_OPTIONS in web/ort_bridge.js are the
+// page's).
+const TUNING = [
+  ['as shipped', null],
+  ['graph optimisation extended', { sessionOptions: { graphOptimizationLevel: 'extended' } }],
+  ['graph optimisation basic', { sessionOptions: { graphOptimizationLevel: 'basic' } }],
+  ['graph optimisation disabled', { sessionOptions: { graphOptimizationLevel: 'disabled' } }],
+  ['intra-op threads do not spin', { sessionOptions: { extra: { session: { 'session.intra_op.allow_spinning': '0' } } } }],
+  ['no CPU memory arena', { sessionOptions: { enableCpuMemArena: false } }],
+  ['1 thread', { numThreads: 1 }],
+  ['3 threads', { numThreads: 3 }],
+  ['4 threads', { numThreads: 4 }],
+  // Fixes the batch dimension: a session for batch 1 cannot run batch 8 (measured at batch 1 only).
+  ['freeDimensionOverrides batch = 1', { sessionOptions: { freeDimensionOverrides: { batch: 1 } } }],
+];
+
+// Per-operator time of one run at batch 1, summed by operator type (ms per run), from ONNX
+// Runtime's own profiler: `events` are its Chrome-trace events, `runs` how many runs they cover.
+function opTimes(events, runs) {
+  const byOp = {};
+  for (const event of events) {
+    if (event.cat !== 'Node' || !event.name?.endsWith('_kernel_time')) continue;
+    const op = event.args?.op_name ?? '?';
+    byOp[op] = (byOp[op] ?? 0) + event.dur / 1000 / runs;
+  }
+  return byOp;
+}
+const PROFILE_RUNS = 20;
+
+// --op-profile, in the page: the same session through the app's bridge with ORT's profiler on; the
+// events arrive as console lines of ORT's worker.
+async function browserOpProfile(browser, site, model) {
+  const context = await browser.newContext({ viewport });
+  try {
+    const page = await context.newPage();
+    const lines = [];
+    page.on('console', (message) => lines.push(message.text()));
+    await page.goto(site.url);
+    await page.waitForFunction(() => window.loupe?.state?.ort?.status === 'ready' && window.loupe.state.model.status !== 'loading',
+                               null, { timeout: 120_000 });
+    const bytes = [...readFileSync(model)];
+    const threads = await page.evaluate(async ({ bytes, runs }) => {
+      const bridge = window.loupe.ortBridge;
+      const session = await bridge.createSession(new Uint8Array(bytes), { enableProfiling: true });
+      const [c, h, w] = window.loupe.state.model.input;
+      for (let r = 0; r < runs; ++r) {
+        await bridge.run(session.id, new Float32Array(c * h * w).fill(0.5), [1, c, h, w], [window.loupe.state.model.scoresOutput]);
+      }
+      await bridge.endProfiling(session.id);
+      await bridge.releaseSession(session.id);
+      return window.loupe.state.ort.threads;
+    }, { bytes, runs: PROFILE_RUNS });
+    await page.waitForTimeout(1000);  // the last console lines
+    const events = lines.filter((line) => line.startsWith('{"cat"')).map((line) => JSON.parse(line.replace(/,\s*$/, '')));
+    return { threads, ops: opTimes(events, PROFILE_RUNS) };
+  } finally {
+    await context.close();
+  }
+}
+
+function nativeOpProfile(model, threads) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'loupe-bench-profile-'));
+  try {
+    const out = JSON.parse(execFileSync(requireTool(nativeLatencyTool), [model, String(threads), String(PROFILE_RUNS - 5), path.join(dir, 'ort')],
+                                        { encoding: 'utf8' }));
+    return { threads, ops: opTimes(JSON.parse(readFileSync(out.profile, 'utf8')), PROFILE_RUNS) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// CPU time (s) of every thread of the Chromium processes this script started, by process type and
+// thread name, from /proc (Linux): where a batch's cycles went, whatever thread spent them (the
+// page's main thread, ORT's worker and its pthreads, the GPU process rasterising frames in
+// SwiftShader...).
+function chromiumCpu() {
+  const stat = (file) => {
+    try {
+      const text = readFileSync(file, 'utf8');
+      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
+    } catch {
+      return null;
+    }
+  };
+  const processes = readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number);
+  const parent = new Map(processes.map((pid) => [pid, stat(`/proc/${pid}/stat`)?.ppid]));
+  const ours = (pid) => {
+    for (let p = parent.get(pid), hops = 0; p && hops < 20; p = parent.get(p), ++hops) if (p === process.pid) return true;
+    return false;
+  };
+  const seconds = {};
+  for (const pid of processes.filter(ours)) {
+    let type;
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (!cmdline.includes('chrom')) continue;
+      type = /--type=([\w-]+)/.exec(cmdline)?.[1] ?? 'browser';
+      if (type === 'utility') type = /--utility-sub-type=([\w.]+)/.exec(cmdline)?.[1]?.split('.').at(-1) ?? type;
+    } catch {
+      continue;
+    }
+    let tasks = [];
+    try { tasks = readdirSync(`/proc/${pid}/task`); } catch { continue; }
+    for (const tid of tasks) {
+      let name;
+      try { name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim().replace(/[\d/:.-]+$/, ''); } catch { continue; }
+      const ticks = stat(`/proc/${pid}/task/${tid}/stat`)?.ticks ?? 0;
+      const key = `${type}: ${name}`;
+      seconds[key] = (seconds[key] ?? 0) + ticks / 100;  // USER_HZ
+    }
+  }
+  return seconds;
+}
+function cpuSince(before) {
+  const after = chromiumCpu();
+  const delta = {};
+  for (const [key, s] of Object.entries(after)) {
+    const d = s - (before[key] ?? 0);
+    if (d >= 0.05) delta[key] = Number(d.toFixed(2));
+  }
+  return Object.fromEntries(Object.entries(delta).sort((a, b) => b[1] - a[1]));
 }
 
 // (d) in the page: the folder opened with the model ready, to the last prediction.
@@ -195,6 +341,8 @@ async function browserFolder(browser, site, model, files) {
   const { context, page } = await pageWithModel(browser, site, model);
   try {
     const threads = await page.evaluate(() => window.loupe.state.ort.threads);
+    const ortBefore = await page.evaluate(() => ({ ...window.loupe.ortBridge.stats }));
+    const cpuBefore = chromiumCpu();
     const start = Date.now();
     await page.setInputFiles('#open-files', files);
     await page.waitForFunction((count) => {
@@ -202,10 +350,12 @@ async function browserFolder(browser, site, model, files) {
       return batch.total === count && batch.done === count && !batch.running;
     }, files.length, { timeout: 600_000, polling: 50 });
     const ms = Date.now() - start;
+    const cpu = cpuSince(cpuBefore);
     const state = await page.evaluate(() => window.loupe.state);
-    const ort = await page.evaluate(() => window.loupe.ortBridge.stats ?? null);
+    const ortAfter = await page.evaluate(() => ({ ...window.loupe.ortBridge.stats }));
+    const ort = Object.fromEntries(Object.entries(ortAfter).map(([k, v]) => [k, v - (ortBefore[k] ?? 0)]));
     const list = state.images.list ?? [];
-    return { ms, imagesPerSecond: files.length / (ms / 1000), threads, frames: state.frames, profile: state.profile ?? null, ort,
+    return { ms, imagesPerSecond: files.length / (ms / 1000), threads, frames: state.frames, profile: state.profile ?? null, ort, cpu,
              predicted: list.filter((e) => e.prediction?.status === 'done').length, heapBytes: state.memory?.heapBytes };
   } finally {
     await context.close();
@@ -250,6 +400,29 @@ try {
       results.latency.push({ model: path.basename(model), browser: browserSide, native, ratio: browserSide.median_ms / native.median_ms });
     }
   }
+  if (options.tune) {
+    results.load.tune = load();
+    results.tuning = [];
+    for (const [name, ortOptions] of TUNING) {
+      // A browser of its own per setting: one that crashes takes no other setting with it.
+      const own = await chromium.launch({ executablePath, args: [...chromiumArgs] });
+      try {
+        results.tuning.push({ name, ortOptions, ...(await browserLatency(own, sites[0].site, models[0], Number(options['latency-reps']), ortOptions)) });
+      } catch (error) {
+        results.tuning.push({ name, ortOptions, error: error.message.split('\n')[0] });
+      } finally {
+        await own.close().catch(() => {});
+      }
+    }
+  }
+  if (options['op-profile']) {
+    results.load.opProfile = load();
+    results.opProfile = [];
+    for (const model of models) {
+      const browserSide = await browserOpProfile(browser, sites[0].site, model);
+      results.opProfile.push({ model: path.basename(model), browser: browserSide, native: nativeOpProfile(model, browserSide.threads) });
+    }
+  }
   if (only.has('folder')) {
     results.load.folder = load();
     const files = folderImages(Number(options['folder-images']));
@@ -287,6 +460,8 @@ for (const { name } of sites) {
 for (const l of results.latency) {
   console.log(`| (c) latency ${l.model}, browser (ORT Web, ${l.browser.threads} threads) / native ORT (${l.native.threads} threads) | this build | ` +
               `${l.browser.median_ms.toFixed(1)} / ${l.native.median_ms.toFixed(1)} ms = ${l.ratio.toFixed(2)}x | <= 2.0x |`);
+  console.log(`| (c) ${l.model} in the browser at batch 8, per image; session creation | this build | ` +
+              `${l.browser.batch8_ms_per_image.toFixed(1)} ms; ${l.browser.create_ms.toFixed(0)} ms | |`);
 }
 for (const f of results.folder) {
   const native = f.native.map((r) => r.imagesPerSecond);
@@ -297,15 +472,34 @@ for (const f of results.folder) {
                 `${(median(page) / median(native)).toFixed(2)}x | >= 0.5x |`);
   }
 }
+if (results.tuning) {
+  console.log(`\nORT Web settings (${results.models[0]}; ms per image at batch 1 and at batch 8, session creation):`);
+  console.log('| setting | threads | batch 1 | batch 8 | create |\n|---|---|---|---|---|');
+  for (const t of results.tuning) {
+    if (t.error) console.log(`| ${t.name} | failed: ${t.error} | | | |`);
+    else console.log(`| ${t.name} | ${t.threads} | ${t.median_ms.toFixed(1)} | ${t.batch8_ms_per_image.toFixed(1)} | ${t.create_ms.toFixed(0)} |`);
+  }
+}
+for (const p of results.opProfile ?? []) {
+  const ops = Object.keys({ ...p.browser.ops, ...p.native.ops }).sort((a, b) => (p.browser.ops[b] ?? 0) - (p.browser.ops[a] ?? 0));
+  const total = (side) => Object.values(side.ops).reduce((sum, ms) => sum + ms, 0);
+  console.log(`\nwhere one run's time goes, ${p.model} at batch 1 (ORT's profiler, ms per run, kernels only; ${p.browser.threads} threads both):`);
+  console.log('| operator | browser | native | browser / native |\n|---|---|---|---|');
+  for (const op of ops) {
+    const b = p.browser.ops[op] ?? 0, n = p.native.ops[op] ?? 0;
+    console.log(`| ${op} | ${b.toFixed(2)} | ${n.toFixed(2)} | ${n > 0 ? (b / n).toFixed(1) : '-'}x |`);
+  }
+  console.log(`| all kernels | ${total(p.browser).toFixed(2)} | ${total(p.native).toFixed(2)} | ${(total(p.browser) / total(p.native)).toFixed(1)}x |`);
+}
 for (const f of results.folder) {
   for (const { name } of sites) {
     const run = f.browser[name][0];
-    if (!run.profile) continue;
     console.log(`\nwhere the page's time went, ${f.model}, ${name}, first run (${(run.ms / 1000).toFixed(2)} s, ${run.frames} frames):`);
-    console.log(`  main thread (ms): ${Object.entries(run.profile).map(([k, v]) => `${k} ${Number(v).toFixed(0)}`).join(', ')}`);
-    if (run.ort) {
+    if (run.profile) console.log(`  page's main thread (ms): ${Object.entries(run.profile).map(([k, v]) => `${k} ${Number(v).toFixed(0)}`).join(', ')}`);
+    console.log(`  Chromium CPU time by thread (s, all processes): ${Object.entries(run.cpu).map(([k, v]) => `${k} ${v}`).join('; ')}`);
+    if (run.ort && run.ort.runs !== undefined) {
       console.log(`  ORT (ms, as the page waits for its worker): ${run.ort.runs} runs of ${run.ort.images} images, ${run.ort.runMs.toFixed(0)} ms ` +
-                  `(${(run.ort.runMs / Math.max(1, run.ort.images)).toFixed(1)} ms per image; the session and self-test included)`);
+                  `(${(run.ort.runMs / Math.max(1, run.ort.images)).toFixed(1)} ms per image)`);
     }
   }
 }

@@ -132,3 +132,26 @@ test('behind scripts/serve (headers sent) the page is isolated at once, without 
     await context.close();
   }
 });
+
+test('a plain static host where service workers are blocked: no reload loop, the page runs single-threaded', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, serviceWorkers: 'block' });
+  const page = await context.newPage();
+  const events = { requests: [], failedRequests: [], console: [], pageErrors: [] };
+  context.on('request', (request) => events.requests.push({ url: request.url() }));
+  context.on('requestfailed', (request) => events.failedRequests.push({ url: request.url(), failure: request.failure()?.errorText }));
+  page.on('console', (message) => events.console.push({ type: message.type(), text: message.text() }));
+  page.on('pageerror', (error) => events.pageErrors.push({ message: error.message }));
+  const navigations = countNavigations(page);
+  try {
+    await page.goto(plainSite.url);
+    const state = await waitForApp(page, events, { ort: true });
+    await page.waitForTimeout(1000);
+    assert.ok(navigations.length <= 2, `the page reloaded ${navigations.length - 1} times`);
+    assert.equal(state.crossOriginIsolated, false);
+    assert.equal(state.ort.status, 'ready', `ORT: ${state.ort.error}`);
+    assert.equal(state.ort.threads, 1, 'without isolation ORT has one thread, and the page says so');
+    assertNoProblems(events, plainSite.origin);
+  } finally {
+    await context.close();
+  }
+});
