@@ -19,22 +19,39 @@ function showFatal(message) {
 // COOP/COEP headers; a static host that sends none gets them from the service worker (sw.js adds
 // them to everything it serves), once it controls the page: register it and reload one time,
 // before anything heavy is fetched. sessionStorage remembers the reload, so a browser where it
-// does not help (service workers off) goes on single-threaded instead of reloading again.
+// does not help goes on single-threaded instead of reloading again; so does one where the worker
+// fails to install or does not take control within ISOLATION_WAIT_MS (service workers blocked, a
+// very slow first download): it then gives threads from the next visit on.
 const ISOLATION_RELOAD = 'loupe.isolation-reload';
+const ISOLATION_WAIT_MS = 10_000;
 async function reloadUnderServiceWorker() {
   if (self.crossOriginIsolated) {
     sessionStorage.removeItem(ISOLATION_RELOAD);
     return false;
   }
   if (!('serviceWorker' in navigator) || !self.isSecureContext || sessionStorage.getItem(ISOLATION_RELOAD)) return false;
+  const underControl = (async () => {
+    const registration = await navigator.serviceWorker.register('./sw.js');
+    if (navigator.serviceWorker.controller || registration.active) return;  // active: a load that bypassed it (hard reload)
+    await new Promise((resolve, reject) => {
+      navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true });
+      const worker = registration.installing ?? registration.waiting;
+      worker?.addEventListener('statechange', () => {
+        if (worker.state === 'redundant') reject(new Error('the service worker could not install'));
+      });
+    });
+  })();
+  let timer;
+  const timeout = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`it did not take control within ${ISOLATION_WAIT_MS / 1000} s`)), ISOLATION_WAIT_MS);
+  });
   try {
-    await navigator.serviceWorker.register('./sw.js');
-    if (!navigator.serviceWorker.controller) {
-      await new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }));
-    }
+    await Promise.race([underControl, timeout]);
   } catch (error) {
-    console.warn(`Loupe: no service worker, so no threads on this host (${error.message})`);
+    console.warn(`Loupe: no cross-origin isolation from the service worker, so one thread this time (${error.message})`);
     return false;
+  } finally {
+    clearTimeout(timer);
   }
   sessionStorage.setItem(ISOLATION_RELOAD, String(Date.now()));
   location.reload();
