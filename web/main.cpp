@@ -105,7 +105,7 @@ struct Platform {
   double list_published_ms = 0;  // when state.images.list was last published
   long list_revision = -1;       // the images_revision it showed
 };
-constexpr double kProgressFrameInterval = 200.0;
+constexpr double kProgressFrameInterval = 500.0;
 constexpr double kListPublishInterval = 500.0;
 static Platform g_platform;
 

@@ -180,14 +180,13 @@ async function browserLatency(browser, site, model, reps, ortOptions = null) {
   try {
     const page = await context.newPage();
     await page.goto(site.url);
-    await page.waitForFunction(() => window.loupe?.state?.ort?.status === 'ready' && window.loupe.state.model.status !== 'loading',
-                               null, { timeout: 120_000 });
-    const bytes = [...readFileSync(model)];
+    await page.waitForFunction(() => window.loupe?.state?.model?.status === 'ready', null, { timeout: 120_000 });
+    const bytes = readFileSync(model).toString('base64');  // a string crosses into the page quickly
     const fixedBatch = !!sessionOptions.freeDimensionOverrides;
     return await page.evaluate(async ({ bytes, reps, fixedBatch, sessionOptions }) => {
       const bridge = window.loupe.ortBridge;
       const started = performance.now();
-      const session = await bridge.createSession(new Uint8Array(bytes), sessionOptions);
+      const session = await bridge.createSession(Uint8Array.from(atob(bytes), (c) => c.charCodeAt(0)), sessionOptions);
       const createMs = performance.now() - started;
       const [c, h, w] = window.loupe.state.model.input;
       const output = window.loupe.state.model.scoresOutput;
@@ -250,12 +249,11 @@ async function browserOpProfile(browser, site, model) {
     const lines = [];
     page.on('console', (message) => lines.push(message.text()));
     await page.goto(site.url);
-    await page.waitForFunction(() => window.loupe?.state?.ort?.status === 'ready' && window.loupe.state.model.status !== 'loading',
-                               null, { timeout: 120_000 });
-    const bytes = [...readFileSync(model)];
+    await page.waitForFunction(() => window.loupe?.state?.model?.status === 'ready', null, { timeout: 120_000 });
+    const bytes = readFileSync(model).toString('base64');  // a string crosses into the page quickly
     const threads = await page.evaluate(async ({ bytes, runs }) => {
       const bridge = window.loupe.ortBridge;
-      const session = await bridge.createSession(new Uint8Array(bytes), { enableProfiling: true });
+      const session = await bridge.createSession(Uint8Array.from(atob(bytes), (c) => c.charCodeAt(0)), { enableProfiling: true });
       const [c, h, w] = window.loupe.state.model.input;
       for (let r = 0; r < runs; ++r) {
         await bridge.run(session.id, new Float32Array(c * h * w).fill(0.5), [1, c, h, w], [window.loupe.state.model.scoresOutput]);
