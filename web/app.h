@@ -97,22 +97,51 @@ struct HeatMapView {
   float opacity = 0.45f;
 };
 
-// A file read in flight. A few run at once so the browser's file reads overlap decoding (one at a
-// time, a batch would advance by one file per frame); only these few files' bytes are in memory.
+// The batch pipeline (app_logic.h): files are read a few at a time, decoded and preprocessed as
+// they arrive, and their inputs wait in a StagedBatch until several go to ONNX Runtime in one run
+// (the batch dimension of every Loupe model is dynamic). While ORT runs one batch the next one is
+// read and decoded, so ORT never waits for the page, and one run's round trip to ORT's worker is
+// shared by its images.
+//
+// A file read in flight: only these few files' bytes are in memory.
 struct FileRead {
   int request = 0;
   int entry = -1;
 };
-// An inference in flight: its input tensor is in ORT's hands, nothing is held here.
+// Images decoded and preprocessed for the active model, waiting for their run: the inputs lie one
+// after another in `inputs` (one [C, H, W] plane per entry), as the run's [N, C, H, W] tensor.
+struct StagedBatch {
+  int model_id = 0;
+  std::vector<int> entries;
+  std::vector<float> inputs;
+};
+// An inference in flight: its input tensor is in ORT's hands, nothing is held here. `entries` are
+// its images in the order of the batch dimension.
 struct InferenceRun {
   int request = 0;
-  int entry = -1;
+  std::vector<int> entries;
   int model_id = 0;
-  bool with_cam = false;  // the selected image's run also asks for the "cam" output
+  bool with_cam = false;  // the selected image's own run also asks for the "cam" output
 };
-// Reads plus runs in flight. Bounds memory (each holds one file or one input tensor) while
-// keeping ORT busy: the next image is decoded while the previous one runs.
-constexpr size_t kMaxWorkInFlight = 8;
+// Images per ORT run, and images read, staged or running at once. The bound keeps memory flat (a
+// few files' bytes and at most kMaxWorkInFlight input tensors, 0.6 MB each at 224x224) while one
+// batch runs and the next one is prepared. Measured: docs/BENCHMARKS.md (the web app).
+constexpr size_t kMaxBatchImages = 8;
+constexpr size_t kMaxWorkInFlight = 2 * kMaxBatchImages;
+
+// Where a batch's time goes on the page (cumulative, ms): the test hook publishes it
+// (state.profile) and scripts/bench-web prints it. Main-thread work only: ORT's own time is
+// measured by its bridge.
+struct BatchProfile {
+  double decode_ms = 0;      // the shared core decoding files (main thread)
+  double preprocess_ms = 0;  // resizing/normalising into the run's input
+  double interpret_ms = 0;   // outputs -> predictions
+  double frame_ms = 0;       // drawing frames (ImGui + GL calls; the GPU process rasterises apart)
+  double publish_ms = 0;     // the test-hook state (JSON)
+  long frames = 0;
+  long images_decoded = 0;
+  long runs = 0, images_run = 0;
+};
 
 // What the table and the evaluation show, derived from the images and the model: recomputed by
 // refresh_views() (app_logic.h) when images_revision or the model changed, not every frame.
@@ -157,7 +186,9 @@ struct AppState {
   size_t scan_cursor = 0;          // entries before this one need no more work
   bool paused = false;             // the user cancelled the batch: no new inference starts
   std::vector<FileRead> reads;     // in flight
+  StagedBatch staged;              // decoded, waiting for a run
   std::vector<InferenceRun> runs;  // in flight
+  BatchProfile profile;
   int next_request = 1;
   ImageView view;
   CamResult cam;
@@ -219,6 +250,7 @@ struct UiActions {
 struct BatchProgress {
   int total = 0;      // images that can be classified (decoded or still pending)
   int done = 0;       // predicted or failed, with the active model
+  int in_flight = 0;  // images being read, staged or run
   bool running = false;
 };
 BatchProgress batch_progress(const AppState& app);

@@ -11,6 +11,7 @@
 #include "app_logic.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -77,8 +78,16 @@ static bool has_prediction(const AppState& app, const ImageEntry& entry) {
          entry.prediction.status != PredictionStatus::none;
 }
 
+// Images being read, staged or run.
+static size_t work_in_flight(const AppState& app) {
+  size_t running = 0;
+  for (const InferenceRun& run : app.runs) running += run.entries.size();
+  return app.reads.size() + app.staged.entries.size() + running;
+}
+
 BatchProgress batch_progress(const AppState& app) {
   BatchProgress progress;
+  progress.in_flight = static_cast<int>(work_in_flight(app));
   if (app.model.status != ModelStatus::ready) return progress;
   for (const ImageEntry& entry : app.images) {
     if (entry.status == EntryStatus::error) continue;
@@ -86,7 +95,7 @@ BatchProgress batch_progress(const AppState& app) {
     const bool finished = has_prediction(app, entry) && entry.prediction.status != PredictionStatus::running;
     progress.done += finished;
   }
-  progress.running = !app.reads.empty() || !app.runs.empty() || progress.done < progress.total;
+  progress.running = progress.in_flight > 0 || progress.done < progress.total;
   return progress;
 }
 
@@ -94,8 +103,21 @@ BatchProgress batch_progress(const AppState& app) {
 // [SECTION] The batch: reading, decoding, inference
 //-----------------------------------------------------------------------------------------------
 
+static double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
 static bool reading(const AppState& app, int entry) {
   return std::any_of(app.reads.begin(), app.reads.end(), [&](const FileRead& read) { return read.entry == entry; });
+}
+
+// The entry's input is staged or in a run: its prediction is on its way.
+static bool queued(const AppState& app, int entry) {
+  const std::vector<int>& staged = app.staged.entries;
+  return std::find(staged.begin(), staged.end(), entry) != staged.end() ||
+         std::any_of(app.runs.begin(), app.runs.end(), [&](const InferenceRun& run) {
+           return std::find(run.entries.begin(), run.entries.end(), entry) != run.entries.end();
+         });
 }
 
 // The entry's file must be read: never decoded yet, or decoded but not classified by the active
@@ -107,47 +129,95 @@ static bool needs_read(const AppState& app, size_t index) {
   return app.model.status == ModelStatus::ready && !app.paused && !has_prediction(app, entry);
 }
 
-// Preprocesses `image` as the model card says and hands it to ORT. Failures (an image the
-// preprocessing rejects) become the entry's prediction error; the batch goes on.
+// Hands `entries`' inputs ([entries.size(), C, H, W] floats at `inputs`, copied before this
+// returns) to ORT in one run.
+static void start_run(AppState& app, const std::vector<int>& entries, const float* inputs, bool with_cam) {
+  const Model& model = app.model;
+  const loupe::PreprocessSpec& spec = model.info.card.preprocess;
+  const InferenceRun run{app.next_request++, entries, model.id, with_cam};
+  app.runs.push_back(run);
+  ++app.profile.runs;
+  app.profile.images_run += static_cast<long>(entries.size());
+  const size_t plane = static_cast<size_t>(spec.channels()) * static_cast<size_t>(spec.height) * static_cast<size_t>(spec.width);
+  const nlohmann::json dims = {entries.size(), spec.channels(), spec.height, spec.width};
+  const nlohmann::json outputs = loupe::prediction_outputs(model.info.card, with_cam);
+  app.host->run_model(run.request, model.session, inputs, entries.size() * plane, dims.dump(), outputs.dump());
+}
+
+// Preprocesses `image` as the model card says, into the staged batch, or into a run of its own
+// for the selected image when the model has a "cam" output (its heat map: the same forward pass,
+// shown as soon as it is back). Failures (an image the preprocessing rejects) become the entry's
+// prediction error; the batch goes on.
 static void start_inference(AppState& app, int index, const loupe::Image& image) {
   ImageEntry& entry = app.images[static_cast<size_t>(index)];
   const Model& model = app.model;
+  const loupe::PreprocessSpec& spec = model.info.card.preprocess;
   entry.prediction = Prediction{};
   entry.prediction.model_id = model.id;
   ++app.images_revision;
-  loupe::Tensor input;
+  const auto started = std::chrono::steady_clock::now();
+  const bool with_cam = index == app.selected && model.info.card.has_output("cam");
+  StagedBatch& staged = app.staged;
+  if (staged.model_id != model.id) staged = StagedBatch{model.id, {}, {}};
+  const size_t plane = static_cast<size_t>(spec.channels()) * static_cast<size_t>(spec.height) * static_cast<size_t>(spec.width);
+  std::vector<float> own;  // the selected image's run
+  float* input = nullptr;
   try {
-    input = loupe::preprocess(image, model.info.card.preprocess);
+    if (with_cam) {
+      own.resize(plane);
+      input = own.data();
+    } else {
+      staged.inputs.resize(staged.inputs.size() + plane);
+      input = staged.inputs.data() + staged.inputs.size() - plane;
+    }
+    loupe::preprocess_into(image, spec, input);
   } catch (const std::exception& error) {
+    if (!with_cam) staged.inputs.resize(staged.entries.size() * plane);
     entry.prediction.status = PredictionStatus::error;
     entry.prediction.error = std::string("preprocessing: ") + error.what();
     return;
   }
+  app.profile.preprocess_ms += ms_since(started);
   entry.prediction.status = PredictionStatus::running;
-  // The selected image also gets its class activation maps, for the heat map (same forward pass).
-  const bool with_cam = index == app.selected && model.info.card.has_output("cam");
-  const InferenceRun run{app.next_request++, index, model.id, with_cam};
-  app.runs.push_back(run);
-  const nlohmann::json dims = input.shape;
-  const nlohmann::json outputs = loupe::prediction_outputs(model.info.card, with_cam);
-  app.host->run_model(run.request, model.session, input.data.data(), input.data.size(), dims.dump(), outputs.dump());
+  if (with_cam) {
+    start_run(app, {index}, own.data(), true);
+  } else {
+    staged.entries.push_back(index);
+  }
 }
 
-// Starts the next pieces of work, up to kMaxWorkInFlight: the selected image first (its pixels
-// for the viewer, its prediction), then the batch in order. Called after every change.
+// Sends staged inputs to ORT: a full batch at once; a smaller one when ORT has nothing else to do
+// or nothing more is being read (the end of a batch, a cancelled one), so ORT never waits for a
+// batch to fill.
+static void dispatch_staged(AppState& app) {
+  StagedBatch& staged = app.staged;
+  if (staged.model_id != app.model.id || app.model.status != ModelStatus::ready) return;  // dropped by activate_model
+  while (!staged.entries.empty()) {
+    const bool full = staged.entries.size() >= kMaxBatchImages;
+    if (!full && !app.runs.empty() && !app.reads.empty()) return;
+    const size_t count = std::min(kMaxBatchImages, staged.entries.size());
+    const size_t plane = staged.inputs.size() / staged.entries.size();
+    const std::vector<int> entries(staged.entries.begin(), staged.entries.begin() + static_cast<std::ptrdiff_t>(count));
+    start_run(app, entries, staged.inputs.data(), false);
+    staged.entries.erase(staged.entries.begin(), staged.entries.begin() + static_cast<std::ptrdiff_t>(count));
+    staged.inputs.erase(staged.inputs.begin(), staged.inputs.begin() + static_cast<std::ptrdiff_t>(count * plane));
+  }
+}
+
+// Starts the next pieces of work, up to kMaxWorkInFlight images: the selected image first (its
+// pixels for the viewer, its prediction), then the batch in order; then sends what is staged.
+// Called after every change.
 static void pump(AppState& app) {
   const bool model_ready = app.model.status == ModelStatus::ready;
-  while (app.reads.size() + app.runs.size() < kMaxWorkInFlight) {
+  while (work_in_flight(app) < kMaxWorkInFlight) {
     int next = -1;
     if (app.selected >= 0) {
       const ImageEntry& selected = app.images[static_cast<size_t>(app.selected)];
       const bool decoded = app.view.entry == app.selected && !app.view.image.empty();
-      const bool running = std::any_of(app.runs.begin(), app.runs.end(),
-                                       [&](const InferenceRun& r) { return r.entry == app.selected; });
       // Its heat map needs the "cam" output, which batch runs do not ask for: run it again.
       const bool needs_cam = model_ready && app.model.info.card.has_output("cam") &&
                              (app.cam.entry != app.selected || app.cam.model_id != app.model.id);
-      if (decoded && model_ready && selected.status == EntryStatus::ok && !running &&
+      if (decoded && model_ready && selected.status == EntryStatus::ok && !queued(app, app.selected) &&
           (!has_prediction(app, selected) || needs_cam)) {
         start_inference(app, app.selected, app.view.image);  // the pixels are here: no need to read
         continue;
@@ -161,7 +231,7 @@ static void pump(AppState& app) {
         ++app.scan_cursor;
       }
     }
-    if (next < 0) return;
+    if (next < 0) break;
     ImageEntry& image = app.images[static_cast<size_t>(next)];
     if (image.status == EntryStatus::pending) {
       image.status = EntryStatus::reading;
@@ -171,6 +241,18 @@ static void pump(AppState& app) {
     app.reads.push_back(read);
     app.host->read_image_file(read.request, image.file_index);
   }
+  dispatch_staged(app);
+}
+
+// Inputs staged but not yet run are dropped (a cancel, another model): their entries count as not
+// classified, so a resume or the new model reads them again.
+static void drop_staged(AppState& app) {
+  for (const int index : app.staged.entries) {
+    Prediction& prediction = app.images[static_cast<size_t>(index)].prediction;
+    if (prediction.model_id == app.staged.model_id && prediction.status == PredictionStatus::running) prediction = Prediction{};
+  }
+  app.staged = StagedBatch{};
+  ++app.images_revision;
 }
 
 // Everything not yet classified by the active model is looked at again (a new model, a resume).
@@ -211,7 +293,9 @@ static void activate_model(AppState& app) {
   model.weights_sha256 = load.weights_sha256;
   model.has_self_test = load.self_test.has_value();
   model.self_test = load.self_test.value_or(loupe::SelfTestResult{});
-  // Runs of the previous model still in flight are dropped when they answer (their model_id).
+  // Runs of the previous model still in flight are dropped when they answer (their model_id);
+  // its staged inputs now.
+  drop_staged(app);
   app.paused = false;
   rescan(app);
 }
@@ -365,15 +449,34 @@ struct RunOutputs {
   }
 };
 
-// The core's view of one image's outputs ([1, classes], [1], [1, classes, h, w]).
-static loupe::ImageOutputs image_outputs(const RunOutputs& run, const loupe::ModelCard& card, bool with_cam) {
+// The core's view of image `row`'s outputs in a run of `rows` images ([rows, classes], [rows] or
+// [rows, 1], and [1, classes, h, w] for the selected image's own run). Null pointers where an
+// output is missing or does not have one value set per image; interpret_outputs names what is
+// missing.
+static loupe::ImageOutputs image_outputs(const RunOutputs& run, const loupe::ModelCard& card, bool with_cam, size_t row,
+                                         size_t rows) {
   loupe::ImageOutputs out;
-  nlohmann::json dims;
-  out.logits = run.values("logits", &dims);
-  out.logits_size = out.logits && dims.size() == 2 && dims[1].is_number_unsigned() ? dims[1].get<size_t>() : 0;
-  if (card.ood) out.ood_distance = run.values(card.ood->output);
+  // Output `name`'s values for `row`, and how many there are per image.
+  const auto row_values = [&](const std::string& name, size_t& per_row, nlohmann::json* dims_out = nullptr) -> const float* {
+    nlohmann::json dims;
+    const float* values = run.values(name, &dims);
+    per_row = 0;
+    if (!values || dims.empty() || dims[0] != rows) return nullptr;
+    per_row = 1;
+    for (size_t d = 1; d < dims.size(); ++d) per_row *= dims[d].is_number_unsigned() ? dims[d].get<size_t>() : 0;
+    if (dims_out) *dims_out = dims;
+    return values + row * per_row;
+  };
+  size_t per_row = 0;
+  out.logits = row_values("logits", per_row);
+  out.logits_size = per_row;
+  if (card.ood) {
+    out.ood_distance = row_values(card.ood->output, per_row);
+    if (per_row != 1) out.ood_distance = nullptr;
+  }
   if (with_cam) {
-    const float* cam = run.values("cam", &dims);
+    nlohmann::json dims;
+    const float* cam = row_values("cam", per_row, &dims);
     if (cam && dims.size() == 4 && dims[2].is_number_unsigned() && dims[3].is_number_unsigned() &&
         dims[1] == card.class_names.size()) {
       out.cam = cam;
@@ -415,20 +518,33 @@ void on_ort_run(AppState& app, int request, const float* data, size_t count, con
   const InferenceRun done = *run;
   app.runs.erase(run);
   if (done.model_id == app.model.id) {
-    ImageEntry& entry = app.images[static_cast<size_t>(done.entry)];
+    const auto started = std::chrono::steady_clock::now();
     ++app.images_revision;
-    if (!data) {
-      entry.prediction.status = PredictionStatus::error;
-      entry.prediction.error = error ? error : "unknown error";
-    } else {
-      const RunOutputs outputs{data, count, nlohmann::json::parse(layout_json ? layout_json : "[]", nullptr, false)};
-      const loupe::ModelCard& card = app.model.info.card;
+    const RunOutputs outputs{data, count, nlohmann::json::parse(layout_json ? layout_json : "[]", nullptr, false)};
+    const loupe::ModelCard& card = app.model.info.card;
+    // A failed run fails each of its images with ORT's message (as a refused batch does in
+    // `loupe predict`); so does an answer whose rows are not the run's images.
+    std::string run_error = data ? "" : (error ? error : "unknown error");
+    nlohmann::json logits_dims;
+    if (data && outputs.values("logits", &logits_dims) && (logits_dims.empty() || logits_dims[0] != done.entries.size())) {
+      run_error = "ONNX Runtime answered a run of " + std::to_string(done.entries.size()) + " images with logits of shape " +
+                  logits_dims.dump();
+    }
+    for (size_t row = 0; row < done.entries.size(); ++row) {
+      const int index = done.entries[row];
+      ImageEntry& entry = app.images[static_cast<size_t>(index)];
+      if (!run_error.empty()) {
+        entry.prediction.status = PredictionStatus::error;
+        entry.prediction.error = run_error;
+        continue;
+      }
       try {
-        static_cast<loupe::Prediction&>(entry.prediction) = loupe::interpret_outputs(card, image_outputs(outputs, card, done.with_cam));
+        static_cast<loupe::Prediction&>(entry.prediction) =
+            loupe::interpret_outputs(card, image_outputs(outputs, card, done.with_cam, row, done.entries.size()));
         entry.prediction.status = PredictionStatus::done;
         entry.prediction.error.clear();
         if (!entry.prediction.cam.empty()) {  // kept for the selected image only, not per entry
-          app.cam = CamResult{done.entry, app.model.id, std::move(entry.prediction.cam)};
+          app.cam = CamResult{index, app.model.id, std::move(entry.prediction.cam)};
           entry.prediction.cam = loupe::CamPlanes{};
           app.view.heat_dirty = true;
         }
@@ -437,6 +553,7 @@ void on_ort_run(AppState& app, int request, const float* data, size_t count, con
         entry.prediction.error = interpret_error.what();
       }
     }
+    app.profile.interpret_ms += ms_since(started);
   }
   pump(app);
 }
@@ -494,7 +611,10 @@ void on_image_file_read(AppState& app, int request, const uint8_t* bytes, size_t
     entry.error = std::string("could not read the file: ") + (error ? error : "unknown error");
   } else {
     try {
+      const auto started = std::chrono::steady_clock::now();
       loupe::Image image = decode_file(bytes, size, dicom_attributes, entry);
+      app.profile.decode_ms += ms_since(started);
+      ++app.profile.images_decoded;
       entry.status = EntryStatus::ok;
       entry.error.clear();
       entry.width = image.width;
@@ -640,7 +760,8 @@ void apply(AppState& app, const UiActions& actions) {
   }
   if (actions.cancel_batch) {
     app.paused = true;  // runs in flight finish; nothing new starts (the selected image excepted)
-    ++app.images_revision;
+    drop_staged(app);
+    pump(app);          // the selected image, if it was staged
   }
   if (actions.resume_batch) {
     app.paused = false;

@@ -2,11 +2,12 @@
 // functions of AppState (app.h); every request to the browser goes through AppState::host
 // (host.h). No ImGui, no GL, no JavaScript: tested natively in tests/web/.
 //
-// The batch pipeline, one image at a time per slot (at most kMaxWorkInFlight slots): read the
-// file (Host::read_image_file) -> decode and preprocess it with the shared core exactly as the
-// model card says -> run it in ORT Web's worker (Host::run_model) -> loupe::interpret_outputs()
-// (the same code as `loupe predict`). Only the selected image's pixels are kept; a batch of
-// thousands holds a few files' bytes at any time.
+// The batch pipeline (at most kMaxWorkInFlight images at once, app.h): read the file
+// (Host::read_image_file) -> decode and preprocess it with the shared core exactly as the model
+// card says, into the staged batch -> up to kMaxBatchImages inputs in one run of ORT Web in its
+// worker (Host::run_model), while the next ones are read and decoded -> loupe::interpret_outputs()
+// per image (the same code as `loupe predict`). Only the selected image's pixels are kept; a batch
+// of thousands holds a few files' bytes and input tensors at any time.
 #pragma once
 
 #include <cstddef>

@@ -100,15 +100,32 @@ struct Platform {
   // Idle frames are skipped: an app that draws nothing new should not burn a core (on machines
   // without a GPU the browser rasterises every frame in software, which also slows ORT down).
   // Input, a callback from JS or a resize wakes the loop; it then draws a few more frames so
-  // hover states and animations settle, and at least one frame a second regardless.
+  // hover states and animations settle, and at least one frame a second regardless. While a batch
+  // runs, its progress (a file read, a run's outputs) asks for one frame every
+  // kProgressFrameInterval ms only: the cores are ORT's, and the progress bar needs no more.
   bool woken = true;
+  bool progress = false;  // the batch moved on since the last frame
   int frames_to_draw = 0;
   double last_frame_ms = 0;
+  double list_published_ms = 0;  // when state.images.list was last published
+  long list_revision = -1;       // the images_revision it showed
 };
+constexpr double kProgressFrameInterval = 500.0;
+constexpr double kListPublishInterval = 500.0;
 static Platform g_platform;
 
 // Something may have changed: draw the next frames.
 static void wake() { g_platform.woken = true; }
+
+// The batch moved on: a frame soon, at the progress rate while images are still in flight (the
+// last answer of a batch wakes the loop at once, so the result is not held back).
+static void wake_for_progress() {
+  if (loupe_web::batch_progress(g_app).in_flight > 0) {
+    g_platform.progress = true;
+  } else {
+    wake();
+  }
+}
 
 static void on_cursor(GLFWwindow* window, double x, double y) {
   if (g_platform.imgui_cursor_callback) g_platform.imgui_cursor_callback(window, x, y);
@@ -251,9 +268,12 @@ static void frame() {
   if (g_platform.woken) {
     g_platform.woken = false;
     g_platform.frames_to_draw = 20;
+  } else if (g_platform.progress && now - g_platform.last_frame_ms >= kProgressFrameInterval) {
+    g_platform.frames_to_draw = std::max(g_platform.frames_to_draw, 1);
   } else if (g_platform.frames_to_draw <= 0 && now - g_platform.last_frame_ms < 1000.0 && app.frames > 0) {
     return;  // nothing new to draw
   }
+  g_platform.progress = false;
   --g_platform.frames_to_draw;
   g_platform.last_frame_ms = now;
   if (app.pixel_ratio != g_platform.font_pixel_ratio || app.ui.font_size != g_platform.font_size) {
@@ -287,12 +307,19 @@ static void frame() {
   ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
 
   if (app.frames++ == 0) loupe_web::page_hide_loading_overlay();
-  // The image list changes with every file decoded; while a batch streams, send it twice a second
-  // (JSON of thousands of entries every frame would slow the batch down), then once when it settles.
-  static long published_revision = -1;
-  const bool streaming = !app.reads.empty();
-  const bool with_list = published_revision != app.images_revision && (!streaming || app.frames % 30 == 0);
-  if (with_list) published_revision = app.images_revision;
+  const double drawn = emscripten_get_now();
+  app.profile.frame_ms += drawn - now;
+  ++app.profile.frames;
+  // The image list changes with every image classified; while a batch runs, send it twice a second
+  // (JSON of thousands of entries for every progress frame would slow the batch down), then once
+  // when it settles.
+  const bool batch_running = loupe_web::batch_progress(app).in_flight > 0;
+  const bool with_list = g_platform.list_revision != app.images_revision &&
+                         (!batch_running || drawn - g_platform.list_published_ms >= kListPublishInterval);
+  if (with_list) {
+    g_platform.list_revision = app.images_revision;
+    g_platform.list_published_ms = drawn;
+  }
   app.heap_bytes = static_cast<double>(emscripten_get_heap_size());
   loupe_web::refresh_views(app);  // the actions may have changed the images
   nlohmann::json state = loupe_web::state_json(app, with_list);
@@ -301,13 +328,14 @@ static void frame() {
   state["widgets"] = std::move(widgets);
   state.update(loupe_web::frame_ui_json(actions));
   loupe_web::page_publish_state(state.dump());
+  app.profile.publish_ms += emscripten_get_now() - drawn;
 }
 
 //-----------------------------------------------------------------------------------------------
 // [SECTION] Callbacks from JavaScript (see ort_bridge.h, model_files.h, image_files.h)
 //-----------------------------------------------------------------------------------------------
-// Each wakes the frame loop and hands the answer to the app logic; buffers malloc'd by the JS
-// side are freed here when the call returns.
+// Each hands the answer to the app logic and wakes the frame loop (a batch's file reads and runs
+// at the progress rate); buffers malloc'd by the JS side are freed here when the call returns.
 
 using FreeOnReturn = std::unique_ptr<void, void (*)(void*)>;
 
@@ -338,9 +366,9 @@ extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_ort_session(int request, int sessi
 
 extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_ort_run(int request, float* data, int count, const char* layout_json,
                                                       const char* error) {
-  wake();
   const FreeOnReturn owned(data, std::free);
   loupe_web::on_ort_run(g_app, request, data, static_cast<size_t>(std::max(count, 0)), layout_json, error);
+  wake_for_progress();
 }
 
 extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_sha256(int request, const char* hex) {
@@ -356,9 +384,9 @@ extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_image_file_added(int file_index, c
 
 extern "C" EMSCRIPTEN_KEEPALIVE void loupe_on_image_file_read(int request, unsigned char* bytes, int size,
                                                               const char* dicom_attributes, const char* error) {
-  wake();
   const FreeOnReturn owned(bytes, std::free);
   loupe_web::on_image_file_read(g_app, request, bytes, static_cast<size_t>(std::max(size, 0)), dicom_attributes, error);
+  wake_for_progress();
 }
 
 //-----------------------------------------------------------------------------------------------

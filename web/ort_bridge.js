@@ -70,14 +70,24 @@ const RUNTIMES = {
   webgpu: { script: 'ort.webgpu.min.mjs', providers: ['webgpu', 'wasm'] },
 };
 
+// ORT session options for every model (measured: docs/BENCHMARKS.md, the web app).
+export const SESSION_OPTIONS = Object.freeze({
+  graphOptimizationLevel: 'all',
+});
+
+// `sessionOptions` are merged over SESSION_OPTIONS (scripts/bench-web compares settings this way).
 export function createOrtBridge({ ortUrl = new URL('./ort/', import.meta.url).href, numThreads, proxy = true,
-                                  webgpu = true } = {}) {
+                                  webgpu = true, sessionOptions = {} } = {}) {
   let loading = null;
   const sessions = new Map();  // id -> { session, queue }
+  // Where ORT's time goes (scripts/bench-web reads it): session creation, and runs as ORT's worker
+  // answers them (ms, wall clock on the page's side, message round trip included).
+  const stats = { sessions: 0, createMs: 0, runs: 0, images: 0, runMs: 0 };
   let nextSessionId = 1;
   let runtime = RUNTIMES.wasm;
 
   async function loadRuntime() {
+    const started = performance.now();
     const backend = webgpu && (await findGpuAdapter()) ? 'webgpu' : 'wasm';
     runtime = RUNTIMES[backend];
     const ort = await import(`${ortUrl}${runtime.script}`);
@@ -95,6 +105,8 @@ export function createOrtBridge({ ortUrl = new URL('./ort/', import.meta.url).hr
     } finally {
       await session.release();
     }
+    // The page's timeline (scripts/bench-web reads it): ORT fetched, compiled, its threads started.
+    performance.measure('loupe:ort-load', { start: started, end: performance.now() });
     // numThreads is read back: ORT lowers it to 1 when threads turn out to be unavailable.
     return { ort, backend, version: ort.env.versions.web ?? ort.env.versions.common, threads: ort.env.wasm.numThreads };
   }
@@ -118,25 +130,40 @@ export function createOrtBridge({ ortUrl = new URL('./ort/', import.meta.url).hr
     // A session for the model in `bytes` (a Uint8Array this bridge may keep). Resolves to
     // { id, inputNames, outputNames }; rejects with ORT's reason (not an ONNX model, an operator
     // the wasm backend lacks, ...).
-    async createSession(bytes) {
+    // `overrides` go over the bridge's session options (scripts/bench-web compares settings).
+    async createSession(bytes, overrides = {}) {
       const { ort } = await bridge.load();
+      const started = performance.now();
       const session = await ort.InferenceSession.create(bytes, {
+        ...SESSION_OPTIONS,
+        ...sessionOptions,
+        ...overrides,
         executionProviders: runtime.providers,  // WebGPU falls back to wasm for what it cannot run
-        graphOptimizationLevel: 'all',
       });
+      stats.createMs += performance.now() - started;
+      ++stats.sessions;
+      performance.measure('loupe:session-create', { start: started, end: performance.now() });
       const id = nextSessionId++;
       sessions.set(id, { session, queue: Promise.resolve() });
       return { id, inputNames: session.inputNames, outputNames: session.outputNames };
     },
 
-    // Runs session `id` on one float32 input; resolves to { name: { data: Float32Array, dims } }
-    // for the requested outputs. Runs of one session are queued: ORT's wasm backend runs one at a time.
+    stats,
+
+    // Runs session `id` on one float32 input (dims[0] images); resolves to
+    // { name: { data: Float32Array, dims } } for the requested outputs. Runs of one session are
+    // queued: ORT's wasm backend runs one at a time.
     run(id, input, dims, outputNames) {
       const found = entry(id);
       const result = found.queue.then(async () => {
         const { ort } = await bridge.load();
         const feeds = { [found.session.inputNames[0]]: new ort.Tensor('float32', input, dims) };
+        const started = performance.now();
         const outputs = await found.session.run(feeds, outputNames);
+        stats.runMs += performance.now() - started;
+        if (stats.runs < 3) performance.measure(`loupe:run-${stats.runs + 1}`, { start: started, end: performance.now() });
+        ++stats.runs;
+        stats.images += dims[0] ?? 1;
         const out = {};
         for (const name of outputNames) {
           const tensor = outputs[name];
@@ -148,6 +175,14 @@ export function createOrtBridge({ ortUrl = new URL('./ort/', import.meta.url).hr
       });
       found.queue = result.catch(() => {});
       return result;
+    },
+
+    // A session created with { enableProfiling: true } prints its per-node timings (Chrome trace
+    // JSON, one event per line) to the console of ORT's worker (scripts/bench-web --op-profile).
+    async endProfiling(id) {
+      const found = entry(id);
+      await found.queue;
+      found.session.endProfiling();
     },
 
     async releaseSession(id) {

@@ -2,10 +2,11 @@
 // Serves the built web app (public/) with the headers it needs: cross-origin isolation for
 // ORT's wasm threads and a CSP that keeps every byte on this machine. See web/server.mjs.
 //
-//   scripts/serve [--root DIR] [--port N] [--host ADDR] [--quiet]
+//   scripts/serve [--root DIR] [--port N] [--host ADDR] [--plain] [--quiet]
 //   PORT=9000 scripts/serve
 //
-// Port 0 picks a free port. Listens on 127.0.0.1 unless told otherwise.
+// Port 0 picks a free port. Listens on 127.0.0.1 unless told otherwise. --plain serves like a
+// static host that sends no special headers (the page's service worker then provides them).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -13,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { startServer } from './server.mjs';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const usage = 'usage: scripts/serve [--root DIR] [--port N] [--host ADDR] [--quiet]';
+const usage = 'usage: scripts/serve [--root DIR] [--port N] [--host ADDR] [--plain] [--quiet]';
 
 let options;
 try {
@@ -22,6 +23,7 @@ try {
       root: { type: 'string', default: path.join(repoRoot, 'public') },
       port: { type: 'string', default: process.env.PORT ?? '8080' },
       host: { type: 'string', default: '127.0.0.1' },
+      plain: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -41,8 +43,9 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 }
 
 try {
-  const { url, root } = await startServer({ root: options.root, port, host: options.host, log: !options.quiet });
-  console.log(`Serving ${root} at ${url}`);
+  const { url, root } = await startServer({ root: options.root, port, host: options.host, log: !options.quiet,
+                                           plain: options.plain });
+  console.log(`Serving ${root} at ${url}${options.plain ? ' (plain: no security headers; the service worker adds them)' : ''}`);
 } catch (error) {
   console.error(`scripts/serve: ${error.message}`);
   process.exit(1);

@@ -3,15 +3,54 @@
 //
 // Strategy: network first, cache as fallback. Online, every response of this origin is fetched
 // as usual (so a rebuilt site is picked up at once) and a copy is stored; offline, the stored copy
-// answers. Responses are stored with their headers, so a page served from the cache is still
-// cross-origin isolated (COOP/COEP) and ORT keeps its threads.
+// answers.
+//
+// Threads and privacy on any host: every response this worker hands to the page carries the
+// headers of web/server.mjs (COOP/COEP for cross-origin isolation, hence ORT's wasm threads; the
+// CSP that keeps every byte on this machine), added where the server did not send them. On a
+// static host that sends no special headers (an intranet web server, GitHub Pages), app.mjs
+// registers this worker at once and reloads the page one time to come under it (the
+// coi-serviceworker pattern); behind scripts/serve nothing changes.
 //
 // On install the site is stored ahead of use, not just what the first page view fetched: the app
 // shell, ORT's wasm files and the default model of models/models.json. The server answers these
 // with 304 when the browser's HTTP cache already has them (ETag), so this costs little after the
 // first page view. The other shipped models (about 9 MB each) are stored when first opened.
 
-const CACHE = 'loupe-site-v1';
+const CACHE = 'loupe-site-v2';
+
+// web/server.mjs's securityHeaders (a browser test checks that the two stay equal), less
+// Cache-Control, which only concerns the server's own caching.
+const SECURITY_HEADERS = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+  'Content-Security-Policy': [
+    "default-src 'self'",
+    "script-src 'self' 'wasm-unsafe-eval'",
+    "worker-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' blob: data:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; '),
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+};
+
+// `response` with every security header the server left out (the same response when it sent them
+// all, as scripts/serve does). Opaque and redirect responses cannot be rebuilt and are left alone.
+function withSecurityHeaders(response) {
+  if (response.type === 'opaque' || response.type === 'opaqueredirect' || response.status === 0) return response;
+  const missing = Object.entries(SECURITY_HEADERS).filter(([name]) => !response.headers.has(name));
+  if (missing.length === 0) return response;
+  const headers = new Headers(response.headers);
+  for (const [name, value] of missing) headers.set(name, value);
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+}
 
 const SHELL = [
   './',
@@ -65,10 +104,10 @@ self.addEventListener('fetch', (event) => {
         const copy = response.clone();
         event.waitUntil(caches.open(CACHE).then((cache) => cache.put(request, copy)));
       }
-      return response;
+      return withSecurityHeaders(response);
     } catch (error) {
       const cached = await caches.match(request, { ignoreSearch: true });
-      if (cached) return cached;
+      if (cached) return withSecurityHeaders(cached);
       throw error;
     }
   })());

@@ -1,8 +1,10 @@
 // Native side of scripts/bench-web: per-image latency of one ONNX model in native ONNX Runtime,
 // batch 1, with a given number of intra-op threads, on the same fixed input the browser side uses
-// (every element 0.5). Prints one JSON line. A benchmark tool, never a test.
+// (every element 0.5). Prints one JSON line. A benchmark tool, never a test. With PROFILE_PREFIX,
+// ONNX Runtime's profiler records every node (a Chrome trace JSON, named in the output line), for
+// scripts/bench-web's per-operator comparison with the browser.
 //
-//   bench_ort_model MODEL.onnx THREADS [REPS]
+//   bench_ort_model MODEL.onnx THREADS [REPS [PROFILE_PREFIX]]
 #include <onnxruntime_cxx_api.h>
 
 #include <algorithm>
@@ -13,18 +15,20 @@
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s MODEL.onnx THREADS [REPS]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL.onnx THREADS [REPS [PROFILE_PREFIX]]\n", argv[0]);
     return 2;
   }
   const std::string model = argv[1];
   const int threads = std::stoi(argv[2]);
   const int reps = argc > 3 ? std::stoi(argv[3]) : 50;
+  const std::string profile_prefix = argc > 4 ? argv[4] : "";
   try {
     Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "bench");
     Ort::SessionOptions options;
     options.SetIntraOpNumThreads(threads);
     options.SetInterOpNumThreads(1);
     options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+    if (!profile_prefix.empty()) options.EnableProfiling(profile_prefix.c_str());
     Ort::Session session(env, model.c_str(), options);
     Ort::AllocatorWithDefaultOptions allocator;
     const std::string input_name = session.GetInputNameAllocated(0, allocator).get();
@@ -50,8 +54,9 @@ int main(int argc, char** argv) {
       if (r >= 5) ms.push_back(elapsed);  // the first runs warm up allocators and caches
     }
     std::sort(ms.begin(), ms.end());
-    std::printf("{\"model\": \"%s\", \"threads\": %d, \"reps\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f}\n",
-                model.c_str(), threads, reps, ms[ms.size() / 2], ms.front());
+    const std::string profile = profile_prefix.empty() ? "" : session.EndProfilingAllocated(allocator).get();
+    std::printf("{\"model\": \"%s\", \"threads\": %d, \"reps\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"profile\": \"%s\"}\n",
+                model.c_str(), threads, reps, ms[ms.size() / 2], ms.front(), profile.c_str());
   } catch (const Ort::Exception& error) {
     std::fprintf(stderr, "bench_ort_model: %s\n", error.what());
     return 1;

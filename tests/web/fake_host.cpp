@@ -86,22 +86,30 @@ void TestApp::answer_runs(LogitsFor logits_for, float ood_distance) {
   std::vector<FakeHost::Run> pending;
   pending.swap(host.runs);
   for (const auto& run : pending) {
+    // A run of dims[0] images: each image's logits from its own slice of the input, as ORT would.
     const nlohmann::json outputs = nlohmann::json::parse(run.outputs);
+    const size_t images = nlohmann::json::parse(run.dims).at(0).get<size_t>();
+    const size_t plane = run.input.size() / images;
     std::vector<float> data;
     nlohmann::json layout = nlohmann::json::array();
     for (const auto& name : outputs) {
       const size_t offset = data.size();
       if (name == "logits") {
-        const std::vector<float> logits = logits_for(run.input);
-        data.insert(data.end(), logits.begin(), logits.end());
-        layout.push_back({{"name", name}, {"dims", {1, logits.size()}}, {"offset", offset}});
+        size_t classes = 0;
+        for (size_t i = 0; i < images; ++i) {
+          const std::vector<float> logits = logits_for(std::vector<float>(run.input.begin() + static_cast<std::ptrdiff_t>(i * plane),
+                                                                          run.input.begin() + static_cast<std::ptrdiff_t>((i + 1) * plane)));
+          data.insert(data.end(), logits.begin(), logits.end());
+          classes = logits.size();
+        }
+        layout.push_back({{"name", name}, {"dims", {images, classes}}, {"offset", offset}});
       } else if (name == "cam") {
         const size_t classes = app.model.info.card.class_names.size();
-        for (size_t i = 0; i < classes * 49; ++i) data.push_back(static_cast<float>(i % 49));
-        layout.push_back({{"name", name}, {"dims", {1, classes, 7, 7}}, {"offset", offset}});
+        for (size_t i = 0; i < images * classes * 49; ++i) data.push_back(static_cast<float>(i % 49));
+        layout.push_back({{"name", name}, {"dims", {images, classes, 7, 7}}, {"offset", offset}});
       } else {
-        data.push_back(ood_distance);
-        layout.push_back({{"name", name}, {"dims", {1}}, {"offset", offset}});
+        data.insert(data.end(), images, ood_distance);
+        layout.push_back({{"name", name}, {"dims", {images}}, {"offset", offset}});
       }
     }
     on_ort_run(app, run.request, data.data(), data.size(), layout.dump().c_str(), nullptr);

@@ -77,7 +77,8 @@ struct TestApp {
   int add_file(const std::string& path, std::vector<uint8_t> bytes);
   // Answers every pending read (bytes of the file; a file with no bytes fails to read).
   void answer_reads();
-  // Answers every pending run: logits from `logits_for` of the run's input, a distance, a CAM.
+  // Answers every pending run, batched ([N, C, H, W] inputs) or not: each image's logits from
+  // `logits_for` of its part of the input, a distance, a CAM.
   using LogitsFor = std::vector<float> (*)(const std::vector<float>& input);
   void answer_runs(LogitsFor logits_for, float ood_distance = 1.0f);
   // Reads and runs until nothing is pending (or `rounds` pass).

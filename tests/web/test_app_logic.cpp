@@ -19,6 +19,7 @@
 #include "test_support.h"
 
 using namespace loupe_web;
+using loupe_web::test::FakeHost;
 using loupe_web::test::TestApp;
 
 namespace {
@@ -46,7 +47,23 @@ std::vector<float> logits_by_brightness(const std::vector<float>& input) {
   return {static_cast<float>(-mean * 4), 0.5f, static_cast<float>(mean * 4)};
 }
 
-size_t in_flight(const TestApp& t) { return t.app.reads.size() + t.app.runs.size(); }
+size_t in_flight(const TestApp& t) { return static_cast<size_t>(batch_progress(t.app).in_flight); }
+
+// The app's run of request `request`.
+const InferenceRun* app_run(const TestApp& t, int request) {
+  const auto found = std::find_if(t.app.runs.begin(), t.app.runs.end(), [&](const InferenceRun& r) { return r.request == request; });
+  return found == t.app.runs.end() ? nullptr : &*found;
+}
+
+// A gray PNG of one brightness: logits_by_brightness gives it class 0 (dark) or 2 (bright).
+std::vector<uint8_t> flat_png(int width, int height, uint8_t value) {
+  loupe::Image image;
+  image.width = width;
+  image.height = height;
+  image.channels = 1;
+  image.data.assign(static_cast<size_t>(width) * static_cast<size_t>(height), value);
+  return loupe::test::encode(image, ".png");
+}
 
 }  // namespace
 
@@ -64,9 +81,12 @@ TEST_CASE("a labelled folder: read, decoded, classified, evaluated and exported"
     t.answer_reads();
     most_in_flight = std::max(most_in_flight, in_flight(t));
     for (const auto& run : t.host.runs) {
-      CHECK(run.dims == "[1,3,224,224]");
-      // The outputs the shared core needs, and the CAM for the selected image only.
-      CHECK((run.outputs == R"(["logits","ood_distance"])" || run.outputs == R"(["logits","ood_distance","cam"])"));
+      const nlohmann::json dims = nlohmann::json::parse(run.dims);
+      CHECK(dims[0].get<size_t>() <= kMaxBatchImages);
+      CHECK(dims == nlohmann::json{dims[0], 3, 224, 224});
+      CHECK(run.input.size() == dims[0].get<size_t>() * 3 * 224 * 224);
+      // The outputs the shared core needs, and the CAM for the selected image only (in a run of its own).
+      CHECK((run.outputs == R"(["logits","ood_distance"])" || (run.outputs == R"(["logits","ood_distance","cam"])" && dims[0] == 1)));
     }
     t.answer_runs(logits_by_brightness, 5.0f);
   }
@@ -140,19 +160,22 @@ TEST_CASE("bad files fail alone: unreadable, undecodable, a failed run", "[web][
   t.add_file("set/Covid-19/fails.png", png(48, 48));
   t.add_file("set/Covid-19/good2.png", png(50, 50));
   t.answer_reads();
-  // ORT refuses one run: that image fails, the others go on.
-  bool refused = false;
-  for (auto run = t.host.runs.begin(); run != t.host.runs.end() && !refused; ++run) {
-    const auto in_app = std::find_if(t.app.runs.begin(), t.app.runs.end(),
-                                     [&](const InferenceRun& r) { return r.request == run->request; });
-    if (in_app != t.app.runs.end() && t.app.images[static_cast<size_t>(in_app->entry)].name == "fails.png") {
+  // ORT refuses the run with fails.png: its images fail with ORT's message (as in loupe predict,
+  // where a refused batch fails its rows), the others go on.
+  std::vector<int> refused;
+  for (auto run = t.host.runs.begin(); run != t.host.runs.end() && refused.empty(); ++run) {
+    const InferenceRun* in_app = app_run(t, run->request);
+    if (!in_app) continue;
+    for (const int entry : in_app->entries) {
+      if (t.app.images[static_cast<size_t>(entry)].name != "fails.png") continue;
+      refused = in_app->entries;
       const int request = run->request;
       t.host.runs.erase(run);
       on_ort_run(t.app, request, nullptr, 0, nullptr, "Error: out of memory");
-      refused = true;
+      break;
     }
   }
-  REQUIRE(refused);
+  REQUIRE_FALSE(refused.empty());
   t.settle(logits_by_brightness);
   const auto& images = t.app.images;
   CHECK(images[0].prediction.status == PredictionStatus::done);
@@ -160,12 +183,20 @@ TEST_CASE("bad files fail alone: unreadable, undecodable, a failed run", "[web][
   CHECK_THAT(images[1].error, Catch::Contains("could not read the file: NotReadableError"));
   CHECK(images[2].status == EntryStatus::error);
   CHECK_THAT(images[2].error, Catch::Contains("not"));
+  for (const int index : {0, 3, 4}) {
+    const Prediction& prediction = images[static_cast<size_t>(index)].prediction;
+    CAPTURE(images[static_cast<size_t>(index)].name);
+    if (std::find(refused.begin(), refused.end(), index) != refused.end()) {
+      CHECK(prediction.status == PredictionStatus::error);
+      CHECK_THAT(prediction.error, Catch::Contains("out of memory"));
+    } else {
+      CHECK(prediction.status == PredictionStatus::done);
+    }
+  }
   CHECK(images[3].prediction.status == PredictionStatus::error);
-  CHECK_THAT(images[3].prediction.error, Catch::Contains("out of memory"));
-  CHECK(images[4].prediction.status == PredictionStatus::done);
   refresh_views(t.app);
-  CHECK(t.app.views.evaluation.failed == 3);
-  CHECK(t.app.views.evaluation.labelled == 2);
+  CHECK(t.app.views.evaluation.failed == 2 + static_cast<int>(refused.size()));
+  CHECK(t.app.views.evaluation.labelled == 3 - static_cast<int>(refused.size()));
   const std::string csv = export_csv(t.app);  // the chest card states intended images: one more column
   CHECK(csv.find("set/Covid-19/gone.png,Covid-19,,,,,,,,,unreadable,") != std::string::npos);
   CHECK(csv.find("set/Covid-19/fails.png,Covid-19,,,,,,,,,failed,Error: out of memory") != std::string::npos);
@@ -320,4 +351,111 @@ TEST_CASE("a DICOM file the model was not trained for is classified with a warni
   CHECK_THAT(csv, Catch::Contains(",intended_use_warning,frame,status,error\n"));
   CHECK_THAT(csv, Catch::Contains(",Modality MR (the model was trained for CR/DX),,ok,"));
   CHECK_THAT(csv, Catch::Contains(",,1 of 3,ok,"));
+}
+
+TEST_CASE("a folder runs in batches: several images per ORT run, each answer to its own image", "[web][app][batch]") {
+  TestApp t;
+  t.open_model(chest_model(), "chest.onnx");
+  constexpr int kImages = 21;
+  for (int i = 0; i < kImages; ++i) t.add_file("set/" + std::to_string(100 + i) + ".png", flat_png(64, 64, i % 2 ? 250 : 5));
+  size_t largest_run = 0, most_in_flight = 0;
+  for (int round = 0; round < 100 && (!t.host.reads.empty() || !t.host.runs.empty()); ++round) {
+    t.answer_reads();
+    most_in_flight = std::max(most_in_flight, in_flight(t));
+    for (const auto& run : t.host.runs) largest_run = std::max(largest_run, nlohmann::json::parse(run.dims)[0].get<size_t>());
+    t.answer_runs(logits_by_brightness);
+  }
+  CHECK(largest_run == kMaxBatchImages);
+  CHECK(most_in_flight <= kMaxWorkInFlight);
+  CHECK(t.app.profile.runs < kImages);  // fewer round trips to ORT than images
+  CHECK(t.app.profile.images_run >= kImages);
+  // Row m of a run's outputs went to the run's m-th image: dark images are class 0, bright ones 2.
+  for (int i = 0; i < kImages; ++i) {
+    const ImageEntry& entry = t.app.images[static_cast<size_t>(i)];
+    CAPTURE(entry.path);
+    REQUIRE(entry.prediction.status == PredictionStatus::done);
+    CHECK(entry.prediction.top == (i % 2 ? 2 : 0));
+  }
+  CHECK(batch_progress(t.app).done == kImages);
+  CHECK(t.app.staged.entries.empty());
+  CHECK(t.app.staged.inputs.empty());
+}
+
+TEST_CASE("while ORT runs a batch, the next one is read and decoded (bounded)", "[web][app][batch]") {
+  TestApp t;
+  t.open_model(chest_model(), "chest.onnx");
+  for (int i = 0; i < 40; ++i) t.add_file("set/" + std::to_string(100 + i) + ".png", png(48, 48));
+  // ORT answers nothing yet: the page reads and decodes ahead until kMaxWorkInFlight images wait.
+  for (int round = 0; round < 10 && !t.host.reads.empty(); ++round) t.answer_reads();
+  CHECK(t.host.reads.empty());
+  CHECK(in_flight(t) == kMaxWorkInFlight);
+  size_t full_batches = 0;
+  for (const auto& run : t.host.runs) full_batches += nlohmann::json::parse(run.dims)[0] == kMaxBatchImages;
+  CHECK(full_batches >= 1);
+  // One batch answered: as many images are read again, the rest are still ORT's.
+  const size_t before = t.host.runs.size();
+  std::vector<FakeHost::Run> rest(t.host.runs.begin() + 1, t.host.runs.end());
+  t.host.runs.resize(1);
+  t.answer_runs(logits_by_brightness);
+  CHECK_FALSE(t.host.reads.empty());
+  CHECK(in_flight(t) == kMaxWorkInFlight);
+  t.host.runs.insert(t.host.runs.begin(), rest.begin(), rest.end());
+  CHECK(t.host.runs.size() >= before - 1);
+  t.settle(logits_by_brightness);
+  CHECK(batch_progress(t.app).done == 40);
+}
+
+TEST_CASE("a run answered with the wrong number of rows fails its images with a message", "[web][app][batch][bad-input]") {
+  TestApp t;
+  t.open_model(chest_model(), "chest.onnx");
+  for (int i = 0; i < 6; ++i) t.add_file("set/" + std::to_string(i) + ".png", png(40, 40));
+  t.answer_reads();
+  const auto batched = std::find_if(t.host.runs.begin(), t.host.runs.end(),
+                                    [](const FakeHost::Run& run) { return nlohmann::json::parse(run.dims)[0] > 1; });
+  REQUIRE(batched != t.host.runs.end());
+  const std::vector<int> entries = app_run(t, batched->request)->entries;
+  const int request = batched->request;
+  t.host.runs.erase(batched);
+  // One row of logits and distances for a batch of several images.
+  const std::vector<float> data = {0.1f, 0.2f, 0.3f, 1.0f};
+  const std::string layout = R"([{"name":"logits","dims":[1,3],"offset":0},{"name":"ood_distance","dims":[1],"offset":3}])";
+  on_ort_run(t.app, request, data.data(), data.size(), layout.c_str(), nullptr);
+  for (const int index : entries) {
+    const Prediction& prediction = t.app.images[static_cast<size_t>(index)].prediction;
+    CHECK(prediction.status == PredictionStatus::error);
+    CHECK_THAT(prediction.error, Catch::Contains("answered a run of " + std::to_string(entries.size()) + " images with logits of shape [1,3]"));
+  }
+  t.settle(logits_by_brightness);
+  CHECK_FALSE(batch_progress(t.app).running);
+}
+
+TEST_CASE("cancel drops the staged inputs; resume reads those images again", "[web][app][batch]") {
+  TestApp t;
+  t.open_model(chest_model(), "chest.onnx");
+  for (int i = 0; i < 30; ++i) t.add_file("set/" + std::to_string(100 + i) + ".png", png(36, 36));
+  // The selected image (its own run) and three more files arrive while others are still being
+  // read: the three wait, staged, for a full batch.
+  std::vector<FakeHost::Read> pending;
+  pending.swap(t.host.reads);
+  REQUIRE(pending.size() > 4);
+  for (size_t i = 0; i < 4; ++i) {
+    const std::vector<uint8_t>& bytes = t.files[static_cast<size_t>(pending[i].file_index)];
+    on_image_file_read(t.app, pending[i].request, bytes.data(), bytes.size(), "", nullptr);
+  }
+  t.host.reads.assign(pending.begin() + 4, pending.end());
+  REQUIRE(t.app.staged.entries.size() == 3);
+  const std::vector<int> staged = t.app.staged.entries;
+  UiActions cancel;
+  cancel.cancel_batch = true;
+  apply(t.app, cancel);
+  CHECK(t.app.staged.entries.empty());
+  for (const int index : staged) CHECK(t.app.images[static_cast<size_t>(index)].prediction.status == PredictionStatus::none);
+  t.settle(logits_by_brightness);
+  for (const int index : staged) CHECK(t.app.images[static_cast<size_t>(index)].prediction.status == PredictionStatus::none);
+  CHECK(batch_progress(t.app).done < 30);
+  UiActions resume;
+  resume.resume_batch = true;
+  apply(t.app, resume);
+  t.settle(logits_by_brightness);
+  CHECK(batch_progress(t.app).done == 30);
 }
