@@ -41,6 +41,13 @@
 //   self_test                        synthetic reference images (from a seed) and LibTorch's outputs
 //                                    for them, with a hash: self_test.h; null in models exported
 //                                    before it existed
+//   site_calibration                 a temperature refitted on a site's labelled images and the
+//                                    operating points set there (`loupe calibrate`, calibration.h):
+//                                    {"method": "temperature_scaling", "temperature", "created_utc",
+//                                    "images", "class_counts", "before", "after", "operating_points":
+//                                    [{"class", "threshold", ...}], ...}; absent until a site
+//                                    calibrates. When present it is the calibration in use; the
+//                                    export's "calibration" stays beside it, unused
 //   weights_sha256, weights_digest   SHA-256 (hex) of the weights, and how it is computed: the
 //                                    raw_data bytes of every graph initializer, concatenated in
 //                                    file order (OnnxModelInfo::weight_ranges in onnx_model.h)
@@ -109,6 +116,32 @@ struct OodCheck {
   bool flags(double distance) const { return !(distance <= threshold); }  // NaN is flagged
 };
 
+// One class's operating point (a site calibration's): the class is called when its calibrated
+// probability is at least `threshold` (the rule: prediction.h).
+struct OperatingPointRule {
+  std::string class_name;
+  int class_index = -1;    // into the card's class_names
+  double threshold = 0.5;  // in [0, 1]
+};
+
+// The card's "site_calibration": temperature scaling refitted on a site's labelled images, and
+// the operating points chosen there (calibration.h writes it). It replaces the export's
+// calibration for every probability Loupe computes; the card keeps both.
+struct SiteCalibration {
+  std::string method = "temperature_scaling";
+  double temperature = 1;                       // finite, > 0
+  std::string created_utc;
+  int64_t images = 0;                           // labelled images it was fitted on
+  std::vector<OperatingPointRule> operating_points;  // at most one per class
+  nlohmann::json record = nlohmann::json::object();  // the whole entry, for display
+
+  // Strict: method "temperature_scaling", a finite temperature > 0, operating points naming a class
+  // of `class_names` once each, with a threshold in [0, 1]; throws Error(InvalidSpec) naming
+  // "site_calibration.<key>".
+  static SiteCalibration from_json(const nlohmann::json& json, const std::vector<std::string>& class_names);
+  nlohmann::json to_json() const;
+};
+
 struct ModelCard {
   std::string name;
   std::string version = "1";
@@ -132,6 +165,8 @@ struct ModelCard {
   std::optional<OodCheck> ood;
   // The self-test that travels with the model (self_test.h); absent in models exported before it.
   std::optional<SelfTest> self_test;
+  // A site's recalibration and operating points (calibration.h); absent until a site calibrates.
+  std::optional<SiteCalibration> site_calibration;
   std::string weights_sha256;
   std::string intended_use = kDefaultIntendedUse;
   std::string disclaimer = kDisclaimer;
@@ -139,6 +174,10 @@ struct ModelCard {
   int opset = 0;
 
   bool has_output(const std::string& output_name) const;
+  // The temperature Loupe divides the logits by: the site calibration's, else the export's, else 1.
+  double temperature_in_use() const;
+  // Which calibration that is: "site", "export" or "none".
+  const char* calibration_in_use() const;
 
   nlohmann::json to_json() const;
   // Strict about what a consumer relies on (format, class_names, input, preprocess, outputs,
@@ -148,7 +187,8 @@ struct ModelCard {
   // model JSON has them), the preprocess spec's channels and size with the input; calibration and
   // ood are null or as Calibration::from_json / OodCheck::from_json require, ood.output one of the
   // outputs; self_test null or as SelfTest::from_json requires, for the input's channels and
-  // recording only outputs the card lists. Unknown keys are kept out of the struct but are not errors (newer writers may add some).
+  // recording only outputs the card lists; site_calibration null or as SiteCalibration::from_json
+  // requires for the card's classes. Unknown keys are kept out of the struct but are not errors (newer writers may add some).
   static ModelCard from_json(const nlohmann::json& json);
 };
 
