@@ -453,11 +453,15 @@ SiteCalibrationResult calibrate_for_site(const ModelCard& card, const LabelledLo
   out.fitted_temperature = fit_temperature(data);
   out.temperature_applied = !temperature_at_search_bound(out.fitted_temperature);
   if (!out.temperature_applied) {
-    char text[320];
+    const bool low = out.fitted_temperature < 1;
+    char text[400];
     std::snprintf(text, sizeof text,
                   "temperature not refitted: these %lld images do not bound it (the fit ran to T = %.3g, the end of "
-                  "[%.2g, %.3g]; e.g. every image right with a wide margin); the temperature in use (%.4g) is kept",
-                  static_cast<long long>(out.images), out.fitted_temperature, kMinTemperature, kMaxTemperature, before);
+                  "[%.2g, %.3g]: %s); the temperature in use (%.4g) is kept",
+                  static_cast<long long>(out.images), out.fitted_temperature, kMinTemperature, kMaxTemperature,
+                  low ? "every image right with a wide margin" : "the logits do not point to the labels, the model is no "
+                                                                 "better than chance on these images",
+                  before);
     out.note = text;
   }
   const double after = out.temperature_applied ? out.fitted_temperature : before;

@@ -127,8 +127,10 @@ Image render_image_report(const Image& image, const ImageReport& report) {
   y = wrapped(canvas, "Weights SHA-256: " + report.weights_sha256, x, y, width, kDim, 0.42);
   y += 14;
   if (!report.probabilities.empty() && report.probabilities.size() == report.class_names.size()) {
-    const size_t top_class = static_cast<size_t>(
-        std::max_element(report.probabilities.begin(), report.probabilities.end()) - report.probabilities.begin());
+    const bool decided = report.predicted >= 0 && static_cast<size_t>(report.predicted) < report.class_names.size();
+    const size_t top_class = decided ? static_cast<size_t>(report.predicted)
+                                     : static_cast<size_t>(std::max_element(report.probabilities.begin(), report.probabilities.end()) -
+                                                           report.probabilities.begin());
     text(canvas, "Model output: " + report.class_names[top_class] + " (" + percent(report.probabilities[top_class]) + ")", x, y,
          report.out_of_distribution ? kDim : kAccent, 0.7, 2);
     y += 30;
@@ -142,6 +144,7 @@ Image render_image_report(const Image& image, const ImageReport& report) {
       y += 26;
     }
     if (!report.probability_note.empty()) y = wrapped(canvas, "Probabilities: " + report.probability_note, x, y + 4, width, kDim, 0.45);
+    if (!report.decision_note.empty()) y = wrapped(canvas, "Predicted class: " + report.decision_note, x, y + 2, width, kDim, 0.45);
   } else {
     y = wrapped(canvas, "No prediction.", x, y, width, kDim);
   }

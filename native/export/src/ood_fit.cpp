@@ -1,12 +1,15 @@
-// Temperature scaling, reliability bins / ECE and the Mahalanobis out-of-distribution distance
-// (calibration.h), in float64 on the CPU.
-#include "loupe/export/calibration.h"
+// The Mahalanobis out-of-distribution distance and its split-conformal threshold (ood_fit.h), in
+// float64 on the CPU.
+#include "loupe/export/ood_fit.h"
 
 #include <torch/linalg.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <map>
+#include <random>
 
 #include "loupe/error.h"
 
@@ -16,103 +19,16 @@ namespace {
 
 [[noreturn]] void fail(const std::string& message) { throw Error(ErrorCode::InvalidArgument, message); }
 
-// logits [N, K] as float64 on the CPU; a single logit column z becomes [0, z].
-torch::Tensor class_logits(const torch::Tensor& logits) {
-  if (logits.dim() != 2 || logits.size(1) < 1) fail("calibration: expected logits [N, K]");
-  torch::Tensor z = logits.detach().to(torch::kCPU, torch::kFloat64);
-  if (z.size(1) == 1) z = torch::cat({torch::zeros_like(z), z}, 1);
-  return z.contiguous();
-}
-
 torch::Tensor label_tensor(const torch::Tensor& labels, int64_t n, int64_t k) {
-  if (labels.dim() != 1 || labels.size(0) != n) fail("calibration: expected one label per row");
+  if (labels.dim() != 1 || labels.size(0) != n) fail("out-of-distribution fit: expected one label per row");
   torch::Tensor y = labels.detach().to(torch::kCPU, torch::kInt64).contiguous();
   if (n > 0 && (y.min().item<int64_t>() < 0 || y.max().item<int64_t>() >= k)) {
-    fail("calibration: a label is outside [0, " + std::to_string(k) + ")");
+    fail("out-of-distribution fit: a label is outside [0, " + std::to_string(k) + ")");
   }
   return y;
 }
 
-// d/dbeta of the mean NLL of softmax(beta z): mean_i (E_p[z_i] - z_i,y_i).
-double nll_slope(const torch::Tensor& z, const torch::Tensor& z_true, double beta) {
-  const torch::Tensor p = torch::softmax(z * beta, 1);
-  return ((p * z).sum(1) - z_true).mean().item<double>();
-}
-
 }  // namespace
-
-torch::Tensor calibrated_probabilities(const torch::Tensor& logits, double temperature) {
-  if (!(temperature > 0) || !std::isfinite(temperature)) fail("calibration: the temperature must be finite and > 0");
-  const torch::Tensor z = logits.detach().to(torch::kCPU, torch::kFloat64);
-  if (z.dim() != 2) fail("calibration: expected logits [N, K]");
-  return z.size(1) == 1 ? torch::sigmoid(z / temperature) : torch::softmax(z / temperature, 1);
-}
-
-double nll_at_temperature(const torch::Tensor& logits, const torch::Tensor& labels, double temperature) {
-  if (!(temperature > 0) || !std::isfinite(temperature)) fail("calibration: the temperature must be finite and > 0");
-  const torch::Tensor z = class_logits(logits);
-  const torch::Tensor y = label_tensor(labels, z.size(0), z.size(1));
-  if (z.size(0) == 0) return 0.0;
-  const torch::Tensor log_p = torch::log_softmax(z / temperature, 1);
-  return -log_p.gather(1, y.unsqueeze(1)).mean().item<double>();
-}
-
-double fit_temperature(const torch::Tensor& logits, const torch::Tensor& labels) {
-  const torch::Tensor z = class_logits(logits);
-  const torch::Tensor y = label_tensor(labels, z.size(0), z.size(1));
-  if (z.size(0) == 0) fail("calibration: no images to fit the temperature on");
-  const torch::Tensor z_true = z.gather(1, y.unsqueeze(1)).squeeze(1);
-  // beta = 1 / T; the slope is increasing in beta (the NLL is convex in beta).
-  double lo = std::log(1.0 / kMaxTemperature), hi = std::log(1.0 / kMinTemperature);
-  const double slope_lo = nll_slope(z, z_true, std::exp(lo)), slope_hi = nll_slope(z, z_true, std::exp(hi));
-  if (std::abs(slope_lo) < 1e-15 && std::abs(slope_hi) < 1e-15) return 1.0;  // constant NLL: no information
-  if (slope_lo >= 0) return kMaxTemperature;
-  if (slope_hi <= 0) return kMinTemperature;
-  for (int i = 0; i < 200 && hi - lo > 1e-12; ++i) {
-    const double mid = 0.5 * (lo + hi);
-    (nll_slope(z, z_true, std::exp(mid)) < 0 ? lo : hi) = mid;
-  }
-  return 1.0 / std::exp(0.5 * (lo + hi));
-}
-
-ReliabilityBins reliability_bins(const torch::Tensor& probabilities, const torch::Tensor& labels, int bins) {
-  if (bins < 1) fail("calibration: at least one bin");
-  if (probabilities.dim() != 2 || probabilities.size(1) < 1) fail("calibration: expected probabilities [N, K]");
-  torch::Tensor p = probabilities.detach().to(torch::kCPU, torch::kFloat64);
-  if (p.size(1) == 1) p = torch::cat({1.0 - p, p}, 1);
-  const torch::Tensor y = label_tensor(labels, p.size(0), p.size(1));
-  const auto [confidence, predicted] = p.max(1);
-  ReliabilityBins out;
-  out.bins = bins;
-  out.count.assign(static_cast<size_t>(bins), 0);
-  out.confidence.assign(static_cast<size_t>(bins), 0.0);
-  out.accuracy.assign(static_cast<size_t>(bins), 0.0);
-  out.images = p.size(0);
-  const auto conf = confidence.contiguous();
-  const auto pred = predicted.contiguous();
-  const double* c = conf.data_ptr<double>();
-  const int64_t* k = pred.data_ptr<int64_t>();
-  const int64_t* t = y.data_ptr<int64_t>();
-  for (int64_t i = 0; i < out.images; ++i) {
-    const int b = std::clamp(static_cast<int>(std::ceil(c[i] * bins)) - 1, 0, bins - 1);
-    const auto ub = static_cast<size_t>(b);
-    ++out.count[ub];
-    out.confidence[ub] += c[i];
-    out.accuracy[ub] += k[i] == t[i] ? 1.0 : 0.0;
-  }
-  for (size_t b = 0; b < out.count.size(); ++b) {
-    if (out.count[b] == 0) continue;
-    const auto n = static_cast<double>(out.count[b]);
-    out.confidence[b] /= n;
-    out.accuracy[b] /= n;
-    out.ece += n / static_cast<double>(out.images) * std::abs(out.accuracy[b] - out.confidence[b]);
-  }
-  return out;
-}
-
-double expected_calibration_error(const torch::Tensor& probabilities, const torch::Tensor& labels, int bins) {
-  return reliability_bins(probabilities, labels, bins).ece;
-}
 
 MahalanobisFit fit_mahalanobis(const torch::Tensor& embeddings, const torch::Tensor& labels, int64_t num_classes,
                                int64_t max_dims) {
@@ -206,6 +122,258 @@ double quantile(std::vector<double> values, double q) {
 double tensor_quantile(const torch::Tensor& values, double q) {
   const torch::Tensor v = values.detach().to(torch::kCPU, torch::kFloat64).contiguous().view({-1});
   return quantile(std::vector<double>(v.data_ptr<double>(), v.data_ptr<double>() + v.numel()), q);
+}
+
+// [SECTION] The threshold: split-conformal
+
+namespace {
+
+// The regularized incomplete beta function I_x(a, b): the continued fraction (modified Lentz) on
+// the side where it converges fast (Numerical Recipes, betai / betacf).
+double beta_continued_fraction(double a, double b, double x) {
+  const double tiny = 1e-300;
+  double c = 1, d = 1 - (a + b) * x / (a + 1);
+  d = std::abs(d) < tiny ? tiny : d;
+  d = 1 / d;
+  double h = d;
+  for (int m = 1; m <= 10000; ++m) {
+    const double m2 = 2.0 * m;
+    double aa = m * (b - m) * x / ((a - 1 + m2) * (a + m2));
+    d = 1 + aa * d, c = 1 + aa / c;
+    d = std::abs(d) < tiny ? tiny : d, c = std::abs(c) < tiny ? tiny : c;
+    d = 1 / d;
+    h *= d * c;
+    aa = -(a + m) * (a + b + m) * x / ((a + m2) * (a + 1 + m2));
+    d = 1 + aa * d, c = 1 + aa / c;
+    d = std::abs(d) < tiny ? tiny : d, c = std::abs(c) < tiny ? tiny : c;
+    d = 1 / d;
+    const double step = d * c;
+    h *= step;
+    if (std::abs(step - 1) < 1e-15) break;
+  }
+  return h;
+}
+
+double regularized_incomplete_beta(double a, double b, double x) {
+  if (x <= 0) return 0;
+  if (x >= 1) return 1;
+  const double front = std::exp(std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x));
+  if (x < (a + 1) / (a + b + 2)) return front * beta_continued_fraction(a, b, x) / a;
+  return 1 - front * beta_continued_fraction(b, a, 1 - x) / b;
+}
+
+// 1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, ..., 21st, ...
+std::string ordinal(int64_t n) {
+  const int64_t tens = n % 100, ones = n % 10;
+  const char* suffix = tens >= 11 && tens <= 13 ? "th" : ones == 1 ? "st" : ones == 2 ? "nd" : ones == 3 ? "rd" : "th";
+  return std::to_string(n) + suffix;
+}
+
+std::string percent(double v, int digits = 1) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.*f%%", digits, 100 * v);
+  return text;
+}
+
+}  // namespace
+
+double beta_quantile(double p, double a, double b) {
+  if (!(a > 0 && b > 0 && p >= 0 && p <= 1)) fail("beta_quantile: needs a, b > 0 and p in [0, 1]");
+  double lo = 0, hi = 1;
+  for (int i = 0; i < 200 && hi - lo > 1e-12; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (regularized_incomplete_beta(a, b, mid) < p ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+ConformalThreshold conformal_threshold(std::vector<double> distances, double alpha, double level) {
+  if (!(alpha > 0 && alpha < 1)) fail("conformal threshold: alpha must be in (0, 1)");
+  for (double d : distances) {
+    if (!std::isfinite(d)) fail("conformal threshold: a distance is not a finite number");
+  }
+  ConformalThreshold out;
+  out.alpha = alpha;
+  out.level = level;
+  out.distances = static_cast<int64_t>(distances.size());
+  const auto n = static_cast<double>(distances.size());
+  // ceil((n + 1)(1 - alpha)), with slack for rounding ((99 + 1) * 0.95 is 95, not 96).
+  out.rank = static_cast<int64_t>(std::ceil((n + 1) * (1 - alpha) - 1e-9));
+  if (out.rank > out.distances) {
+    fail("conformal threshold: " + std::to_string(distances.size()) + " distances are too few for a false-alarm rate of " +
+         percent(alpha) + " (at least " + std::to_string(static_cast<int64_t>(std::ceil(1 / alpha - 1 - 1e-9))) + ")");
+  }
+  std::sort(distances.begin(), distances.end());
+  out.threshold = distances[static_cast<size_t>(out.rank - 1)];
+  const double a = static_cast<double>(out.distances + 1 - out.rank), b = static_cast<double>(out.rank);
+  out.false_alarm_rate = a / (a + b);
+  out.false_alarm_interval = {beta_quantile((1 - level) / 2, a, b), beta_quantile(1 - (1 - level) / 2, a, b)};
+  return out;
+}
+
+std::vector<int> assign_folds(const std::vector<int64_t>& labels, const std::vector<std::string>& groups, int folds,
+                              uint64_t seed) {
+  if (folds < 2) fail("cross-fitting: at least 2 folds");
+  if (!groups.empty() && groups.size() != labels.size()) fail("cross-fitting: one group per label");
+  // Units: a group's images, or an image alone; each counts for its most frequent label.
+  std::map<std::string, std::vector<size_t>> members;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const bool alone = groups.empty() || groups[i].empty();
+    members[alone ? "\x01" + std::to_string(i) : groups[i]].push_back(i);
+  }
+  std::map<int64_t, std::vector<std::vector<size_t>>> by_label;
+  for (auto& [id, indices] : members) {
+    std::map<int64_t, int> counts;
+    for (size_t i : indices) ++counts[labels[i]];
+    int64_t label = counts.begin()->first;
+    for (const auto& [l, c] : counts) label = c > counts[label] ? l : label;
+    by_label[label].push_back(std::move(indices));
+  }
+  std::vector<int> fold_of(labels.size(), 0);
+  std::mt19937_64 rng(seed);
+  for (auto& [label, units] : by_label) {
+    std::sort(units.begin(), units.end());  // sample order, not the ids', feeds the shuffle
+    for (size_t i = units.size(); i > 1; --i) {  // Fisher-Yates on the standard-fixed mt19937_64
+      const uint64_t limit = UINT64_MAX - UINT64_MAX % i;
+      uint64_t v;
+      do v = rng(); while (v >= limit);
+      std::swap(units[i - 1], units[static_cast<size_t>(v % i)]);
+    }
+    for (size_t j = 0; j < units.size(); ++j) {
+      for (size_t i : units[j]) fold_of[i] = static_cast<int>(j % static_cast<size_t>(folds));
+    }
+  }
+  return fold_of;
+}
+
+torch::Tensor cross_fitted_distances(const torch::Tensor& embeddings, const torch::Tensor& labels,
+                                     const std::vector<int>& fold_of, int64_t num_classes, int64_t max_dims) {
+  if (embeddings.dim() != 2 || static_cast<size_t>(embeddings.size(0)) != fold_of.size()) {
+    fail("cross-fitting: expected embeddings [N, D] and one fold per embedding");
+  }
+  const int folds = fold_of.empty() ? 0 : *std::max_element(fold_of.begin(), fold_of.end()) + 1;
+  torch::Tensor out = torch::empty({embeddings.size(0)}, torch::kFloat64);
+  const torch::Tensor fold = torch::tensor(std::vector<int64_t>(fold_of.begin(), fold_of.end()), torch::kInt64);
+  for (int f = 0; f < folds; ++f) {
+    const torch::Tensor held = (fold == f).nonzero().squeeze(1), rest = (fold != f).nonzero().squeeze(1);
+    if (held.numel() == 0) continue;
+    if (rest.numel() < 2) fail("cross-fitting: fold " + std::to_string(f) + " leaves fewer than 2 embeddings to fit on");
+    const MahalanobisFit fit = fit_mahalanobis(embeddings.index_select(0, rest), labels.index_select(0, rest), num_classes, max_dims);
+    out.index_copy_(0, held, mahalanobis_distance(fit, embeddings.index_select(0, held)));
+  }
+  return out;
+}
+
+ExchangeabilityTest mann_whitney(const std::vector<double>& validation, const std::vector<double>& training) {
+  ExchangeabilityTest t;
+  t.first = static_cast<int64_t>(validation.size());
+  t.second = static_cast<int64_t>(training.size());
+  if (validation.empty() || training.empty()) return t;
+  std::vector<double> all(validation);
+  all.insert(all.end(), training.begin(), training.end());
+  std::vector<bool> is_validation(all.size(), false);
+  std::fill(is_validation.begin(), is_validation.begin() + static_cast<std::ptrdiff_t>(validation.size()), true);
+  t.auc = roc_auc(all, is_validation);  // U / (n1 n2), ties one half
+  const auto n1 = static_cast<double>(t.first), n2 = static_cast<double>(t.second);
+  const double z = (t.auc - 0.5) * n1 * n2 / std::sqrt(n1 * n2 * (n1 + n2 + 1) / 12.0);
+  t.p_value = std::erfc(std::abs(z) / std::sqrt(2.0));
+  return t;
+}
+
+nlohmann::json OodThresholdEstimate::card_fields() const {
+  const ConformalThreshold& c = conformal;
+  std::string on = std::to_string(validation) + " validation images";
+  if (training_used) {
+    on = std::to_string(cross_fitted) + " training images, cross-fitted (" + std::to_string(folds) + " folds" +
+         (grouped ? " of whole patient groups" : "") + "; each fold's distances from a fit on the other " +
+         std::to_string(folds - 1) + "), and " + on + " (under the fit in the graph)";
+  }
+  return {{"threshold", c.threshold},
+          {"threshold_method", "split-conformal: the " + ordinal(c.rank) + " smallest of " +
+                                   std::to_string(c.distances) + " distances of in-distribution images the fit did not "
+                                   "see, k = ceil((n + 1)(1 - alpha))"},
+          {"threshold_fitted_on", on},
+          {"alpha", c.alpha},
+          {"alpha_requested", requested_alpha},
+          {"calibration_distances", c.distances},
+          {"threshold_rank", c.rank},
+          {"cross_fit_folds", folds},
+          {"false_alarm_rate", c.false_alarm_rate},
+          {"false_alarm_interval", {c.false_alarm_interval.low, c.false_alarm_interval.high}},
+          {"false_alarm_interval_method",
+           std::to_string(static_cast<int>(std::lround(100 * c.level))) + "% central interval of Beta(n + 1 - k, k), the "
+           "false-alarm rate on new in-distribution images given these distances"},
+          {"cross_fit_exchangeability",
+           {{"test", "two-sided Mann-Whitney U, validation vs cross-fitted training distances"},
+            {"auc", exchangeability.auc},
+            {"p_value", exchangeability.p_value},
+            {"training_distances", cross_fitted},
+            {"used", training_used},
+            {"why", cross_fitted == 0 ? "no cross-fitting"
+                    : training_used ? "exchangeable as far as the test can tell"
+                                    : std::string("not exchangeable: the training images' distances are ") +
+                                          (exchangeability.auc > 0.5 ? "smaller" : "larger") +
+                                          " than the validation images' (the network was trained on them); the "
+                                          "threshold rests on the validation distances alone"}}}};
+}
+
+std::string OodThresholdEstimate::summary() const {
+  const ConformalThreshold& c = conformal;
+  char text[600];
+  std::snprintf(text, sizeof text,
+                "threshold %.3f: split-conformal, the %s smallest of %lld distances (%lld validation%s); false alarms "
+                "on new in-distribution images %s [%s, %s] (stated %s; the old rule, the validation distances' %.0fth "
+                "percentile, gives %.3f)",
+                c.threshold, ordinal(c.rank).c_str(), static_cast<long long>(c.distances),
+                static_cast<long long>(validation),
+                training_used ? (", " + std::to_string(cross_fitted) + " training images cross-fitted in " +
+                                 std::to_string(folds) + " folds" + (grouped ? " by patient group" : "")).c_str()
+                              : "",
+                percent(c.false_alarm_rate).c_str(), percent(c.false_alarm_interval.low).c_str(),
+                percent(c.false_alarm_interval.high).c_str(), percent(c.alpha, 0).c_str(), 100 * (1 - c.alpha), val_quantile);
+  std::string out = text;
+  if (cross_fitted > 0) {
+    char test[300];
+    std::snprintf(test, sizeof test,
+                  "\n  cross-fitted training distances (%lld, %d folds%s) vs validation: Mann-Whitney AUC %.3f, p = %.3g: %s",
+                  static_cast<long long>(cross_fitted), folds, grouped ? " by patient group" : "", exchangeability.auc,
+                  exchangeability.p_value,
+                  training_used ? "used" : (exchangeability.auc > 0.5 ? "not used (smaller: the network was trained on them)"
+                                                                      : "not used (larger than the validation distances)"));
+    out += test;
+  }
+  return out;
+}
+
+OodThresholdEstimate estimate_ood_threshold(const torch::Tensor& train_embeddings, const torch::Tensor& train_labels,
+                                            const std::vector<std::string>& train_groups, int64_t num_classes,
+                                            int64_t max_dims, const torch::Tensor& val_distances,
+                                            const OodThresholdOptions& options) {
+  OodThresholdEstimate out;
+  const torch::Tensor val = val_distances.detach().to(torch::kCPU, torch::kFloat64).contiguous().view({-1});
+  std::vector<double> distances(val.data_ptr<double>(), val.data_ptr<double>() + val.numel());
+  out.validation = val.numel();
+  if (out.validation > 0) out.val_quantile = quantile(distances, 1 - options.alpha);
+  if (options.folds >= 2) {
+    const torch::Tensor labels = train_labels.detach().to(torch::kCPU, torch::kInt64).contiguous();
+    const std::vector<int64_t> label_list(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + labels.numel());
+    out.grouped = std::any_of(train_groups.begin(), train_groups.end(), [](const std::string& g) { return !g.empty(); });
+    const std::vector<int> fold_of = assign_folds(label_list, train_groups, options.folds, options.seed);
+    const torch::Tensor crossed = cross_fitted_distances(train_embeddings, labels, fold_of, num_classes, max_dims).contiguous();
+    const std::vector<double> training(crossed.data_ptr<double>(), crossed.data_ptr<double>() + crossed.numel());
+    out.cross_fitted = crossed.numel();
+    out.folds = options.folds;
+    out.exchangeability = mann_whitney(distances, training);
+    out.training_used = out.exchangeability.p_value >= options.exchangeable_p;
+    if (out.training_used) distances.insert(distances.end(), training.begin(), training.end());
+  }
+  // Too few distances to state alpha (fewer than 1 / alpha - 1): the largest of them, with the rate
+  // that allows, 1 / (n + 1), stated instead.
+  const double n = static_cast<double>(distances.size());
+  const bool too_few = !distances.empty() && std::ceil((n + 1) * (1 - options.alpha) - 1e-9) > n;
+  out.conformal = conformal_threshold(std::move(distances), too_few ? 1.0 / (n + 1) : options.alpha, options.level);
+  out.requested_alpha = options.alpha;
+  return out;
 }
 
 }  // namespace loupe::exporter

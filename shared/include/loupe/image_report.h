@@ -25,7 +25,12 @@ struct ImageReport {
   std::string weights_sha256;   // hex
   std::vector<std::string> class_names;
   std::vector<float> probabilities;  // in class order; empty: no prediction
-  std::string probability_note;      // e.g. "calibrated (temperature scaling, T = 1.42)"
+  std::string probability_note;      // e.g. "calibrated (temperature scaling, T = 1.42)": which calibration is in use
+  // The predicted class (Prediction::top: operating points applied, prediction.h); -1: the
+  // largest probability. decision_note says how it was chosen (prediction.h decision_note), when
+  // the model sets operating points.
+  int predicted = -1;
+  std::string decision_note;
   // Out-of-distribution check: empty when the model has none.
   std::string ood_status;            // e.g. "within the training data (distance 31.2, threshold 48.0)"
   bool out_of_distribution = false;  // drawn as a warning when true

@@ -1,65 +1,30 @@
-// Calibrated confidence and an out-of-distribution check for an exported classifier, fitted by
-// `loupe export` on a run's own split (run_export.cpp) and carried by the ONNX graph
-// (onnx_export.h: the "probabilities" output divides the logits by T; the "ood_distance" output).
+// The out-of-distribution check of an exported classifier, fitted by `loupe export` on a run's own
+// split (run_export.cpp) and carried by the ONNX graph (onnx_export.h: the "ood_distance" output),
+// and its threshold, estimated so that the false-alarm rate it states holds (split-conformal).
+// Temperature scaling, which export fits beside it, is the shared core's (loupe/calibration.h).
 //
-//   torch::Tensor val_logits = ..., val_labels = ...;                 // [N, K] float, [N] int64
-//   double t = loupe::exporter::fit_temperature(val_logits, val_labels);
-//   double ece = loupe::exporter::expected_calibration_error(
-//       loupe::exporter::calibrated_probabilities(val_logits, t), val_labels);
 //   auto fit = loupe::exporter::fit_mahalanobis(train_embeddings, train_labels, K);   // [N, D] float
 //   torch::Tensor d = loupe::exporter::mahalanobis_distance(fit, val_embeddings);      // [N] float64
-//   double threshold = loupe::exporter::tensor_quantile(d, 0.95);
+//   auto estimate = loupe::exporter::estimate_ood_threshold(train_embeddings, train_labels, groups, K,
+//                                                           fit.dims, d, {});
+//   double threshold = estimate.conformal.threshold;   // flags ~5% of new in-distribution images
 //
-// Everything is computed in float64 on the CPU. A single-logit model (K == 1, sigmoid) is treated
-// as the two-class logits [0, z] throughout (softmax([0, z] / T)[1] == sigmoid(z / T)).
+// [SECTION] Out-of-distribution distance
+// [SECTION] The threshold: split-conformal, on distances of images the fit did not see
+//
+// Everything is computed in float64 on the CPU.
 #pragma once
 
 #include <torch/types.h>
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "loupe/metrics.h"
+
 namespace loupe::exporter {
-
-// [SECTION] Temperature scaling (Guo et al. 2017, "On calibration of modern neural networks")
-
-// The range fit_temperature searches; a fit at either end means the data did not bound it (e.g.
-// validation images all classified correctly with large margins push T towards 0).
-inline constexpr double kMinTemperature = 0.01;
-inline constexpr double kMaxTemperature = 100.0;
-
-// softmax(logits / T) over the classes [N, K] (K == 1: sigmoid(logits / T), [N, 1]), float64.
-torch::Tensor calibrated_probabilities(const torch::Tensor& logits, double temperature);
-
-// Mean negative log-likelihood (log loss, natural log) of softmax(logits / T) at the labels.
-// logits [N, K], labels [N] (integers in [0, K); 0 or 1 when K == 1).
-double nll_at_temperature(const torch::Tensor& logits, const torch::Tensor& labels, double temperature);
-
-// The T > 0 minimising nll_at_temperature. The NLL is convex in 1/T, so its derivative in 1/T
-// is monotone: bisection on the sign of the derivative over log(1/T), to 1e-12 relative, within
-// [kMinTemperature, kMaxTemperature]. Returns 1 when the logits carry no information (all equal).
-double fit_temperature(const torch::Tensor& logits, const torch::Tensor& labels);
-
-// True when fit_temperature's result is at an end of the searched range: the data did not bound
-// the temperature, and `loupe export` leaves the model uncalibrated (saying so) instead.
-inline bool temperature_at_search_bound(double t) { return t <= kMinTemperature * 1.0001 || t >= kMaxTemperature * 0.9999; }
-
-// Equal-width bins over the top-class confidence: bin b (0-based) holds confidences in
-// (b / bins, (b + 1) / bins] (0 in bin 0).
-struct ReliabilityBins {
-  int bins = 15;
-  std::vector<int64_t> count;
-  std::vector<double> confidence;  // mean top-class probability per bin (0 for an empty bin)
-  std::vector<double> accuracy;    // share of the bin's images whose top class is the label
-  int64_t images = 0;
-  double ece = 0;                  // sum_b count_b / images * |accuracy_b - confidence_b|
-};
-
-// probabilities [N, K] rows summing to 1 (K == 1: the sigmoid probability of class 1), labels [N].
-ReliabilityBins reliability_bins(const torch::Tensor& probabilities, const torch::Tensor& labels, int bins = 15);
-// Expected calibration error (Naeini et al. 2015; Guo et al. 2017): reliability_bins(...).ece.
-double expected_calibration_error(const torch::Tensor& probabilities, const torch::Tensor& labels, int bins = 15);
 
 // [SECTION] Out-of-distribution distance (Lee et al. 2018, "A simple unified framework for
 // detecting out-of-distribution samples and adversarial attacks"): class-conditional Gaussians with
@@ -102,5 +67,94 @@ torch::Tensor mahalanobis_distance(const MahalanobisFit& fit, const torch::Tenso
 double quantile(std::vector<double> values, double q);
 // The same for a tensor's values (named apart from at::quantile, which argument-dependent lookup finds).
 double tensor_quantile(const torch::Tensor& values, double q);
+
+// [SECTION] The threshold: split-conformal, on distances of images the fit did not see
+//
+// A percentile of the validation distances flags about the stated share of new images only when
+// there are many of them; 97 validation images left the old 95th percentile resting on the 5
+// largest. Split-conformal (Vovk et al. 2005; Angelopoulos & Bates 2021): with n distances of
+// in-distribution images the fit did not see, exchangeable with a new image's, the threshold
+// t = the k-th smallest, k = ceil((n + 1)(1 - alpha)), flags a new in-distribution image with
+// probability at most alpha; given the n distances, the false-alarm rate is distributed as
+// Beta(n + 1 - k, k), whose central interval the card states. More distances may come from the
+// training images by cross-fitting: each fold's distances under a fit on the other folds (whole
+// patients per fold, so a patient's other images do not make its distances small). Cross-fitting
+// removes the Mahalanobis fit's own optimism, not the network's: the network was trained on those
+// images, and a network that fits them closely gives them smaller distances than new images (the
+// leukemia model: 7.6% of its validation images beyond a threshold set on them). So the training
+// distances are used only when they are exchangeable with the validation distances as far as a
+// two-sided Mann-Whitney test on the two can tell (p >= 0.05); otherwise the threshold rests on
+// the validation distances alone, and the card says which and why.
+
+// Beta(a, b)'s p-quantile (a, b > 0, p in [0, 1]): bisection on the regularized incomplete beta
+// function (a continued fraction, Lentz's method), to 1e-12.
+double beta_quantile(double p, double a, double b);
+
+struct ConformalThreshold {
+  double threshold = 0;
+  double alpha = 0.05;            // the false-alarm rate aimed at
+  int64_t distances = 0;          // n
+  int64_t rank = 0;               // k: the threshold is the k-th smallest distance
+  double false_alarm_rate = 0;    // (n + 1 - k) / (n + 1), its expectation (<= alpha)
+  Interval false_alarm_interval;  // central `level` interval of Beta(n + 1 - k, k)
+  double level = 0.95;
+};
+// Throws Error(InvalidArgument) when alpha is outside (0, 1), a distance is not finite, or there
+// are too few distances for alpha (k > n: fewer than 1 / alpha - 1).
+ConformalThreshold conformal_threshold(std::vector<double> distances, double alpha, double level = 0.95);
+
+// Folds for cross-fitting: whole groups (a patient's images; "" = an image alone) dealt per class
+// (a group counts for its most frequent label), in seeded order, to `folds` folds in turn; as
+// `loupe cv` deals its folds. labels in [0, K).
+std::vector<int> assign_folds(const std::vector<int64_t>& labels, const std::vector<std::string>& groups, int folds,
+                              uint64_t seed);
+
+// Each embedding's distance under a fit (fit_mahalanobis, max_dims) on the embeddings of the other
+// folds: [N] float64. Throws when a fold leaves fewer than 2 embeddings to fit on.
+torch::Tensor cross_fitted_distances(const torch::Tensor& embeddings, const torch::Tensor& labels,
+                                     const std::vector<int>& fold_of, int64_t num_classes, int64_t max_dims);
+
+struct OodThresholdOptions {
+  double alpha = 0.05;  // stated false-alarm rate
+  int folds = 10;       // cross-fitting folds over the training embeddings (0: validation only)
+  uint64_t seed = 42;   // fold order
+  double level = 0.95;  // of the false-alarm interval
+  double exchangeable_p = 0.05;  // training distances join only with a Mann-Whitney p at least this
+};
+
+// Whether two sets of distances look exchangeable: the Mann-Whitney U statistic as an AUC
+// (P(a validation distance > a training one), ties one half; 0.5 when exchangeable) and its
+// two-sided p-value (normal approximation).
+struct ExchangeabilityTest {
+  double auc = 0.5, p_value = 1;
+  int64_t first = 0, second = 0;  // validation, training distances
+};
+ExchangeabilityTest mann_whitney(const std::vector<double>& validation, const std::vector<double>& training);
+
+struct OodThresholdEstimate {
+  ConformalThreshold conformal;
+  int64_t cross_fitted = 0;   // training distances (out-of-fold) computed
+  bool training_used = false; // ... and used for the threshold (exchangeable with validation)
+  ExchangeabilityTest exchangeability;  // validation vs cross-fitted training distances
+  int64_t validation = 0;     // validation distances (under the full fit)
+  int folds = 0;
+  bool grouped = false;       // folds kept groups whole
+  double val_quantile = 0;    // the validation distances' own (1 - alpha) quantile (the old rule), for comparison
+  double requested_alpha = 0; // conformal.alpha is larger when there are too few distances for it
+                              // (then 1 / (n + 1): the threshold is the largest distance)
+  // The card's "ood" keys for the threshold: threshold, threshold_method, threshold_fitted_on,
+  // alpha, calibration_distances, threshold_rank, false_alarm_rate, false_alarm_interval,
+  // false_alarm_interval_method, cross_fit_folds, cross_fit_exchangeability.
+  nlohmann::json card_fields() const;
+  std::string summary() const;  // one line, for `loupe export` and the log
+};
+
+// The threshold from the validation distances under the full fit and, where they are exchangeable
+// with them (above), the cross-fitted distances of the training embeddings the Mahalanobis fit
+// used (folds by `groups`, "" each: none; folds = 0: none).
+OodThresholdEstimate estimate_ood_threshold(const torch::Tensor& train_embeddings, const torch::Tensor& train_labels,
+                                            const std::vector<std::string>& train_groups, int64_t num_classes,
+                                            int64_t max_dims, const torch::Tensor& val_distances,
+                                            const OodThresholdOptions& options = {});
 
 }  // namespace loupe::exporter
