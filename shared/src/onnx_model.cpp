@@ -722,14 +722,14 @@ std::string describe(const OnnxModelInfo& info) {
   } else {
     out << "calibration: none (no temperature scaling)\n";
   }
-  const auto interval = [](const json& j, const char* key, double scale, int digits) -> std::string {
+  const auto interval = [](const json& j, const char* key, double scale, int digits, const char* unit = "") -> std::string {
     if (!j.is_object() || !j.contains(key) || !j.at(key).is_array() || j.at(key).size() != 2 ||
         !j.at(key)[0].is_number() || !j.at(key)[1].is_number()) {
       return "";
     }
     char buf[80];
-    std::snprintf(buf, sizeof buf, " [%.*f, %.*f]", digits, scale * j.at(key)[0].get<double>(), digits,
-                  scale * j.at(key)[1].get<double>());
+    std::snprintf(buf, sizeof buf, " [%.*f%s, %.*f%s]", digits, scale * j.at(key)[0].get<double>(), unit, digits,
+                  scale * j.at(key)[1].get<double>(), unit);
     return buf;
   };
   if (c.site_calibration) {
@@ -778,10 +778,16 @@ std::string describe(const OnnxModelInfo& info) {
                     text(ood, "threshold_fitted_on").c_str());
       out << line;
       std::snprintf(line, sizeof line, "  false alarms on new in-distribution images: %.1f%%%s (%s); measured: validation %.1f%%, test %.1f%%%s\n",
-                    100 * number(ood, "false_alarm_rate"), interval(ood, "false_alarm_interval", 100, 1).c_str(),
+                    100 * number(ood, "false_alarm_rate"), interval(ood, "false_alarm_interval", 100, 1, "%").c_str(),
                     text(ood, "false_alarm_interval_method").c_str(), 100 * number(ood, "val_false_alarm_rate"),
-                    100 * number(ood, "test_false_alarm_rate"), interval(ood, "test_false_alarm_interval", 100, 1).c_str());
+                    100 * number(ood, "test_false_alarm_rate"), interval(ood, "test_false_alarm_interval", 100, 1, "%").c_str());
       out << line;
+      const json& cross = ood.contains("cross_fit_exchangeability") ? ood.at("cross_fit_exchangeability") : json();
+      if (cross.is_object() && cross.value("training_distances", 0) > 0) {
+        std::snprintf(line, sizeof line, "  cross-fitted training distances: %s (%s; p = %.3g)\n",
+                      cross.value("used", false) ? "used" : "not used", text(cross, "why").c_str(), number(cross, "p_value"));
+        out << line;
+      }
     } else {
       std::snprintf(line, sizeof line,
                     "out-of-distribution check: %s, output '%s' > %.4f flags an image (%s dims, threshold at quantile "

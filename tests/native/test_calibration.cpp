@@ -166,8 +166,10 @@ TEST_CASE("cross-fitting folds keep groups whole and the threshold keeps its rat
   CHECK(estimate.validation == 90);
   CHECK(estimate.folds == 10);
   CHECK_FALSE(estimate.grouped);
-  // No network trained on these: the cross-fitted distances pass as exchangeable and are used.
+  // No network trained on these: the cross-fitted distances' tail passes as the validation one's.
   CHECK(estimate.exchangeability.p_value >= 0.05);
+  CHECK(estimate.exchangeability.training == 450);
+  CHECK(estimate.exchangeability.threshold == estimate.conformal.threshold);
   CHECK(estimate.training_used);
   CHECK(estimate.conformal.distances == 540);
   const double fresh_rate = (mahalanobis_distance(fit, fresh) > estimate.conformal.threshold).to(torch::kFloat64).mean().item<double>();
@@ -191,17 +193,21 @@ TEST_CASE("cross-fitting folds keep groups whole and the threshold keeps its rat
   // its training images closely gives them): not used; the threshold rests on validation alone.
   const OodThresholdEstimate shifted =
       estimate_ood_threshold(train, train_y, {}, classes, fit.dims, mahalanobis_distance(fit, val) * 1.5, {});
-  CHECK(shifted.exchangeability.auc > 0.5);
+  CHECK(static_cast<double>(shifted.exchangeability.validation_beyond) / 90.0 >
+        static_cast<double>(shifted.exchangeability.training_beyond) / 450.0);
   CHECK(shifted.exchangeability.p_value < 0.05);
   CHECK_FALSE(shifted.training_used);
   CHECK(shifted.conformal.distances == 90);
   CHECK(shifted.conformal.rank == 87);  // ceil(91 * 0.95)
   CHECK(shifted.card_fields()["cross_fit_exchangeability"]["used"] == false);
-  CHECK_THAT(shifted.summary(), Contains("not used (smaller: the network was trained on them)"));
-  // Mann-Whitney against a hand count: 2 of the 4 pairs have the first larger, one tie: AUC 2.5 / 4.
-  const ExchangeabilityTest t = mann_whitney({3.0, 1.0}, {1.0, 2.0});
-  CHECK(t.auc == Approx(0.625));
-  CHECK(t.p_value > 0.5);
+  CHECK_THAT(shifted.summary(), Contains("not used (their tails differ"));
+  // The two-proportion test against a hand computation: 2 of 10 vs 5 of 100, z = 1.8528.
+  CHECK(two_proportion_p(2, 10, 5, 100) == Approx(0.0639163).epsilon(1e-5));
+  CHECK(two_proportion_p(0, 10, 0, 100) == 1.0);
+  const ExchangeabilityTest t = tail_exchangeability({3.0, 1.0, 5.0}, {1.0, 2.0, 0.5, 4.5}, 2.5);
+  CHECK(t.validation_beyond == 2);
+  CHECK(t.training_beyond == 1);
+  CHECK(t.p_value == Approx(two_proportion_p(2, 3, 1, 4)));
 }
 
 TEST_CASE("the Mahalanobis distance in the graph equals a direct computation", "[export][ood]") {
@@ -506,7 +512,7 @@ TEST_CASE("a run export fits calibration and the OOD check on the run's split", 
     std::ifstream report(result.report_path);
     const std::string report_text((std::istreambuf_iterator<char>(report)), std::istreambuf_iterator<char>());
     CHECK_THAT(report_text, Contains("ECE (15 bins) validation") && Contains("reliability.png") &&
-                                Contains("split-conformal, the ") && Contains("Mann-Whitney AUC") &&
+                                Contains("split-conformal, the ") && Contains("two-proportion p = ") &&
                                 Contains("measured false alarms: validation "));
     std::ifstream log(run / "log.txt");
     const std::string log_text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());

@@ -264,19 +264,24 @@ torch::Tensor cross_fitted_distances(const torch::Tensor& embeddings, const torc
   return out;
 }
 
-ExchangeabilityTest mann_whitney(const std::vector<double>& validation, const std::vector<double>& training) {
+double two_proportion_p(int64_t a, int64_t n1, int64_t b, int64_t n2) {
+  if (n1 <= 0 || n2 <= 0) return 1;
+  const double pooled = static_cast<double>(a + b) / static_cast<double>(n1 + n2);
+  if (pooled <= 0 || pooled >= 1) return 1;
+  const double se = std::sqrt(pooled * (1 - pooled) * (1.0 / static_cast<double>(n1) + 1.0 / static_cast<double>(n2)));
+  const double z = (static_cast<double>(a) / static_cast<double>(n1) - static_cast<double>(b) / static_cast<double>(n2)) / se;
+  return std::erfc(std::abs(z) / std::sqrt(2.0));
+}
+
+ExchangeabilityTest tail_exchangeability(const std::vector<double>& validation, const std::vector<double>& training,
+                                         double threshold) {
   ExchangeabilityTest t;
-  t.first = static_cast<int64_t>(validation.size());
-  t.second = static_cast<int64_t>(training.size());
-  if (validation.empty() || training.empty()) return t;
-  std::vector<double> all(validation);
-  all.insert(all.end(), training.begin(), training.end());
-  std::vector<bool> is_validation(all.size(), false);
-  std::fill(is_validation.begin(), is_validation.begin() + static_cast<std::ptrdiff_t>(validation.size()), true);
-  t.auc = roc_auc(all, is_validation);  // U / (n1 n2), ties one half
-  const auto n1 = static_cast<double>(t.first), n2 = static_cast<double>(t.second);
-  const double z = (t.auc - 0.5) * n1 * n2 / std::sqrt(n1 * n2 * (n1 + n2 + 1) / 12.0);
-  t.p_value = std::erfc(std::abs(z) / std::sqrt(2.0));
+  t.threshold = threshold;
+  t.validation = static_cast<int64_t>(validation.size());
+  t.training = static_cast<int64_t>(training.size());
+  for (double d : validation) t.validation_beyond += d > threshold;
+  for (double d : training) t.training_beyond += d > threshold;
+  t.p_value = two_proportion_p(t.validation_beyond, t.validation, t.training_beyond, t.training);
   return t;
 }
 
@@ -304,17 +309,19 @@ nlohmann::json OodThresholdEstimate::card_fields() const {
            std::to_string(static_cast<int>(std::lround(100 * c.level))) + "% central interval of Beta(n + 1 - k, k), the "
            "false-alarm rate on new in-distribution images given these distances"},
           {"cross_fit_exchangeability",
-           {{"test", "two-sided Mann-Whitney U, validation vs cross-fitted training distances"},
-            {"auc", exchangeability.auc},
+           {{"test", "two-sided two-proportion z-test: the shares of validation and of cross-fitted training distances "
+                     "beyond the threshold set on both"},
+            {"threshold_tested", exchangeability.threshold},
+            {"validation_beyond", {exchangeability.validation_beyond, exchangeability.validation}},
+            {"training_beyond", {exchangeability.training_beyond, exchangeability.training}},
             {"p_value", exchangeability.p_value},
             {"training_distances", cross_fitted},
             {"used", training_used},
             {"why", cross_fitted == 0 ? "no cross-fitting"
-                    : training_used ? "exchangeable as far as the test can tell"
-                                    : std::string("not exchangeable: the training images' distances are ") +
-                                          (exchangeability.auc > 0.5 ? "smaller" : "larger") +
-                                          " than the validation images' (the network was trained on them); the "
-                                          "threshold rests on the validation distances alone"}}}};
+                    : training_used ? "their tails agree as far as the test can tell"
+                                    : std::string("their tails differ: fewer training than validation distances lie "
+                                                  "beyond it (the network was trained on those images)") +
+                                          "; the threshold rests on the validation distances alone"}}}};
 }
 
 std::string OodThresholdEstimate::summary() const {
@@ -333,13 +340,17 @@ std::string OodThresholdEstimate::summary() const {
                 percent(c.false_alarm_interval.high).c_str(), percent(c.alpha, 0).c_str(), 100 * (1 - c.alpha), val_quantile);
   std::string out = text;
   if (cross_fitted > 0) {
-    char test[300];
+    const ExchangeabilityTest& e = exchangeability;
+    const auto share = [](int64_t k, int64_t n) { return n > 0 ? 100.0 * static_cast<double>(k) / static_cast<double>(n) : 0.0; };
+    char test[400];
     std::snprintf(test, sizeof test,
-                  "\n  cross-fitted training distances (%lld, %d folds%s) vs validation: Mann-Whitney AUC %.3f, p = %.3g: %s",
-                  static_cast<long long>(cross_fitted), folds, grouped ? " by patient group" : "", exchangeability.auc,
-                  exchangeability.p_value,
-                  training_used ? "used" : (exchangeability.auc > 0.5 ? "not used (smaller: the network was trained on them)"
-                                                                      : "not used (larger than the validation distances)"));
+                  "\n  cross-fitted training distances (%lld, %d folds%s) vs validation, beyond %.3f: training %lld of "
+                  "%lld (%.1f%%), validation %lld of %lld (%.1f%%), two-proportion p = %.3g: %s",
+                  static_cast<long long>(cross_fitted), folds, grouped ? " by patient group" : "", e.threshold,
+                  static_cast<long long>(e.training_beyond), static_cast<long long>(e.training),
+                  share(e.training_beyond, e.training), static_cast<long long>(e.validation_beyond),
+                  static_cast<long long>(e.validation), share(e.validation_beyond, e.validation), e.p_value,
+                  training_used ? "used" : "not used (their tails differ: the network was trained on those images)");
     out += test;
   }
   return out;
@@ -363,9 +374,15 @@ OodThresholdEstimate estimate_ood_threshold(const torch::Tensor& train_embedding
     const std::vector<double> training(crossed.data_ptr<double>(), crossed.data_ptr<double>() + crossed.numel());
     out.cross_fitted = crossed.numel();
     out.folds = options.folds;
-    out.exchangeability = mann_whitney(distances, training);
+    std::vector<double> both(distances);
+    both.insert(both.end(), training.begin(), training.end());
+    const double n_both = static_cast<double>(both.size());
+    const double tested = std::ceil((n_both + 1) * (1 - options.alpha) - 1e-9) <= n_both
+                              ? conformal_threshold(both, options.alpha, options.level).threshold
+                              : *std::max_element(both.begin(), both.end());
+    out.exchangeability = tail_exchangeability(distances, training, tested);
     out.training_used = out.exchangeability.p_value >= options.exchangeable_p;
-    if (out.training_used) distances.insert(distances.end(), training.begin(), training.end());
+    if (out.training_used) distances = std::move(both);
   }
   // Too few distances to state alpha (fewer than 1 / alpha - 1): the largest of them, with the rate
   // that allows, 1 / (n + 1), stated instead.
