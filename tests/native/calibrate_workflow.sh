@@ -107,6 +107,8 @@ PY
 # The calibrated file in loupe predict: the calibration in use, the operating point applied.
 "$loupe" predict -q -m "$work/site.onnx" "$work/site" -o "$work/site.csv" >"$work/predict.log" 2>&1 || { cat "$work/predict.log"; fail "predict"; }
 grep -q "probabilities: calibrated for this site" "$work/predict.log" || fail "predict does not say which calibration is in use"
+grep -q "predicted class: operating points (site calibration of .*): Pneumonia when p >= " "$work/predict.log" ||
+  fail "predict does not say how the class is chosen"
 head -1 "$work/site.csv" | grep -q ",p_Pneumonia,op_Pneumonia,ood_distance," || fail "no op_Pneumonia column"
 python3 - "$work/site.csv" "$work/site.json" <<'PY' || fail "predict does not apply the operating point as recorded"
 import csv, json, sys
