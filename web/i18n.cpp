@@ -106,6 +106,7 @@ loupe::ImageReportLabels report_labels(Language language) {
   labels.ood_outside = words.text("report.ood_outside");
   labels.heat_map = words.text("report.heat_map");
   labels.predicted_class = words.text("report.predicted_class");
+  labels.decision = words.text("report.decision");
   labels.not_diagnostic = words.text("report.not_diagnostic");
   labels.calibrated = words.text("report.calibrated");
   labels.not_calibrated = words.text("report.not_calibrated");

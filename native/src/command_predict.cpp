@@ -134,7 +134,8 @@ void add_predict_command(CLI::App& app) {
     if (fs::path(out_path).extension() == ".json") {
       nlohmann::json result = {{"model", opt->model}, {"model_name", card.name}, {"classes", card.class_names},
                                {"images", rows.size()}, {"classified", classified},
-                               {"probabilities", probability_note(card)}, {"predictions", results_json(rows, card)},
+                               {"probabilities", probability_note(card)}, {"calibration_in_use", card.calibration_in_use()},
+                               {"predicted_class", decision_note(card)}, {"predictions", results_json(rows, card)},
                                {"disclaimer", card.disclaimer}};
       if (card.ood) result["ood"] = {{"output", card.ood->output}, {"threshold", card.ood->threshold}, {"flagged", flagged}};
       if (evaluation.report) {
@@ -162,8 +163,12 @@ void add_predict_command(CLI::App& app) {
                     card.ood->output.c_str(), card.ood->threshold);
       flagged_text = text;
     }
-    std::printf("%zu images, %zu not classified%s -> %s\nprobabilities: %s\n%s\n", rows.size(), rows.size() - classified,
-                flagged_text.c_str(), out_path.c_str(), probability_note(card).c_str(), card.disclaimer.c_str());
+    std::printf("%zu images, %zu not classified%s -> %s\nprobabilities: %s\n", rows.size(), rows.size() - classified,
+                flagged_text.c_str(), out_path.c_str(), probability_note(card).c_str());
+    if (card.site_calibration && !card.site_calibration->operating_points.empty()) {
+      std::printf("predicted class: %s\n", decision_note(card).c_str());
+    }
+    std::printf("%s\n", card.disclaimer.c_str());
     if (classified == 0) {
       std::string reason = rows.empty() ? "no images found" : "every image failed";
       for (const auto& r : rows) {

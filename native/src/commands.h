@@ -22,6 +22,8 @@ void add_predict_command(CLI::App& app);
 void add_cv_command(CLI::App& app);
 void add_split_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
+void add_calibrate_command(CLI::App& app);
+void add_ood_threshold_command(CLI::App& app);
 
 // "--set optimizer.lr=0.001": each value is parsed as JSON when it is valid JSON, else kept as a
 // string (config_overrides.cpp).

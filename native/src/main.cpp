@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
   loupe::cli::add_cv_command(app);
   loupe::cli::add_split_command(app);
   loupe::cli::add_quantize_command(app);
+  loupe::cli::add_calibrate_command(app);
+  loupe::cli::add_ood_threshold_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -157,8 +157,10 @@ Image render_image_report(const Image& image, const ImageReport& report) {
   y = wrapped(canvas, labels.weights + ": " + report.weights_sha256, x, y, width, kDim, 0.42);
   y += 14;
   if (!report.probabilities.empty() && report.probabilities.size() == report.class_names.size()) {
-    const size_t top_class = static_cast<size_t>(
-        std::max_element(report.probabilities.begin(), report.probabilities.end()) - report.probabilities.begin());
+    const bool decided = report.predicted >= 0 && static_cast<size_t>(report.predicted) < report.class_names.size();
+    const size_t top_class = decided ? static_cast<size_t>(report.predicted)
+                                     : static_cast<size_t>(std::max_element(report.probabilities.begin(), report.probabilities.end()) -
+                                                           report.probabilities.begin());
     text(canvas, labels.model_output + ": " + report.class_names[top_class] + " (" + percent(report.probabilities[top_class]) + ")", x, y,
          report.out_of_distribution ? kDim : kAccent, 0.7, 2);
     y += 30;
@@ -172,6 +174,7 @@ Image render_image_report(const Image& image, const ImageReport& report) {
       y += 26;
     }
     if (!report.probability_note.empty()) y = wrapped(canvas, labels.probabilities + ": " + report.probability_note, x, y + 4, width, kDim, 0.45);
+    if (!report.decision_note.empty()) y = wrapped(canvas, labels.decision + ": " + report.decision_note, x, y + 2, width, kDim, 0.45);
   } else {
     y = wrapped(canvas, labels.no_prediction, x, y, width, kDim);
   }

@@ -156,10 +156,12 @@ double roc_auc(const std::vector<double>& scores, const std::vector<bool>& posit
   return u / (double(n_pos) * double(n_neg));
 }
 
-ClassificationReport classification_report(const std::vector<std::string>& class_names,
-                                           const std::vector<std::vector<double>>& scores,
-                                           const std::vector<int>& labels) {
-  if (scores.size() != labels.size()) {
+namespace {
+
+// `predicted`: the decisions, or null for argmax of each score row.
+ClassificationReport report_of(const std::vector<std::string>& class_names, const std::vector<std::vector<double>>& scores,
+                               const std::vector<int>& labels, const std::vector<int>* predicted) {
+  if (scores.size() != labels.size() || (predicted && predicted->size() != labels.size())) {
     throw Error(ErrorCode::InvalidArgument, "classification_report: " + std::to_string(scores.size()) +
                                                 " score rows for " + std::to_string(labels.size()) + " labels");
   }
@@ -170,7 +172,7 @@ ClassificationReport classification_report(const std::vector<std::string>& class
                                                   std::to_string(scores[i].size()) + " scores for " +
                                                   std::to_string(class_names.size()) + " classes");
     }
-    cm.add(labels[i], argmax(scores[i]));
+    cm.add(labels[i], predicted ? (*predicted)[i] : argmax(scores[i]));
   }
   ClassificationReport report = classification_report(cm);
   std::vector<double> aucs;
@@ -194,6 +196,20 @@ ClassificationReport classification_report(const std::vector<std::string>& class
   if (defined > 0) report.macro_roc_auc = auc_sum / defined;
   if (!scores.empty()) report.ece = expected_calibration_error(scores, labels);
   return report;
+}
+
+}  // namespace
+
+ClassificationReport classification_report(const std::vector<std::string>& class_names,
+                                           const std::vector<std::vector<double>>& scores,
+                                           const std::vector<int>& labels) {
+  return report_of(class_names, scores, labels, nullptr);
+}
+
+ClassificationReport classification_report(const std::vector<std::string>& class_names,
+                                           const std::vector<std::vector<double>>& scores,
+                                           const std::vector<int>& labels, const std::vector<int>& predicted) {
+  return report_of(class_names, scores, labels, &predicted);
 }
 
 // [SECTION] Intervals
@@ -300,16 +316,19 @@ uint64_t draw(std::mt19937_64& rng, uint64_t n) {
 
 }  // namespace
 
-ReportIntervals report_intervals(const std::vector<std::string>& class_names,
-                                 const std::vector<std::vector<double>>& scores, const std::vector<int>& labels,
-                                 const BootstrapOptions& options) {
-  const ClassificationReport point = classification_report(class_names, scores, labels);
+namespace {
+
+ReportIntervals intervals_of(const std::vector<std::string>& class_names, const std::vector<std::vector<double>>& scores,
+                             const std::vector<int>& labels, const std::vector<int>* predicted,
+                             const BootstrapOptions& options) {
+  const ClassificationReport point = report_of(class_names, scores, labels, predicted);
+  const auto decision = [&](size_t i) { return predicted ? (*predicted)[i] : argmax(scores[i]); };
   ReportIntervals out;
   out.level = options.level;
   out.resamples = options.resamples;
   out.seed = options.seed;
   ConfusionMatrix cm(class_names);
-  for (size_t i = 0; i < labels.size(); ++i) cm.add(labels[i], argmax(scores[i]));
+  for (size_t i = 0; i < labels.size(); ++i) cm.add(labels[i], decision(i));
   int64_t correct = 0;
   for (size_t c = 0; c < class_names.size(); ++c) correct += cm.at(static_cast<int>(c), static_cast<int>(c));
   out.accuracy = wilson_interval(correct, cm.total(), options.level);
@@ -326,18 +345,20 @@ ReportIntervals report_intervals(const std::vector<std::string>& class_names,
   std::vector<double> balanced, macro_f1, macro_auc, ece;
   std::vector<std::vector<double>> f1(class_names.size());
   std::vector<std::vector<double>> s;
-  std::vector<int> l;
+  std::vector<int> l, d;
   for (int r = 0; r < options.resamples; ++r) {
     s.clear();
     l.clear();
+    d.clear();
     for (const auto& members : by_class) {
       for (size_t k = 0; k < members.size(); ++k) {
         const size_t i = members[static_cast<size_t>(draw(rng, members.size()))];
         s.push_back(scores[i]);
         l.push_back(labels[i]);
+        d.push_back(decision(i));
       }
     }
-    const ClassificationReport rep = classification_report(class_names, s, l);
+    const ClassificationReport rep = report_of(class_names, s, l, &d);
     balanced.push_back(rep.balanced_accuracy);
     macro_f1.push_back(rep.macro_avg.f1);
     macro_auc.push_back(rep.macro_roc_auc.value_or(std::numeric_limits<double>::quiet_NaN()));
@@ -350,6 +371,20 @@ ReportIntervals report_intervals(const std::vector<std::string>& class_names,
   out.ece = percentile_interval(ece, options.level);
   for (auto& values : f1) out.f1.push_back(percentile_interval(std::move(values), options.level));
   return out;
+}
+
+}  // namespace
+
+ReportIntervals report_intervals(const std::vector<std::string>& class_names,
+                                 const std::vector<std::vector<double>>& scores, const std::vector<int>& labels,
+                                 const BootstrapOptions& options) {
+  return intervals_of(class_names, scores, labels, nullptr, options);
+}
+
+ReportIntervals report_intervals(const std::vector<std::string>& class_names,
+                                 const std::vector<std::vector<double>>& scores, const std::vector<int>& labels,
+                                 const std::vector<int>& predicted, const BootstrapOptions& options) {
+  return intervals_of(class_names, scores, labels, &predicted, options);
 }
 
 std::optional<Interval> accuracy_interval_of(const nlohmann::json& report) {

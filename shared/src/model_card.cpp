@@ -167,6 +167,8 @@ std::string IntendedImages::summary() const {
     if (!list->empty()) parts.push_back(joined(*list, "/"));
   }
   return joined(parts, ", ");
+}
+
 Quantization Quantization::from_json(const json& j) {
   if (!j.is_object()) bad_card("quantization", "expected an object");
   Quantization q;
@@ -224,6 +226,66 @@ std::string ModelCard::precision_note() const {
   return text;
 }
 
+SiteCalibration SiteCalibration::from_json(const json& j, const std::vector<std::string>& class_names) {
+  if (!j.is_object()) bad_card("site_calibration", "expected an object or null");
+  SiteCalibration s;
+  s.record = j;
+  s.method = j.contains("method") ? optional_string(j, "method") : s.method;
+  if (s.method != "temperature_scaling") {
+    bad_card("site_calibration.method", "'" + s.method + "' is not a method this Loupe applies (temperature_scaling)");
+  }
+  if (!finite_number(j, "temperature") || j.at("temperature").get<double>() <= 0) {
+    bad_card("site_calibration.temperature", "expected a finite number > 0");
+  }
+  s.temperature = j.at("temperature").get<double>();
+  s.created_utc = optional_string(j, "created_utc");
+  if (j.contains("images") && j.at("images").is_number_integer()) s.images = j.at("images").get<int64_t>();
+  if (j.contains("operating_points") && !j.at("operating_points").is_null()) {
+    const json& points = j.at("operating_points");
+    if (!points.is_array()) bad_card("site_calibration.operating_points", "expected an array");
+    for (const json& point : points) {
+      if (!point.is_object() || !point.contains("class") || !point.at("class").is_string()) {
+        bad_card("site_calibration.operating_points", "expected objects with a \"class\" name");
+      }
+      OperatingPointRule rule;
+      rule.class_name = point.at("class").get<std::string>();
+      const auto found = std::find(class_names.begin(), class_names.end(), rule.class_name);
+      if (found == class_names.end()) {
+        bad_card("site_calibration.operating_points", "'" + rule.class_name + "' is not one of the card's classes");
+      }
+      rule.class_index = static_cast<int>(found - class_names.begin());
+      if (!finite_number(point, "threshold") || point.at("threshold").get<double>() < 0 ||
+          point.at("threshold").get<double>() > 1) {
+        bad_card("site_calibration.operating_points", "'" + rule.class_name + "': expected a threshold in [0, 1]");
+      }
+      rule.threshold = point.at("threshold").get<double>();
+      for (const OperatingPointRule& other : s.operating_points) {
+        if (other.class_index == rule.class_index) {
+          bad_card("site_calibration.operating_points", "'" + rule.class_name + "' has two operating points");
+        }
+      }
+      s.operating_points.push_back(rule);
+    }
+  }
+  return s;
+}
+
+json SiteCalibration::to_json() const {
+  json j = record.is_object() ? record : json::object();
+  j["method"] = method;
+  j["temperature"] = temperature;
+  return j;
+}
+
+double ModelCard::temperature_in_use() const {
+  if (site_calibration) return site_calibration->temperature;
+  return calibration ? calibration->temperature : 1.0;
+}
+
+const char* ModelCard::calibration_in_use() const {
+  return site_calibration ? "site" : calibration ? "export" : "none";
+}
+
 bool ModelCard::has_output(const std::string& output_name) const {
   return std::any_of(outputs.begin(), outputs.end(), [&](const CardOutput& o) { return o.name == output_name; });
 }
@@ -259,6 +321,7 @@ json ModelCard::to_json() const {
   if (intended_images) card["intended_images"] = intended_images->to_json();
   if (!precision.empty()) card["precision"] = precision;
   if (quantization) card["quantization"] = quantization->to_json();
+  if (site_calibration) card["site_calibration"] = site_calibration->to_json();
   return card;
 }
 
@@ -326,6 +389,9 @@ ModelCard ModelCard::from_json(const json& j) {
                                  (card.precision.empty() ? std::string(kPrecisionFp32) : card.precision) + "', not int8");
   }
   if (has_quantization) card.quantization = Quantization::from_json(j.at("quantization"));
+  if (j.contains("site_calibration") && !j.at("site_calibration").is_null()) {
+    card.site_calibration = SiteCalibration::from_json(j.at("site_calibration"), card.class_names);
+  }
   card.weights_sha256 = optional_string(j, "weights_sha256");
   card.intended_use = optional_string(j, "intended_use");
   card.disclaimer = optional_string(j, "disclaimer");

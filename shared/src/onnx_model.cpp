@@ -5,11 +5,13 @@
 // [SECTION] Protobuf wire format: WireReader, bounds-checked
 // [SECTION] The ONNX schema, for checking the whole file's structure
 // [SECTION] The ONNX messages we decode (onnx.proto field numbers)
-// [SECTION] read_onnx_model: the checks
+// [SECTION] Writing: the card's metadata_props entry, re-encoded
+// [SECTION] read_onnx_model: the checks, and with_model_card
 // [SECTION] describe
 #include "loupe/onnx_model.h"
 
 #include "loupe/metrics.h"
+#include "loupe/prediction.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -41,6 +43,7 @@ class WireReader {
   WireReader(const uint8_t* data, size_t begin, size_t end) : data_(data), pos_(begin), end_(end) {}
 
   bool at_end() const { return pos_ == end_; }
+  size_t position() const { return pos_; }
 
   // Up to 10 bytes.
   uint64_t varint() {
@@ -424,7 +427,33 @@ void parse_model(WireReader r, Model& m) {
   }
 }
 
-// [SECTION] read_onnx_model: the checks
+// [SECTION] Writing: the card's metadata_props entry, re-encoded
+
+void append_varint(std::vector<uint8_t>& out, uint64_t value) {
+  while (value >= 0x80) {
+    out.push_back(static_cast<uint8_t>(value | 0x80));
+    value >>= 7;
+  }
+  out.push_back(static_cast<uint8_t>(value));
+}
+
+void append_bytes_field(std::vector<uint8_t>& out, uint32_t field, const uint8_t* bytes, size_t size) {
+  append_varint(out, (uint64_t{field} << 3) | kLengthDelimited);
+  append_varint(out, size);
+  out.insert(out.end(), bytes, bytes + size);
+}
+
+// ModelProto field 14: StringStringEntryProto {1 key, 2 value}.
+std::vector<uint8_t> metadata_entry(const std::string& key, const std::string& value) {
+  std::vector<uint8_t> entry;
+  append_bytes_field(entry, 1, reinterpret_cast<const uint8_t*>(key.data()), key.size());
+  append_bytes_field(entry, 2, reinterpret_cast<const uint8_t*>(value.data()), value.size());
+  std::vector<uint8_t> field;
+  append_bytes_field(field, 14, entry.data(), entry.size());
+  return field;
+}
+
+// [SECTION] read_onnx_model: the checks, and with_model_card
 
 // TensorProto.DataType names.
 std::string element_type_name(int32_t type) {
@@ -534,6 +563,7 @@ OnnxModelInfo read_onnx_model(const uint8_t* data, size_t size, const std::strin
   } catch (const json::exception& e) {
     throw Error(ErrorCode::InvalidSpec, what + ": the model card is not valid JSON: " + e.what());
   }
+  info.card_json = card_json;
   try {
     info.card = ModelCard::from_json(card_json);
   } catch (const Error& e) {
@@ -567,6 +597,54 @@ OnnxModelInfo read_onnx_model(const uint8_t* data, size_t size, const std::strin
                                             std::to_string(info.card.input_width));
   }
   return info;
+}
+
+std::vector<uint8_t> with_model_card(const uint8_t* data, size_t size, const json& card, const std::string& what) {
+  const OnnxModelInfo before = read_onnx_model(data, size, what);
+  try {
+    ModelCard::from_json(card);
+  } catch (const Error& e) {
+    throw Error(ErrorCode::InvalidSpec, what + ": the new card: " + e.what());
+  } catch (const json::exception& e) {
+    throw Error(ErrorCode::InvalidSpec, what + ": the new card: " + e.what());
+  }
+  // Every top-level field is copied as it is, in its place; the card's entry is re-encoded there
+  // (a second card entry, which the reader would have let win, is dropped).
+  const std::vector<uint8_t> entry = metadata_entry(kModelCardKey, card.dump());
+  std::vector<uint8_t> out;
+  out.reserve(size + entry.size());
+  bool written = false;
+  try {
+    WireReader r(data, 0, size);
+    uint32_t field = 0, wire = 0;
+    for (size_t begin = r.position(); r.next_field(field, wire); begin = r.position()) {
+      if (field == 14 && wire == kLengthDelimited) {
+        std::pair<std::string, ByteRange> props;
+        parse_metadata_entry(r.sub(r.bytes()), props);
+        if (props.first == kModelCardKey) {
+          if (!written) out.insert(out.end(), entry.begin(), entry.end());
+          written = true;
+          continue;
+        }
+      } else {
+        r.skip(field, wire, 0);
+      }
+      out.insert(out.end(), data + begin, data + r.position());
+    }
+  } catch (const MalformedWire&) {  // read_onnx_model parsed it: not expected
+    throw Error(ErrorCode::InvalidArgument, what + ": truncated or corrupt ONNX file");
+  }
+  if (!written) out.insert(out.end(), entry.begin(), entry.end());
+
+  // The result must read back, with the same weights byte for byte.
+  const OnnxModelInfo after = read_onnx_model(out.data(), out.size(), what);
+  bool same_weights = before.weight_ranges.size() == after.weight_ranges.size();
+  for (size_t i = 0; same_weights && i < before.weight_ranges.size(); ++i) {
+    const ByteRange a = before.weight_ranges[i], b = after.weight_ranges[i];
+    same_weights = a.size == b.size && std::equal(data + a.offset, data + a.offset + a.size, out.data() + b.offset);
+  }
+  if (!same_weights) throw Error(ErrorCode::InvalidSpec, what + ": rewriting the card changed the weights (please report this)");
+  return out;
 }
 
 // [SECTION] describe
@@ -644,18 +722,83 @@ std::string describe(const OnnxModelInfo& info) {
   } else {
     out << "calibration: none (no temperature scaling)\n";
   }
+  const auto interval = [](const json& j, const char* key, double scale, int digits, const char* unit = "") -> std::string {
+    if (!j.is_object() || !j.contains(key) || !j.at(key).is_array() || j.at(key).size() != 2 ||
+        !j.at(key)[0].is_number() || !j.at(key)[1].is_number()) {
+      return "";
+    }
+    char buf[80];
+    std::snprintf(buf, sizeof buf, " [%.*f%s, %.*f%s]", digits, scale * j.at(key)[0].get<double>(), unit, digits,
+                  scale * j.at(key)[1].get<double>(), unit);
+    return buf;
+  };
+  if (c.site_calibration) {
+    const json site = c.site_calibration->to_json();
+    char line[400];
+    std::snprintf(line, sizeof line, "site calibration (in use): temperature scaling, T = %.4f, fitted on %lld labelled images %s%s\n",
+                  c.site_calibration->temperature, static_cast<long long>(c.site_calibration->images),
+                  site.contains("class_counts") ? site.at("class_counts").dump().c_str() : "",
+                  c.site_calibration->created_utc.empty() ? "" : (" on " + c.site_calibration->created_utc).c_str());
+    out << line;
+    const json& before = site.contains("before") ? site.at("before") : json();
+    const json& after = site.contains("after") ? site.at("after") : json();
+    if (before.is_object() && after.is_object()) {
+      std::snprintf(line, sizeof line, "  on those images: ECE %.4f%s -> %.4f%s, NLL %.4f%s -> %.4f%s (before: %s calibration, T = %.4f)\n",
+                    number(before, "ece"), interval(before, "ece_interval", 1, 4).c_str(), number(after, "ece"),
+                    interval(after, "ece_interval", 1, 4).c_str(), number(before, "nll"),
+                    interval(before, "nll_interval", 1, 4).c_str(), number(after, "nll"),
+                    interval(after, "nll_interval", 1, 4).c_str(), text(before, "calibration").c_str(),
+                    number(before, "temperature"));
+      out << line;
+    }
+    const json& points = site.contains("operating_points") ? site.at("operating_points") : json();
+    for (const json& p : points.is_array() ? points : json::array()) {
+      std::snprintf(line, sizeof line, "  operating point: %s when p >= %.4g (sensitivity %.3f%s, specificity %.3f%s on %s+%s images)\n",
+                    text(p, "class").c_str(), number(p, "threshold"), number(p, "sensitivity"),
+                    interval(p, "sensitivity_interval", 1, 3).c_str(), number(p, "specificity"),
+                    interval(p, "specificity_interval", 1, 3).c_str(), text(p, "positives").c_str(),
+                    text(p, "negatives").c_str());
+      out << line;
+    }
+    if (c.calibration) {
+      std::snprintf(line, sizeof line, "  the export's calibration (T = %.4f) is kept in the card, not used\n", c.calibration->temperature);
+      out << line;
+    }
+  }
+  out << "probabilities: " << probability_note(c) << "\npredicted class: " << decision_note(c) << "\n";
   if (c.ood) {
     const json ood = c.ood->to_json();
-    char line[320];
-    std::snprintf(line, sizeof line,
-                  "out-of-distribution check: %s, output '%s' > %.4f flags an image (%s dims, threshold at quantile "
-                  "%s of validation, fitted on %s)\n",
-                  text(ood, "method").c_str(), text(ood, "output").c_str(), number(ood, "threshold"),
-                  text(ood, "dims").c_str(), text(ood, "threshold_quantile").c_str(), text(ood, "fitted_on").c_str());
-    out << line;
-    std::snprintf(line, sizeof line, "  false alarms: validation %.1f%%, test %.1f%%\n",
-                  100 * number(ood, "val_false_alarm_rate"), 100 * number(ood, "test_false_alarm_rate"));
-    out << line;
+    char line[400];
+    if (ood.contains("false_alarm_rate")) {  // a split-conformal threshold (native/export/ood_fit.h)
+      std::snprintf(line, sizeof line, "out-of-distribution check: %s, output '%s' > %.4f flags an image (%s dims, fitted on %s)\n",
+                    text(ood, "method").c_str(), text(ood, "output").c_str(), number(ood, "threshold"),
+                    text(ood, "dims").c_str(), text(ood, "fitted_on").c_str());
+      out << line;
+      std::snprintf(line, sizeof line, "  threshold: %s, on %s\n", text(ood, "threshold_method").c_str(),
+                    text(ood, "threshold_fitted_on").c_str());
+      out << line;
+      std::snprintf(line, sizeof line, "  false alarms on new in-distribution images: %.1f%%%s (%s); measured: validation %.1f%%, test %.1f%%%s\n",
+                    100 * number(ood, "false_alarm_rate"), interval(ood, "false_alarm_interval", 100, 1, "%").c_str(),
+                    text(ood, "false_alarm_interval_method").c_str(), 100 * number(ood, "val_false_alarm_rate"),
+                    100 * number(ood, "test_false_alarm_rate"), interval(ood, "test_false_alarm_interval", 100, 1, "%").c_str());
+      out << line;
+      const json& cross = ood.contains("cross_fit_exchangeability") ? ood.at("cross_fit_exchangeability") : json();
+      if (cross.is_object() && cross.value("training_distances", 0) > 0) {
+        std::snprintf(line, sizeof line, "  cross-fitted training distances: %s (%s; p = %.3g)\n",
+                      cross.value("used", false) ? "used" : "not used", text(cross, "why").c_str(), number(cross, "p_value"));
+        out << line;
+      }
+    } else {
+      std::snprintf(line, sizeof line,
+                    "out-of-distribution check: %s, output '%s' > %.4f flags an image (%s dims, threshold at quantile "
+                    "%s of validation, fitted on %s)\n",
+                    text(ood, "method").c_str(), text(ood, "output").c_str(), number(ood, "threshold"),
+                    text(ood, "dims").c_str(), text(ood, "threshold_quantile").c_str(), text(ood, "fitted_on").c_str());
+      out << line;
+      std::snprintf(line, sizeof line, "  false alarms: validation %.1f%%, test %.1f%%\n",
+                    100 * number(ood, "val_false_alarm_rate"), 100 * number(ood, "test_false_alarm_rate"));
+      out << line;
+    }
   } else {
     out << "out-of-distribution check: none\n";
   }

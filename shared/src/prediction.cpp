@@ -32,6 +32,35 @@ std::vector<float> calibrated_probabilities(const float* logits, size_t count, d
   return out;
 }
 
+int predicted_class(const std::vector<float>& probabilities, const std::vector<OperatingPointRule>& operating_points,
+                    std::vector<uint8_t>* reached) {
+  if (probabilities.empty()) throw Error(ErrorCode::InvalidArgument, "predicted_class: no probabilities");
+  const auto largest_of = [&](const std::vector<uint8_t>& allowed) {
+    int best = -1;
+    for (size_t c = 0; c < probabilities.size(); ++c) {
+      if (allowed[c] && (best < 0 || probabilities[c] > probabilities[static_cast<size_t>(best)])) best = static_cast<int>(c);
+    }
+    return best;
+  };
+  std::vector<uint8_t> at_point(probabilities.size(), 0), without_point(probabilities.size(), 1);
+  bool any_reached = false;
+  for (const OperatingPointRule& rule : operating_points) {
+    if (rule.class_index < 0 || static_cast<size_t>(rule.class_index) >= probabilities.size()) {
+      throw Error(ErrorCode::InvalidArgument, "predicted_class: an operating point names class " +
+                                                  std::to_string(rule.class_index) + " of " +
+                                                  std::to_string(probabilities.size()));
+    }
+    const auto c = static_cast<size_t>(rule.class_index);
+    without_point[c] = 0;
+    at_point[c] = static_cast<double>(probabilities[c]) >= rule.threshold;
+    any_reached = any_reached || at_point[c];
+  }
+  if (reached) *reached = operating_points.empty() ? std::vector<uint8_t>() : at_point;
+  int top = any_reached ? largest_of(at_point) : largest_of(without_point);
+  if (top < 0) top = largest_of(std::vector<uint8_t>(probabilities.size(), 1));
+  return top;
+}
+
 Prediction interpret_outputs(const ModelCard& card, const ImageOutputs& outputs) {
   const size_t classes = card.class_names.size();
   if (!outputs.logits || outputs.logits_size != classes) {
@@ -44,8 +73,11 @@ Prediction interpret_outputs(const ModelCard& card, const ImageOutputs& outputs)
     }
   }
   Prediction p;
-  p.probabilities = calibrated_probabilities(outputs.logits, classes, card.calibration ? card.calibration->temperature : 1);
-  p.top = static_cast<int>(std::max_element(p.probabilities.begin(), p.probabilities.end()) - p.probabilities.begin());
+  p.logits.assign(outputs.logits, outputs.logits + classes);
+  p.probabilities = calibrated_probabilities(outputs.logits, classes, card.temperature_in_use());
+  static const std::vector<OperatingPointRule> kNone;
+  p.top = predicted_class(p.probabilities, card.site_calibration ? card.site_calibration->operating_points : kNone,
+                          &p.at_operating_point);
   p.confidence = p.probabilities[static_cast<size_t>(p.top)];
   if (card.ood) {
     if (!outputs.ood_distance) {
@@ -67,6 +99,20 @@ Prediction interpret_outputs(const ModelCard& card, const ImageOutputs& outputs)
 }
 
 std::string probability_note(const ModelCard& card) {
+  if (card.site_calibration) {
+    const SiteCalibration& site = *card.site_calibration;
+    char note[400];
+    std::snprintf(note, sizeof note, "calibrated for this site by temperature scaling (T = %.3g), fitted on %lld labelled images%s%s",
+                  site.temperature, static_cast<long long>(site.images), site.created_utc.empty() ? "" : " on ",
+                  site.created_utc.c_str());
+    std::string text = note;
+    if (card.calibration) {
+      std::snprintf(note, sizeof note, "; the export's calibration (T = %.3g) is kept in the card, not used",
+                    card.calibration->temperature);
+      text += note;
+    }
+    return text;
+  }
   if (!card.calibration) return "not calibrated (softmax of the logits)";
   const nlohmann::json& record = card.calibration->record;
   const auto fitted = record.find("fitted_on");
@@ -75,6 +121,23 @@ std::string probability_note(const ModelCard& card) {
   std::snprintf(note, sizeof note, "calibrated by temperature scaling (T = %.3g), fitted on %s",
                 card.calibration->temperature, on.c_str());
   return note;
+}
+
+std::string decision_note(const ModelCard& card) {
+  if (!card.site_calibration || card.site_calibration->operating_points.empty()) return "the largest probability";
+  const SiteCalibration& site = *card.site_calibration;
+  std::string text = "operating points (site calibration" + (site.created_utc.empty() ? "" : " of " + site.created_utc) + "): ";
+  for (size_t i = 0; i < site.operating_points.size(); ++i) {
+    char point[160];
+    std::snprintf(point, sizeof point, "%s%s when p >= %.3g", i ? ", " : "", site.operating_points[i].class_name.c_str(),
+                  site.operating_points[i].threshold);
+    text += point;
+  }
+  const bool every_class = site.operating_points.size() >= card.class_names.size();
+  text += every_class ? "; the most probable of the classes called, or the largest probability when none is"
+                      : "; the most probable of the classes called, else the largest probability of the classes "
+                        "without an operating point";
+  return text;
 }
 
 }  // namespace loupe

@@ -67,13 +67,30 @@ const char* to_string(ResultStatus status) {
   return "unknown";
 }
 
+namespace {
+
+// The card's operating points (a site calibration's), in card order; empty when it sets none.
+const std::vector<OperatingPointRule>& operating_points(const ModelCard& card) {
+  static const std::vector<OperatingPointRule> kNone;
+  return card.site_calibration ? card.site_calibration->operating_points : kNone;
+}
+
+bool reached(const Prediction& p, const OperatingPointRule& rule) {
+  const auto c = static_cast<size_t>(rule.class_index);
+  return c < p.at_operating_point.size() && p.at_operating_point[c] != 0;
+}
+
+}  // namespace
+
 std::string results_csv(const std::vector<ResultRow>& rows, const ModelCard& card) {
   const std::vector<std::string>& classes = card.class_names;
   const bool with_ood = card.ood.has_value();
   const bool with_intended = card.intended_images.has_value();
   const bool with_frame = std::any_of(rows.begin(), rows.end(), [](const ResultRow& r) { return r.frames > 1; });
+  const std::vector<OperatingPointRule>& points = operating_points(card);
   std::string csv = "path,label,predicted,confidence";
   for (const std::string& name : classes) csv += "," + csv_field("p_" + name);
+  for (const OperatingPointRule& rule : points) csv += "," + csv_field("op_" + rule.class_name);
   if (with_ood) csv += ",ood_distance,out_of_distribution";
   if (with_intended) csv += ",intended_use_warning";
   if (with_frame) csv += ",frame";
@@ -85,6 +102,7 @@ std::string results_csv(const std::vector<ResultRow>& rows, const ModelCard& car
     csv += csv_field(row.path) + "," + (labelled ? csv_field(classes[static_cast<size_t>(row.label)]) : "") + ",";
     csv += done ? csv_field(classes[static_cast<size_t>(p.top)]) + "," + number(p.confidence) : ",";
     for (size_t c = 0; c < classes.size(); ++c) csv += "," + (done ? number(p.probabilities[c]) : std::string());
+    for (const OperatingPointRule& rule : points) csv += "," + (done ? std::string(reached(p, rule) ? "true" : "false") : std::string());
     if (with_ood) {
       csv += done && p.has_ood ? "," + number(p.ood_distance) + "," + (p.out_of_distribution ? "true" : "false") : ",,";
     }
@@ -106,6 +124,11 @@ nlohmann::json results_json(const std::vector<ResultRow>& rows, const ModelCard&
       j["predicted"] = classes[static_cast<size_t>(p.top)];
       j["confidence"] = p.confidence;
       j["probabilities"] = p.probabilities;
+      if (!operating_points(card).empty()) {
+        nlohmann::json at = nlohmann::json::object();
+        for (const OperatingPointRule& rule : operating_points(card)) at[rule.class_name] = reached(p, rule);
+        j["at_operating_point"] = at;
+      }
       if (card.ood && p.has_ood) {
         // JSON has no NaN: a distance that is not a number is null (and flagged).
         j["ood_distance"] = std::isfinite(p.ood_distance) ? nlohmann::json(p.ood_distance) : nlohmann::json();
@@ -135,7 +158,7 @@ Evaluation evaluate(const std::vector<ResultRow>& rows, const std::vector<std::s
                     const std::optional<BootstrapOptions>& intervals) {
   Evaluation evaluation;
   std::vector<std::vector<double>> scores;
-  std::vector<int> labels;
+  std::vector<int> labels, decided;
   for (const ResultRow& row : rows) {
     const bool done = predicted(row, class_names.size());
     if (row.label < 0 || static_cast<size_t>(row.label) >= class_names.size()) {
@@ -150,14 +173,16 @@ Evaluation evaluate(const std::vector<ResultRow>& rows, const std::vector<std::s
     evaluation.out_of_distribution += row.prediction.out_of_distribution;
     scores.emplace_back(row.prediction.probabilities.begin(), row.prediction.probabilities.end());
     labels.push_back(row.label);
+    decided.push_back(row.prediction.top);
   }
   evaluation.labelled = static_cast<int>(labels.size());
   if (labels.empty()) return evaluation;
-  // The matrix is built from argmax of the scores, as the report's: the table's predicted class.
-  evaluation.report = classification_report(class_names, scores, labels);
-  if (intervals) evaluation.report->intervals = report_intervals(class_names, scores, labels, *intervals);
+  // The matrix counts the table's predicted class (the largest probability, or the operating
+  // points' choice: prediction.h); ROC-AUC and ECE come from the probabilities.
+  evaluation.report = classification_report(class_names, scores, labels, decided);
+  if (intervals) evaluation.report->intervals = report_intervals(class_names, scores, labels, decided, *intervals);
   ConfusionMatrix matrix(class_names);
-  for (size_t i = 0; i < labels.size(); ++i) matrix.add(labels[i], argmax(scores[i]));
+  for (size_t i = 0; i < labels.size(); ++i) matrix.add(labels[i], decided[i]);
   evaluation.matrix = std::move(matrix);
   return evaluation;
 }

@@ -67,6 +67,17 @@ TEST_CASE("render_image_report draws the image, its heat map and the warnings", 
   const loupe::Image warned = loupe::render_image_report(image, ood);
   CHECK(warned.data != plain.data);
 
+  // A class chosen by an operating point (not the largest probability) is drawn as the output,
+  // with how it was chosen.
+  loupe::ImageReport decided = basic_report();
+  decided.predicted = 1;
+  const loupe::Image by_rule = loupe::render_image_report(image, decided);
+  CHECK(by_rule.data != plain.data);
+  decided.decision_note = "operating points (site calibration): No_findings when p >= 0.15";
+  CHECK(loupe::render_image_report(image, decided).data != by_rule.data);
+  decided.predicted = 7;  // out of range: the largest probability, as without
+  CHECK(loupe::render_image_report(image, decided).data != by_rule.data);
+
   CHECK_THROWS_AS(loupe::render_image_report(loupe::Image{}, basic_report()), loupe::Error);
 }
 

@@ -1,7 +1,10 @@
-// Calibrated confidence and the out-of-distribution check of `loupe export` (calibration.h):
-// temperature fitting, expected calibration error, the Mahalanobis distance in the graph against a
-// direct computation, an exported model with both against LibTorch under ONNX Runtime, the card's
-// new entries, and a run export with them (split.json paths resolved from elsewhere).
+// Calibrated confidence and the out-of-distribution check of `loupe export` (ood_fit.h; the
+// temperature fit is the shared core's, tested in tests/core/test_calibration.cpp): the
+// Mahalanobis distance in the graph against a direct computation, its split-conformal threshold
+// (the Beta interval, cross-fitting by groups, the stated rate on fresh data), an exported model
+// with both against LibTorch under ONNX Runtime, the card's entries, a run export with them
+// (split.json paths resolved from elsewhere), and `loupe ood-threshold`'s re-estimate from the
+// exported file alone, which must agree with the export's.
 #include "catch_torch.h"  // first: keeps Catch's CHECK (see the header)
 
 #include <torch/torch.h>
@@ -14,14 +17,17 @@
 #include <functional>
 #include <iterator>
 #include <limits>
+#include <map>
 #include <set>
 #include <string>
 
 #include "fixtures.h"
-#include "loupe/export/calibration.h"
+#include "loupe/export/ood_fit.h"
+#include "loupe/export/ood_threshold.h"
 #include "loupe/export/onnx_file.h"
 #include "loupe/export/onnx_export.h"
 #include "loupe/inference/ort_session.h"
+#include "loupe/inference/self_test_run.h"
 #include "loupe/export/run_export.h"
 #include "loupe/loupe.h"
 #include "loupe/models/zoo.h"
@@ -81,69 +87,127 @@ models::ModelConfig smoke_config() {
 
 }  // namespace
 
-TEST_CASE("temperature scaling recovers a known temperature", "[export][calibration]") {
-  torch::manual_seed(1);
-  const int64_t n = 20000;
-  for (const double truth : {0.5, 2.5}) {
-    for (const int64_t k : {int64_t{1}, int64_t{5}}) {
-      CAPTURE(truth, k);
-      // Labels drawn from softmax(z / truth): the maximum-likelihood temperature is truth.
-      const torch::Tensor z = torch::randn({n, k}, torch::kFloat64) * 3.0;
-      const torch::Tensor labels =
-          k == 1 ? torch::bernoulli(torch::sigmoid(z.squeeze(1) / truth)).to(torch::kInt64)
-                 : torch::multinomial(torch::softmax(z / truth, 1), 1).squeeze(1);
-      const double t = fit_temperature(z, labels);
-      CHECK(std::abs(t - truth) / truth < 0.05);
-      const double best = nll_at_temperature(z, labels, t);
-      for (const double other : {truth, 1.0, 0.9 * t, 1.1 * t}) CHECK(best <= nll_at_temperature(z, labels, other) + 1e-12);
-      // The calibrated probabilities are better calibrated on data drawn the same way.
-      const torch::Tensor fresh = torch::randn({n, k}, torch::kFloat64) * 3.0;
-      const torch::Tensor fresh_labels =
-          k == 1 ? torch::bernoulli(torch::sigmoid(fresh.squeeze(1) / truth)).to(torch::kInt64)
-                 : torch::multinomial(torch::softmax(fresh / truth, 1), 1).squeeze(1);
-      CHECK(expected_calibration_error(calibrated_probabilities(fresh, t), fresh_labels) <
-            expected_calibration_error(calibrated_probabilities(fresh, 1.0), fresh_labels));
-    }
-  }
-  // Logits that carry no information: T = 1. Perfectly separated data: the searched range's end.
-  CHECK(fit_temperature(torch::zeros({10, 3}), torch::zeros({10}, torch::kInt64)) == 1.0);
-  const torch::Tensor separated = torch::tensor({{5.0, 0.0}, {0.0, 5.0}, {4.0, -1.0}}, torch::kFloat64);
-  CHECK(fit_temperature(separated, torch::tensor({0, 1, 0}, torch::kInt64)) == Approx(kMinTemperature));
-  // ... which `loupe export` does not apply (a model made certain of everything).
-  CHECK(temperature_at_search_bound(fit_temperature(separated, torch::tensor({0, 1, 0}, torch::kInt64))));
-  CHECK(temperature_at_search_bound(kMaxTemperature));
-  CHECK_FALSE(temperature_at_search_bound(1.16));
-  CHECK_FALSE(temperature_at_search_bound(0.5));
-  CHECK_THAT(test::error_of([] { fit_temperature(torch::zeros({2, 3}), torch::tensor({0, 3}, torch::kInt64)); }),
-             Contains("outside [0, 3)"));
-  CHECK_THAT(test::error_of([] { calibrated_probabilities(torch::zeros({2, 3}), 0.0); }), Contains("> 0"));
-}
-
-TEST_CASE("expected calibration error on a hand-computed example", "[export][calibration]") {
-  // Top-class confidences 0.95 (right), 0.81 (wrong), 0.72 (right), 0.84 (right); 15 bins of width 1/15:
-  // 0.95 -> bin 14, 0.81 and 0.84 -> bin 12 (12/15 = 0.8 < c <= 13/15), 0.72 -> bin 10.
-  // ECE = 1/4 |1 - 0.95| + 2/4 |0.5 - 0.825| + 1/4 |1 - 0.72| = 0.0125 + 0.1625 + 0.07 = 0.245.
-  const torch::Tensor p = torch::tensor({{0.95, 0.05}, {0.81, 0.19}, {0.28, 0.72}, {0.16, 0.84}}, torch::kFloat64);
-  const torch::Tensor labels = torch::tensor({0, 1, 1, 1}, torch::kInt64);
-  const ReliabilityBins bins = reliability_bins(p, labels, 15);
-  CHECK(bins.ece == Approx(0.245).margin(1e-12));
-  CHECK(expected_calibration_error(p, labels) == Approx(0.245).margin(1e-12));
-  CHECK(bins.images == 4);
-  CHECK(bins.count[14] == 1);
-  CHECK(bins.count[12] == 2);
-  CHECK(bins.count[10] == 1);
-  CHECK(bins.accuracy[12] == Approx(0.5));
-  CHECK(bins.confidence[12] == Approx(0.825));
-  // One sigmoid column: the same example as P(class 1).
-  CHECK(expected_calibration_error(p.index({torch::indexing::Slice(), torch::indexing::Slice(1, 2)}), labels) ==
-        Approx(0.245).margin(1e-12));
-  // Perfectly calibrated: every image at confidence 1 and right.
-  CHECK(expected_calibration_error(torch::tensor({{1.0, 0.0}, {0.0, 1.0}}, torch::kFloat64),
-                                   torch::tensor({0, 1}, torch::kInt64)) == 0.0);
-  // numpy's linear quantile.
+TEST_CASE("numpy's linear quantile", "[export][ood]") {
   CHECK(quantile(std::vector<double>{4, 1, 3, 2}, 0.95) == Approx(3.85));
   CHECK(quantile(std::vector<double>{7}, 0.95) == 7.0);
   CHECK(quantile(std::vector<double>{1, 2}, 0.0) == 1.0);
+}
+
+TEST_CASE("the split-conformal threshold and its Beta interval", "[export][ood]") {
+  // Beta quantiles against closed forms: Beta(1, b): 1 - (1 - p)^(1/b); Beta(a, 1): p^(1/a);
+  // symmetric ones: the median is 1/2.
+  CHECK(beta_quantile(0.3, 1, 7) == Approx(1 - std::pow(0.7, 1.0 / 7)).margin(1e-9));
+  CHECK(beta_quantile(0.975, 4, 1) == Approx(std::pow(0.975, 0.25)).margin(1e-9));
+  CHECK(beta_quantile(0.5, 5, 5) == Approx(0.5).margin(1e-9));
+  CHECK(beta_quantile(0.5, 2, 2) == Approx(0.5).margin(1e-9));
+  CHECK(beta_quantile(0.025, 42, 817) < 42.0 / 859);
+  // 100 distances 0..99, alpha 0.05: k = ceil(101 * 0.95) = 96, the threshold the 96th smallest.
+  std::vector<double> d(100);
+  for (size_t i = 0; i < d.size(); ++i) d[i] = static_cast<double>(99 - i);  // order does not matter
+  const ConformalThreshold c = conformal_threshold(d, 0.05);
+  CHECK(c.rank == 96);
+  CHECK(c.threshold == 95.0);
+  CHECK(c.distances == 100);
+  CHECK(c.false_alarm_rate == Approx(5.0 / 101));
+  CHECK(c.false_alarm_interval.low == Approx(beta_quantile(0.025, 5, 96)));
+  CHECK(c.false_alarm_interval.low < c.false_alarm_rate);
+  CHECK(c.false_alarm_rate < c.false_alarm_interval.high);
+  // (99 + 1) * 0.95 is 95 exactly: no rounding up to 96.
+  CHECK(conformal_threshold(std::vector<double>(99, 1.0), 0.05).rank == 95);
+  CHECK_THAT(test::error_of([] { conformal_threshold(std::vector<double>(10, 1.0), 0.05); }),
+             Contains("10 distances are too few for a false-alarm rate of 5.0% (at least 19)"));
+  CHECK_THAT(test::error_of([] { conformal_threshold({1.0, std::nan("")}, 0.05); }), Contains("not a finite number"));
+  CHECK_THAT(test::error_of([] { conformal_threshold({1.0}, 1.5); }), Contains("alpha"));
+}
+
+TEST_CASE("cross-fitting folds keep groups whole and the threshold keeps its rate on fresh data", "[export][ood]") {
+  // Folds: whole groups, every fold with each label, the same folds for the same seed.
+  std::vector<int64_t> labels;
+  std::vector<std::string> groups;
+  for (int g = 0; g < 60; ++g) {
+    for (int i = 0; i < 1 + g % 4; ++i) {
+      labels.push_back(g % 3);
+      groups.push_back(g % 5 == 0 ? "" : "patient" + std::to_string(g));  // some images without a group
+    }
+  }
+  const std::vector<int> folds = assign_folds(labels, groups, 5, 42);
+  CHECK(folds == assign_folds(labels, groups, 5, 42));
+  std::map<std::string, std::set<int>> folds_of_group;
+  std::vector<std::set<int64_t>> labels_in_fold(5);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (!groups[i].empty()) folds_of_group[groups[i]].insert(folds[i]);
+    labels_in_fold[static_cast<size_t>(folds[i])].insert(labels[i]);
+  }
+  for (const auto& [group, in] : folds_of_group) CHECK(in.size() == 1);
+  for (const auto& in : labels_in_fold) CHECK(in.size() == 3);
+
+  // Gaussian classes in 40 dims: the cross-fitted split-conformal threshold flags about alpha of
+  // fresh in-distribution images; the 95th percentile of the training images' own (in-sample)
+  // distances is printed beside it, for comparison.
+  torch::manual_seed(11);
+  const int64_t width = 40, classes = 3;
+  const torch::Tensor mixing = torch::randn({width, width}, torch::kFloat64) * 0.5;
+  const torch::Tensor centers = torch::randn({classes, width}, torch::kFloat64) * 2.0;
+  const auto draw = [&](int64_t per_class, torch::Tensor& y) {
+    std::vector<torch::Tensor> rows, ys;
+    for (int64_t k = 0; k < classes; ++k) {
+      rows.push_back(centers[k] + torch::randn({per_class, width}, torch::kFloat64).matmul(mixing));
+      ys.push_back(torch::full({per_class}, k, torch::kInt64));
+    }
+    y = torch::cat(ys);
+    return torch::cat(rows);
+  };
+  torch::Tensor train_y, val_y, fresh_y;
+  const torch::Tensor train = draw(150, train_y), val = draw(30, val_y), fresh = draw(1000, fresh_y);
+  const MahalanobisFit fit = fit_mahalanobis(train, train_y, classes, 16);
+  const OodThresholdEstimate estimate =
+      estimate_ood_threshold(train, train_y, {}, classes, fit.dims, mahalanobis_distance(fit, val), {});
+  CHECK(estimate.cross_fitted == 450);
+  CHECK(estimate.validation == 90);
+  CHECK(estimate.folds == 10);
+  CHECK_FALSE(estimate.grouped);
+  // No network trained on these: the cross-fitted distances' tail passes as the validation one's.
+  CHECK(estimate.exchangeability.p_value >= 0.05);
+  CHECK(estimate.exchangeability.training == 450);
+  CHECK(estimate.exchangeability.threshold == estimate.conformal.threshold);
+  CHECK(estimate.training_used);
+  CHECK(estimate.conformal.distances == 540);
+  const double fresh_rate = (mahalanobis_distance(fit, fresh) > estimate.conformal.threshold).to(torch::kFloat64).mean().item<double>();
+  const double in_sample = tensor_quantile(mahalanobis_distance(fit, train), 0.95);
+  const double in_sample_rate = (mahalanobis_distance(fit, fresh) > in_sample).to(torch::kFloat64).mean().item<double>();
+  std::printf("\nsplit-conformal threshold %.2f (stated %.1f%% [%.1f%%, %.1f%%]): %.1f%% of 3000 fresh in-distribution "
+              "embeddings flagged; the training distances' own 95th percentile %.2f would flag %.1f%%\n",
+              estimate.conformal.threshold, 100 * estimate.conformal.false_alarm_rate,
+              100 * estimate.conformal.false_alarm_interval.low, 100 * estimate.conformal.false_alarm_interval.high,
+              100 * fresh_rate, in_sample, 100 * in_sample_rate);
+  CHECK(fresh_rate > 0.02);
+  CHECK(fresh_rate < 0.085);
+  const nlohmann::json fields = estimate.card_fields();
+  CHECK(fields["threshold"] == estimate.conformal.threshold);
+  CHECK(fields["calibration_distances"] == 540);
+  CHECK_THAT(fields["threshold_method"].get<std::string>(), Contains("split-conformal"));
+  CHECK(fields["false_alarm_interval"].size() == 2);
+  CHECK_THAT(estimate.summary(), Contains("cross-fitted in 10 folds") && Contains("90 validation"));
+
+  // Training distances that are clearly smaller than the validation ones (what a network that fits
+  // its training images closely gives them): not used; the threshold rests on validation alone.
+  const OodThresholdEstimate shifted =
+      estimate_ood_threshold(train, train_y, {}, classes, fit.dims, mahalanobis_distance(fit, val) * 1.5, {});
+  CHECK(static_cast<double>(shifted.exchangeability.validation_beyond) / 90.0 >
+        static_cast<double>(shifted.exchangeability.training_beyond) / 450.0);
+  CHECK(shifted.exchangeability.p_value < 0.05);
+  CHECK_FALSE(shifted.training_used);
+  CHECK(shifted.conformal.distances == 90);
+  CHECK(shifted.conformal.rank == 87);  // ceil(91 * 0.95)
+  CHECK(shifted.card_fields()["cross_fit_exchangeability"]["used"] == false);
+  CHECK_THAT(shifted.summary(), Contains("not used (their tails differ"));
+  // The two-proportion test against a hand computation: 2 of 10 vs 5 of 100, z = 1.8528.
+  CHECK(two_proportion_p(2, 10, 5, 100) == Approx(0.0639163).epsilon(1e-5));
+  CHECK(two_proportion_p(0, 10, 0, 100) == 1.0);
+  const ExchangeabilityTest t = tail_exchangeability({3.0, 1.0, 5.0}, {1.0, 2.0, 0.5, 4.5}, 2.5);
+  CHECK(t.validation_beyond == 2);
+  CHECK(t.training_beyond == 1);
+  CHECK(t.p_value == Approx(two_proportion_p(2, 3, 1, 4)));
 }
 
 TEST_CASE("the Mahalanobis distance in the graph equals a direct computation", "[export][ood]") {
@@ -421,11 +485,26 @@ TEST_CASE("a run export fits calibration and the OOD check on the run's split", 
     CHECK(card.calibration->to_json()["val"]["nll_after"].get<double>() <= card.calibration->to_json()["val"]["nll_before"].get<double>() + 1e-12);
     REQUIRE(card.ood.has_value());
     CHECK(card.ood->to_json()["output"] == "ood_distance");
-    CHECK(card.ood->to_json()["threshold_quantile"] == 0.95);
-    CHECK(card.ood->to_json()["dims"] == 16);  // min(64, training images - 1 = 17, embedding 16)
-    CHECK(card.ood->to_json()["fitted_on"] == "train embeddings (18 images)");
-    CHECK(card.ood->to_json()["val_false_alarm_rate"].get<double>() == Approx(1.0 / 9.0));  // only the largest of 9 is above
-    CHECK(card.ood->to_json()["test_false_alarm_rate"].is_number());
+    const nlohmann::json ood = card.ood->to_json();
+    CHECK_FALSE(ood.contains("threshold_quantile"));  // the old rule
+    CHECK_THAT(ood["threshold_method"].get<std::string>(), Contains("split-conformal"));
+    CHECK(ood["alpha"] == 0.05);
+    CHECK(ood["dims"] == 16);  // min(64, training images - 1 = 17, embedding 16)
+    CHECK(ood["fitted_on"] == "train embeddings (18 images)");
+    // 18 cross-fitted training distances and 9 validation ones: k = ceil(28 * 0.95) = 27, the
+    // largest; if the training distances do not pass as exchangeable, the 9 validation ones alone,
+    // too few for 5%: the largest, stating 1 / 10.
+    const bool training_used = ood["cross_fit_exchangeability"]["used"].get<bool>();
+    CHECK(ood["cross_fit_exchangeability"]["training_distances"] == 18);
+    CHECK(ood["calibration_distances"] == (training_used ? 27 : 9));
+    CHECK(ood["threshold_rank"] == (training_used ? 27 : 9));
+    CHECK(ood["alpha"].get<double>() == Approx(training_used ? 0.05 : 0.1));
+    CHECK(ood["alpha_requested"] == 0.05);
+    CHECK(ood["val_false_alarm_rate"].get<double>() <= 1.0 / 9.0);
+    CHECK(ood["false_alarm_interval"].size() == 2);
+    CHECK(ood["test_false_alarm_rate"].is_number());
+    CHECK(ood["test_false_alarm_interval"].size() == 2);
+    CHECK_THAT(describe(read_onnx_file(result.onnx_path)), Contains("false alarms on new in-distribution images: "));
     CHECK(card.has_output("ood_distance"));
     CHECK(result.calibration == card.calibration->to_json());
     CHECK(fs::exists(result.reliability_png));
@@ -433,10 +512,34 @@ TEST_CASE("a run export fits calibration and the OOD check on the run's split", 
     std::ifstream report(result.report_path);
     const std::string report_text((std::istreambuf_iterator<char>(report)), std::istreambuf_iterator<char>());
     CHECK_THAT(report_text, Contains("ECE (15 bins) validation") && Contains("reliability.png") &&
-                                Contains("false alarms validation 11.1%"));
+                                Contains("split-conformal, the ") && Contains("two-proportion p = ") &&
+                                Contains("measured false alarms: validation "));
     std::ifstream log(run / "log.txt");
     const std::string log_text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
     CHECK_THAT(log_text, Contains("export: calibration: temperature scaling, T = "));
+
+    // `loupe ood-threshold` on the exported file: the fit in the graph reproduced from ONNX Runtime's
+    // embeddings, and the same threshold as the export's (LibTorch's embeddings); only the card changes.
+    RethresholdOptions rethreshold;
+    rethreshold.split_file = (run / "split.json").string();
+    rethreshold.threads = 2;
+    const RethresholdResult again = rethreshold_ood(result.onnx_path, rethreshold);
+    std::printf("ood-threshold on the export: %s", again.to_text().c_str());
+    CHECK(again.reproduced_difference < 1e-4);
+    CHECK(again.fit_images == 18);
+    CHECK(again.estimate.conformal.threshold == Approx(card.ood->threshold).epsilon(1e-4));
+    CHECK(again.old_threshold == card.ood->threshold);
+    CHECK(again.ood["previous_threshold"]["threshold"] == card.ood->threshold);
+    CHECK(again.ood["threshold_estimated"]["by"] == "loupe ood-threshold");
+    CHECK(again.card.weights_sha256 == card.weights_sha256);
+    REQUIRE(again.card.self_test);
+    const std::string rewritten(again.onnx.begin(), again.onnx.end());
+    CHECK(read_onnx_bytes(rewritten, "again.onnx").weights_verified);
+    CHECK(run_self_test(again.card, OrtSession::from_bytes(rewritten, two_threads())).passed);
+    // A split that is not the export's: refused, nothing returned.
+    rethreshold.max_train_images = 12;
+    CHECK_THAT(test::error_of([&] { rethreshold_ood(result.onnx_path, rethreshold); }),
+               Contains("the card's fit used 18 training images") && Contains("gives 12"));
 
     // The options: neither, or one of them.
     options.calibration = false;

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "loupe/error.h"
-#include "loupe/export/calibration.h"
+#include "loupe/export/ood_fit.h"
 
 namespace loupe::exporter::detail {
 

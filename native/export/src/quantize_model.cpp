@@ -16,7 +16,7 @@
 #include <optional>
 
 #include "loupe/error.h"
-#include "loupe/export/calibration.h"
+#include "loupe/export/ood_fit.h"
 #include "loupe/export/onnx_export.h"
 #include "loupe/export/quantize.h"
 #include "loupe/inference/batch_predict.h"
@@ -246,13 +246,20 @@ QuantizeResult quantize_model_file(const std::string& float_path, const SplitFil
                               ", on the held-out test split";
   q.test_metrics = test_metrics;
   if (card.ood) {
-    // The threshold is a quantile of validation distances: the int8 model's, so that its false
-    // alarm rate is what the card says.
+    // The threshold is re-estimated on the int8 model's own validation distances, split-conformal
+    // as export and `loupe ood-threshold` do (ood_fit.h), so that its false-alarm rate is what the
+    // card says. Only the validation distances: cross-fitting needs the training embeddings, which
+    // the int8 graph does not give apart from its distances (the float card's cross-fit fields go).
     json ood = card.ood->to_json();
-    const double level = ood.contains("threshold_quantile") && ood["threshold_quantile"].is_number()
-                             ? ood["threshold_quantile"].get<double>()
-                             : 0.95;
+    const double alpha = ood.contains("alpha") && ood["alpha"].is_number() ? ood["alpha"].get<double>()
+                         : ood.contains("threshold_quantile") && ood["threshold_quantile"].is_number()
+                             ? 1 - ood["threshold_quantile"].get<double>()
+                             : 0.05;
     ood["float_threshold"] = card.ood->threshold;
+    for (const char* stale : {"threshold_quantile", "cross_fit_folds", "cross_fit_exchangeability", "previous_threshold",
+                              "threshold_estimated", "test_false_alarm_interval"}) {
+      ood.erase(stale);
+    }
     const auto distances = [](const std::vector<ResultRow>& rows) {
       std::vector<double> d;
       for (const ResultRow& r : rows) {
@@ -260,23 +267,36 @@ QuantizeResult quantize_model_file(const std::string& float_path, const SplitFil
       }
       return d;
     };
-    const auto rate = [](const std::vector<double>& d, double threshold) {
-      int64_t above = 0;
-      for (double v : d) above += !(v <= threshold);
-      return d.empty() ? 0.0 : static_cast<double>(above) / static_cast<double>(d.size());
+    const auto above = [](const std::vector<double>& d, double threshold) {
+      int64_t count = 0;
+      for (double v : d) count += !(v <= threshold);
+      return count;
     };
     const std::vector<double> test_d = distances(int8_rows);
     const std::vector<double> val_d = split.val.empty() ? std::vector<double>()
                                                          : distances(classify(int8_session, card, split.val, options));
     if (!val_d.empty()) {
-      ood["threshold"] = quantile(val_d, level);
+      OodThresholdOptions threshold_options;
+      threshold_options.alpha = alpha;
+      threshold_options.folds = 0;
+      const torch::Tensor val_tensor = torch::tensor(val_d, torch::kFloat64);
+      const OodThresholdEstimate estimate =
+          estimate_ood_threshold(torch::Tensor(), torch::Tensor(), {}, 0, 0, val_tensor, threshold_options);
+      ood.update(estimate.card_fields());
       ood["threshold_fitted_on"] = "validation split (" + std::to_string(val_d.size()) + " images), int8 model";
-      ood["val_false_alarm_rate"] = rate(val_d, ood["threshold"].get<double>());
+      ood["val_false_alarm_rate"] = static_cast<double>(above(val_d, estimate.conformal.threshold)) /
+                                    static_cast<double>(val_d.size());
     } else {
       ood["threshold_fitted_on"] = ood.value("threshold_fitted_on", std::string()) + " (the float model's; no "
                                    "validation split to refit it on)";
     }
-    ood["test_false_alarm_rate"] = rate(test_d, ood["threshold"].get<double>());
+    if (!test_d.empty()) {
+      const int64_t flagged = above(test_d, ood["threshold"].get<double>());
+      const Interval ci = wilson_interval(flagged, static_cast<int64_t>(test_d.size()));
+      ood["test_false_alarm_rate"] = static_cast<double>(flagged) / static_cast<double>(test_d.size());
+      ood["test_false_alarm_interval"] = {ci.low, ci.high};
+      ood["test_images"] = test_d.size();
+    }
     q.ood = OodCheck::from_json(ood);
   }
   const Interval fi = wilson_interval(result.gate.float_correct, result.gate.test_images);

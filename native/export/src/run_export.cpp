@@ -14,7 +14,8 @@
 #include "loupe/data/dataset.h"
 #include "loupe/train/loader.h"
 #include "loupe/error.h"
-#include "loupe/export/calibration.h"
+#include "loupe/calibration.h"
+#include "loupe/export/ood_fit.h"
 #include "loupe/inference/self_test_run.h"
 #include "loupe/data/random.h"
 #include "loupe/train/report.h"
@@ -230,6 +231,18 @@ std::vector<size_t> stratified_sample(const data::Dataset& dataset, const std::v
   return out;
 }
 
+// The group (patient) of each picked sample whose image was read, in order: sample_groups() under
+// the run's split spec ("" for none). Unreadable images are not in the features: without them, the
+// groups no longer line up, so every image then counts alone.
+std::vector<std::string> picked_groups(const data::Dataset& dataset, const std::vector<size_t>& picked,
+                                       const data::GroupSpec& spec, int64_t unreadable) {
+  if (!spec.enabled() || unreadable > 0) return {};
+  const std::vector<std::string> all = data::sample_groups(dataset, spec);
+  std::vector<std::string> out;
+  for (size_t i : picked) out.push_back(all[i]);
+  return out;
+}
+
 struct Features {
   torch::Tensor logits, embeddings, labels;  // [N, K], [N, D] float64; [N] int64
   int64_t unreadable = 0;
@@ -262,16 +275,29 @@ Features embed_samples(models::Classifier& model, const data::Dataset& dataset, 
   return out;
 }
 
+// The logits LibTorch gave (float32, widened) as the shared core's calibration takes them.
+LabelledLogits labelled(const Features& f) {
+  LabelledLogits out;
+  out.classes = static_cast<size_t>(f.logits.size(1));
+  const torch::Tensor logits = f.logits.to(torch::kFloat32).contiguous();
+  const torch::Tensor labels = f.labels.to(torch::kInt64).contiguous();
+  for (int64_t i = 0; i < f.size(); ++i) {
+    out.add(logits.data_ptr<float>() + i * logits.size(1), static_cast<int>(labels.data_ptr<int64_t>()[i]));
+  }
+  return out;
+}
+
 json part_calibration(const Features& f, double temperature, int bins, ReliabilityBins* before, ReliabilityBins* after) {
-  *before = reliability_bins(calibrated_probabilities(f.logits, 1.0), f.labels, bins);
-  *after = reliability_bins(calibrated_probabilities(f.logits, temperature), f.labels, bins);
+  const LabelledLogits data = labelled(f);
+  *before = reliability_bins(data, 1.0, bins);
+  *after = reliability_bins(data, temperature, bins);
   const torch::Tensor predicted = f.logits.size(1) == 1 ? (f.logits.squeeze(1) > 0).to(torch::kInt64) : f.logits.argmax(1);
   return {{"images", f.size()},
           {"accuracy", (predicted == f.labels).to(torch::kFloat64).mean().item<double>()},
           {"ece_before", before->ece},
           {"ece_after", after->ece},
-          {"nll_before", nll_at_temperature(f.logits, f.labels, 1.0)},
-          {"nll_after", nll_at_temperature(f.logits, f.labels, temperature)}};
+          {"nll_before", nll_at_temperature(data, 1.0)},
+          {"nll_after", nll_at_temperature(data, temperature)}};
 }
 
 double share_above(const torch::Tensor& distances, double threshold) {
@@ -303,11 +329,13 @@ Fitted fit_calibration_and_ood(models::Classifier& model, const train::TrainConf
   Fitted out;
   const int bins = options.calibration_bins;
   Features train_features;
+  std::vector<std::string> train_groups;  // of train_features' rows: patients, for the cross-fitting folds
   if (options.ood) {
     const std::vector<size_t> picked = stratified_sample(data.dataset, data.train,
                                                          static_cast<size_t>(std::max(0, options.max_train_images)),
                                                          config.split.seed);
     train_features = embed_samples(model, data.dataset, picked, config.preprocess);
+    train_groups = picked_groups(data.dataset, picked, config.split.group, train_features.unreadable);
   }
   const Features val = embed_samples(model, data.dataset, data.val, config.preprocess);
   const Features test = embed_samples(model, data.dataset, data.test, config.preprocess);
@@ -316,7 +344,7 @@ Fitted fit_calibration_and_ood(models::Classifier& model, const train::TrainConf
     return f.unreadable > 0 ? ", " + std::to_string(f.unreadable) + " unreadable" : std::string();
   };
 
-  const double fitted_t = options.calibration ? fit_temperature(val.logits, val.labels) : 1.0;
+  const double fitted_t = options.calibration ? fit_temperature(labelled(val)) : 1.0;
   if (options.calibration && temperature_at_search_bound(fitted_t)) {
     // Not identified by the data (e.g. every validation image right with a wide margin: the NLL
     // falls all the way to T -> 0). Applying it would make the model falsely certain on new images.
@@ -360,30 +388,38 @@ Fitted fit_calibration_and_ood(models::Classifier& model, const train::TrainConf
     const MahalanobisFit fit = fit_mahalanobis(train_features.embeddings, train_features.labels,
                                                static_cast<int64_t>(data.dataset.classes.size()), options.ood_max_dims);
     const torch::Tensor val_distance = mahalanobis_distance(fit, val.embeddings);
-    const double threshold = tensor_quantile(val_distance, options.ood_quantile);
+    OodThresholdOptions threshold_options = options.ood_threshold;
+    threshold_options.seed = config.split.seed;
+    const OodThresholdEstimate estimate =
+        estimate_ood_threshold(train_features.embeddings, train_features.labels, train_groups,
+                               static_cast<int64_t>(data.dataset.classes.size()), fit.dims, val_distance, threshold_options);
+    const double threshold = estimate.conformal.threshold;
     const double val_rate = share_above(val_distance, threshold);
-    json test_rate;
-    if (test.size() > 0) test_rate = share_above(mahalanobis_distance(fit, test.embeddings), threshold);
     out.ood_output = OodOutput{fit, threshold};
     out.ood = {{"method", "mahalanobis_shared_covariance"},
                {"output", "ood_distance"},
-               {"threshold", threshold},
-               {"threshold_quantile", options.ood_quantile},
                {"dims", fit.dims},
                {"embedding_dims", fit.embedding_dims},
                {"explained_variance", fit.explained_variance},
                {"shrinkage", fit.shrinkage},
                {"fitted_on", "train embeddings (" + std::to_string(fit.images) + " images" + unreadable_text(train_features) + ")"},
-               {"threshold_fitted_on", "validation split (" + std::to_string(val.size()) + " images)"},
-               {"val_false_alarm_rate", val_rate},
-               {"test_false_alarm_rate", test_rate}};
+               {"val_false_alarm_rate", val_rate}};
+    out.ood.update(estimate.card_fields());
+    json test_rate;
+    if (test.size() > 0) {
+      const torch::Tensor test_distance = mahalanobis_distance(fit, test.embeddings);
+      const auto flagged = (test_distance > threshold).sum().item<int64_t>();
+      test_rate = share_above(test_distance, threshold);
+      const Interval ci = wilson_interval(flagged, test.size());
+      out.ood["test_false_alarm_interval"] = {ci.low, ci.high};
+      out.ood["test_images"] = test.size();
+    }
+    out.ood["test_false_alarm_rate"] = test_rate;
     out.summary += "out-of-distribution check: Mahalanobis (shared covariance, Ledoit-Wolf shrinkage " +
                    fixed(fit.shrinkage, 3) + ") on " + std::to_string(fit.dims) + " PCA dims of the " +
                    std::to_string(fit.embedding_dims) + "-value embedding (" + fixed(100 * fit.explained_variance, 1) +
-                   "% of its variance), fitted on " + std::to_string(fit.images) + " training images\n  threshold " +
-                   fixed(threshold, 3) + " (" + fixed(100 * options.ood_quantile, 0) + "th percentile of " +
-                   std::to_string(val.size()) + " validation distances); false alarms validation " +
-                   fixed(100 * val_rate, 1) + "%" +
+                   "% of its variance), fitted on " + std::to_string(fit.images) + " training images\n  " +
+                   estimate.summary() + "\n  measured false alarms: validation " + fixed(100 * val_rate, 1) + "%" +
                    (test.size() > 0 ? ", test " + fixed(100 * test_rate.get<double>(), 1) + "% (" +
                                           std::to_string(test.size()) + " images)"
                                     : std::string()) +
@@ -501,6 +537,21 @@ SplitFiles read_split_files(const std::string& split_json, const std::string& da
     }
   }
   return files;
+}
+
+std::vector<std::pair<std::string, int>> ood_fit_files(const SplitFiles& files, int max_train_images, uint64_t seed) {
+  data::Dataset dataset;  // as split_data() builds it: the train part first, in order
+  dataset.classes = files.classes;
+  std::vector<size_t> train;
+  for (const auto& [path, label] : files.train) {
+    train.push_back(dataset.samples.size());
+    dataset.samples.push_back({path, label, data::SplitName::Unassigned, -1, {}});
+  }
+  std::vector<std::pair<std::string, int>> out;
+  for (size_t i : stratified_sample(dataset, train, static_cast<size_t>(std::max(0, max_train_images)), seed)) {
+    out.push_back(files.train[i]);
+  }
+  return out;
 }
 
 RunExportResult run_export(const std::string& run_dir, const std::string& out_path, const RunExportOptions& options) {

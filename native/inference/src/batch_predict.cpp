@@ -158,4 +158,52 @@ void predict_rows(const OrtSession& session, const ModelCard& card, std::vector<
   }
 }
 
+std::map<std::string, Tensor> run_files(const OrtSession& session, const ModelCard& card,
+                                        const std::vector<std::string>& paths, const std::vector<std::string>& outputs,
+                                        const BatchOptions& options) {
+  const PreprocessSpec& spec = card.preprocess;
+  const size_t plane = static_cast<size_t>(spec.channels()) * static_cast<size_t>(spec.height) * static_cast<size_t>(spec.width);
+  const size_t batch = static_cast<size_t>(std::max(1, options.batch));
+  const unsigned workers = options.threads > 0 ? static_cast<unsigned>(options.threads)
+                                               : std::max(1u, std::thread::hardware_concurrency());
+  std::map<std::string, Tensor> out;
+  for (size_t begin = 0; begin < paths.size(); begin += batch) {
+    const size_t end = std::min(paths.size(), begin + batch);
+    Tensor input;
+    input.shape = {static_cast<int64_t>(end - begin), spec.channels(), spec.height, spec.width};
+    input.data.resize((end - begin) * plane);
+    std::vector<std::string> errors(end - begin);
+    std::vector<std::future<void>> jobs;
+    for (unsigned w = 0; w < workers; ++w) {
+      jobs.push_back(std::async(std::launch::async, [&, w] {
+        for (size_t k = begin + w; k < end; k += workers) {
+          try {
+            preprocess_into(decode_image_file(paths[k]), spec, input.data.data() + (k - begin) * plane);
+          } catch (const std::exception& e) {
+            errors[k - begin] = e.what();
+          }
+        }
+      }));
+    }
+    for (auto& job : jobs) job.get();
+    for (size_t k = begin; k < end; ++k) {
+      if (!errors[k - begin].empty()) {
+        const std::string& e = errors[k - begin];
+        throw Error(ErrorCode::InvalidArgument, e.rfind(paths[k], 0) == 0 ? e : paths[k] + ": " + e);
+      }
+    }
+    for (auto& [name, tensor] : session.run(input, outputs)) {
+      Tensor& all = out[name];
+      if (all.shape.empty()) {
+        all.shape = tensor.shape;
+        all.shape[0] = 0;
+      }
+      all.shape[0] += tensor.shape.at(0);
+      all.data.insert(all.data.end(), tensor.data.begin(), tensor.data.end());
+    }
+    if (options.progress) options.progress(end, paths.size());
+  }
+  return out;
+}
+
 }  // namespace loupe::inference

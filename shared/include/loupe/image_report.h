@@ -41,6 +41,7 @@ struct ImageReportLabels {
       "threshold {threshold})";
   std::string heat_map = "Heat map: {class} (class activation map)";
   std::string predicted_class = "predicted class";
+  std::string decision = "Predicted class";  // how the class was chosen (operating points)
   // Drawn when the model card has no statement of its own; in another language than English, drawn
   // before the card's statement (which is quoted as the card's author wrote it).
   std::string not_diagnostic = "Loupe is not a diagnostic device. Not for clinical decisions.";
@@ -63,7 +64,12 @@ struct ImageReport {
   std::string weights_sha256;   // hex
   std::vector<std::string> class_names;
   std::vector<float> probabilities;  // in class order; empty: no prediction
-  std::string probability_note;      // e.g. "calibrated (temperature scaling, T = 1.42)"
+  std::string probability_note;      // e.g. "calibrated (temperature scaling, T = 1.42)": which calibration is in use
+  // The predicted class (Prediction::top: operating points applied, prediction.h); -1: the
+  // largest probability. decision_note says how it was chosen (prediction.h decision_note), when
+  // the model sets operating points.
+  int predicted = -1;
+  std::string decision_note;
   // Out-of-distribution check: empty when the model has none.
   std::string ood_status;            // e.g. "within the training data (distance 31.2, threshold 48.0)"
   bool out_of_distribution = false;  // drawn as a warning when true

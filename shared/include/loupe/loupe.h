@@ -9,10 +9,12 @@
 //   ... run the model (ONNX Runtime natively or in the browser), asking for prediction_outputs(card) ...
 //   loupe::Prediction p = loupe::interpret_outputs(card, outputs);    // prediction.h
 //   std::string csv = loupe::results_csv(rows, card);                 // results.h
+//   auto site = loupe::calibrate_for_site(card, loupe::labelled_logits(rows, classes), {});  // calibration.h
 //   loupe::ConfusionMatrix cm(class_names); cm.add(truth, predicted);  // metrics.h
 //   std::cout << loupe::classification_report(cm).to_text();
 #pragma once
 
+#include "loupe/calibration.h"
 #include "loupe/error.h"
 #include "loupe/image.h"
 #include "loupe/metrics.h"

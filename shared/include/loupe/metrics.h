@@ -124,6 +124,13 @@ ClassificationReport classification_report(const std::vector<std::string>& class
                                            const std::vector<std::vector<double>>& scores,
                                            const std::vector<int>& labels);
 
+// The same with the predicted classes given instead of the largest score (a model whose operating
+// points choose its class, prediction.h): the matrix and every figure that counts decisions use
+// `predicted`; ROC-AUC and ECE still come from the scores.
+ClassificationReport classification_report(const std::vector<std::string>& class_names,
+                                           const std::vector<std::vector<double>>& scores,
+                                           const std::vector<int>& labels, const std::vector<int>& predicted);
+
 // Confidence intervals of the report classification_report(class_names, scores, labels) gives:
 // Wilson's for accuracy and per-class precision and recall; for balanced accuracy, per-class and
 // macro F1, macro ROC-AUC and ECE, the percentile interval of a stratified bootstrap (each
@@ -132,6 +139,10 @@ ClassificationReport classification_report(const std::vector<std::string>& class
 ReportIntervals report_intervals(const std::vector<std::string>& class_names,
                                  const std::vector<std::vector<double>>& scores, const std::vector<int>& labels,
                                  const BootstrapOptions& options = {});
+// The same for classification_report(class_names, scores, labels, predicted).
+ReportIntervals report_intervals(const std::vector<std::string>& class_names,
+                                 const std::vector<std::vector<double>>& scores, const std::vector<int>& labels,
+                                 const std::vector<int>& predicted, const BootstrapOptions& options = {});
 
 // The accuracy interval of a report written as JSON (ClassificationReport::to_json(), e.g. a
 // model card's test_metrics): its own "intervals" when it has them, else Wilson's from its

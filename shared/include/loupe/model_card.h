@@ -50,6 +50,13 @@
 //                                     "test": {"images", "float_accuracy", "int8_accuracy",
 //                                     "agreement", ...}, "gate": {...}, ...}; required when precision
 //                                    is "int8", refused otherwise
+//   site_calibration                 a temperature refitted on a site's labelled images and the
+//                                    operating points set there (`loupe calibrate`, calibration.h):
+//                                    {"method": "temperature_scaling", "temperature", "created_utc",
+//                                    "images", "class_counts", "before", "after", "operating_points":
+//                                    [{"class", "threshold", ...}], ...}; absent until a site
+//                                    calibrates. When present it is the calibration in use; the
+//                                    export's "calibration" stays beside it, unused
 //   weights_sha256, weights_digest   SHA-256 (hex) of the weights, and how it is computed: the
 //                                    raw_data bytes of every graph initializer, concatenated in
 //                                    file order (OnnxModelInfo::weight_ranges in onnx_model.h)
@@ -168,6 +175,32 @@ struct Quantization {
 inline constexpr const char* kPrecisionFp32 = "fp32";
 inline constexpr const char* kPrecisionInt8 = "int8";
 
+// One class's operating point (a site calibration's): the class is called when its calibrated
+// probability is at least `threshold` (the rule: prediction.h).
+struct OperatingPointRule {
+  std::string class_name;
+  int class_index = -1;    // into the card's class_names
+  double threshold = 0.5;  // in [0, 1]
+};
+
+// The card's "site_calibration": temperature scaling refitted on a site's labelled images, and
+// the operating points chosen there (calibration.h writes it). It replaces the export's
+// calibration for every probability Loupe computes; the card keeps both.
+struct SiteCalibration {
+  std::string method = "temperature_scaling";
+  double temperature = 1;                       // finite, > 0
+  std::string created_utc;
+  int64_t images = 0;                           // labelled images it was fitted on
+  std::vector<OperatingPointRule> operating_points;  // at most one per class
+  nlohmann::json record = nlohmann::json::object();  // the whole entry, for display
+
+  // Strict: method "temperature_scaling", a finite temperature > 0, operating points naming a class
+  // of `class_names` once each, with a threshold in [0, 1]; throws Error(InvalidSpec) naming
+  // "site_calibration.<key>".
+  static SiteCalibration from_json(const nlohmann::json& json, const std::vector<std::string>& class_names);
+  nlohmann::json to_json() const;
+};
+
 struct ModelCard {
   std::string name;
   std::string version = "1";
@@ -196,6 +229,8 @@ struct ModelCard {
   std::string precision;
   // How an int8 model was calibrated and gated; present exactly when precision is "int8".
   std::optional<Quantization> quantization;
+  // A site's recalibration and operating points (calibration.h); absent until a site calibrates.
+  std::optional<SiteCalibration> site_calibration;
   std::string weights_sha256;
   std::string intended_use = kDefaultIntendedUse;
   std::string disclaimer = kDisclaimer;
@@ -209,6 +244,10 @@ struct ModelCard {
   // For people: "fp32", or "int8 (static QDQ, 759 calibration images): test accuracy 0.814 vs
   // fp32 0.814, same top class on 100.0% of 97 test images".
   std::string precision_note() const;
+  // The temperature Loupe divides the logits by: the site calibration's, else the export's, else 1.
+  double temperature_in_use() const;
+  // Which calibration that is: "site", "export" or "none".
+  const char* calibration_in_use() const;
 
   nlohmann::json to_json() const;
   // Strict about what a consumer relies on (format, class_names, input, preprocess, outputs,
@@ -219,8 +258,9 @@ struct ModelCard {
   // ood are null or as Calibration::from_json / OodCheck::from_json require, ood.output one of the
   // outputs; self_test null or as SelfTest::from_json requires, for the input's channels and
   // recording only outputs the card lists; precision "fp32", "int8" or absent, an int8 card with its
-  // quantization record (Quantization::from_json) and an fp32 one without. Unknown keys are kept
-  // out of the struct but are not errors (newer writers may add some).
+  // quantization record (Quantization::from_json) and an fp32 one without; site_calibration null or
+  // as SiteCalibration::from_json requires for the card's classes. Unknown keys are kept out of the
+  // struct but are not errors (newer writers may add some).
   static ModelCard from_json(const nlohmann::json& json);
 };
 

@@ -38,6 +38,7 @@ struct ByteRange {
 
 struct OnnxModelInfo {
   ModelCard card;
+  nlohmann::json card_json;            // the card as the file holds it (unknown keys included)
   std::vector<OnnxTensorInfo> inputs, outputs;
   int64_t ir_version = 0;
   int64_t opset = 0;                   // of the default ("ai.onnx") domain
@@ -63,6 +64,14 @@ struct OnnxModelInfo {
 //                    differs from the graph's input
 // The weights are not hashed here (see weight_ranges).
 OnnxModelInfo read_onnx_model(const uint8_t* data, size_t size, const std::string& what);
+
+// The same model with another card: every byte of the file is kept except the card's
+// metadata_props entry, which holds card.dump() (compact, as `loupe export` writes it). The graph,
+// its weights (and so the weights hash) and the self-test are untouched; only what the card says
+// changes (a site calibration, calibration.h; a re-estimated OOD threshold). Checks the input
+// (read_onnx_model) and the new card (ModelCard::from_json), and reads the result back: throws
+// Error(InvalidSpec) naming the problem, never returns a file the reader refuses.
+std::vector<uint8_t> with_model_card(const uint8_t* data, size_t size, const nlohmann::json& card, const std::string& what);
 
 // A readable summary (what `loupe inspect` prints): the card's main entries and the graph's
 // inputs and outputs.

@@ -11,13 +11,26 @@
 //   loupe::Prediction p = loupe::interpret_outputs(card, out);
 //   std::cout << card.class_names[p.top] << " " << p.confidence;
 //
-// Probabilities are computed here from the logits, with the card's calibration (temperature
-// scaling: softmax(logits / T)); a one-class model has a single logit and gets its sigmoid. The
-// graph's own "probabilities" output holds the same numbers (tested), but the logits are what
-// every Loupe model has, and a calibration the page refits for a site applies to them alike.
+// Probabilities are computed here from the logits, with the calibration in use (temperature
+// scaling: softmax(logits / T), T = ModelCard::temperature_in_use(): a site calibration's, else the
+// export's); a one-class model has a single logit and gets its sigmoid. The graph's own
+// "probabilities" output holds the same numbers for the export's calibration (tested), but the
+// logits are what every Loupe model has, and a calibration refitted for a site (calibration.h)
+// applies to them without changing the graph.
+//
+// The predicted class (Prediction::top). Without operating points it is the class with the largest
+// probability (the first on ties). A site calibration may set an operating point for some classes
+// (class c is called when p_c >= its threshold t_c); then:
+//   1. if some classes reach their operating point, the one of them with the largest probability;
+//   2. else the class with the largest probability among those without an operating point;
+//   3. else (every class has one and none is reached) the class with the largest probability.
+// So "Pneumonia at sensitivity 0.95" calls Pneumonia whenever its probability reaches the
+// threshold chosen for that sensitivity, even when another class is more probable, and never
+// calls it below the threshold while another class can be called.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -43,9 +56,14 @@ struct CamPlanes {
 };
 
 struct Prediction {
+  std::vector<float> logits;         // the model's raw logits for the image (what a recalibration refits)
   std::vector<float> probabilities;  // one per class, in class_names order; calibrated when the card says so
-  int top = -1;                      // the largest probability (the first on ties)
+  int top = -1;                      // the predicted class: the largest probability, or the operating
+                                     // points' rule when the calibration in use sets some (above)
   float confidence = 0;              // probabilities[top]
+  // With operating points: 1 for each class whose probability reaches its operating point, 0 for
+  // the others (classes without one included); empty when the card sets none.
+  std::vector<uint8_t> at_operating_point;
   // The card's out-of-distribution check, when it has one: the image's distance and whether it is
   // flagged (above the threshold, or not a number: an image without a distance is not trusted).
   bool has_ood = false;
@@ -66,8 +84,20 @@ Prediction interpret_outputs(const ModelCard& card, const ImageOutputs& outputs)
 // softmax(logits / temperature), in double, stable for large logits; for one logit its sigmoid.
 std::vector<float> calibrated_probabilities(const float* logits, size_t count, double temperature = 1);
 
+// The predicted class of `probabilities` under `operating_points` (the rule above; none: the
+// largest probability). Fills `reached` (when given) with 1 per class at its operating point.
+int predicted_class(const std::vector<float>& probabilities, const std::vector<OperatingPointRule>& operating_points,
+                    std::vector<uint8_t>* reached = nullptr);
+
 // How the probabilities are obtained, for people: "calibrated by temperature scaling (T = 1.42),
-// fitted on validation split (58 images)", or "not calibrated (softmax of the logits)".
+// fitted on validation split (58 images)", "calibrated for this site by temperature scaling
+// (T = 1.31), fitted on 48 labelled images on 2026-12-04T10:00:00Z; the export's calibration
+// (T = 1.16) is kept in the card, not used", or "not calibrated (softmax of the logits)".
 std::string probability_note(const ModelCard& card);
+
+// How the predicted class is chosen, for people: "the largest probability", or the operating
+// points: "operating points (site calibration of 2026-12-04T10:00:00Z): Pneumonia when p >= 0.213;
+// otherwise the largest probability of the other classes".
+std::string decision_note(const ModelCard& card);
 
 }  // namespace loupe

@@ -57,9 +57,12 @@ struct ResultRow {
 };
 
 // One row per entry, in the order given:
-//   path,label,predicted,confidence,p_<class>...,[ood_distance,out_of_distribution,]
+//   path,label,predicted,confidence,p_<class>...,[op_<class>...,][ood_distance,out_of_distribution,]
 //   [intended_use_warning,][frame,]status,error
-// label is the true class's name ("" when unknown); numbers are printed with 9 significant digits
+// label is the true class's name ("" when unknown); predicted is Prediction::top (the largest
+// probability, or the operating points' rule, prediction.h) and confidence its probability;
+// op_<class> (one column per operating point of the calibration in use, in the card's order) is
+// true when that class's probability reaches its threshold; numbers are printed with 9 significant digits
 // (a float's full precision: the file carries what the model computed); fields are quoted as
 // RFC 4180 says (comma, quote, CR or LF inside); lines end with LF. The ood columns are there when
 // the card has an out-of-distribution check, intended_use_warning when the card has
@@ -67,9 +70,9 @@ struct ResultRow {
 std::string results_csv(const std::vector<ResultRow>& rows, const ModelCard& card);
 
 // The same rows as JSON objects with the same names: {"path", "label", "predicted", "confidence",
-// "probabilities": [p per class, in class_names order], "ood_distance", "out_of_distribution",
-// "intended_use_warning", "frame" (1-based), "frames", "status", "error"}; keys without a value are
-// left out.
+// "probabilities": [p per class, in class_names order], "at_operating_point": {class: true/false}
+// (with operating points), "ood_distance", "out_of_distribution", "intended_use_warning", "frame"
+// (1-based), "frames", "status", "error"}; keys without a value are left out.
 nlohmann::json results_json(const std::vector<ResultRow>& rows, const ModelCard& card);
 
 // A labelled folder's evaluation: every row with a label and a prediction.

@@ -25,7 +25,7 @@
 //                                     Classifier::class_activation_maps (only has_cam() models)
 //   feature_map    [batch, C', h, w]  the last convolutional feature map                 (default off)
 //   ood_distance   [batch]            out-of-distribution distance of the embedding (ExportOptions::ood,
-//                                     calibration.h): Sub(embedding, ood.mean) -> MatMul(ood.projection)
+//                                     ood_fit.h): Sub(embedding, ood.mean) -> MatMul(ood.projection)
 //                                     = z; min over classes of ||z||^2 - 2 z.c_k + ||c_k||^2 as
 //                                     ReduceSumSquare + MatMul(ood.centers_m2 = -2 C^T) + Add + Add
 //                                     (ood.centers_sq) + ReduceMin. Images above the card's
@@ -57,7 +57,7 @@
 #include <string>
 #include <vector>
 
-#include "loupe/export/calibration.h"
+#include "loupe/export/ood_fit.h"
 #include "loupe/export/onnx_file.h"
 #include "loupe/inference/ort_session.h"
 #include "loupe/models/zoo.h"
@@ -86,7 +86,7 @@ struct CardInfo {
   nlohmann::json ood;
 };
 
-// The out-of-distribution output: a fitted MahalanobisFit (calibration.h) and the distance above
+// The out-of-distribution output: a fitted MahalanobisFit (ood_fit.h) and the distance above
 // which an image is flagged.
 struct OodOutput {
   MahalanobisFit fit;

@@ -17,13 +17,16 @@
 // are run through the checkpoint (CPU, the run's preprocessing, no augmentation) for their logits
 // and embeddings: every validation and test image, and up to max_train_images training images
 // (a stratified sample, seeded with the split's seed).
-//   - temperature scaling fitted on the validation logits; "probabilities" becomes
-//     softmax(logits / T); the card's "calibration" holds T and the expected calibration error
-//     (15 bins) and NLL before/after on validation and test; RUN/reliability.png draws them.
+//   - temperature scaling fitted on the validation logits (loupe/calibration.h, the shared core's
+//     fit); "probabilities" becomes softmax(logits / T); the card's "calibration" holds T and the
+//     expected calibration error (15 bins) and NLL before/after on validation and test;
+//     RUN/reliability.png draws them.
 //   - the "ood_distance" output: Mahalanobis distance with a shared covariance fitted on the
-//     training embeddings (PCA to <= 64 dims, Ledoit-Wolf shrinkage); threshold = the 95th
-//     percentile of the validation distances; the card's "ood" holds it with the false-alarm rates
-//     on validation and test.
+//     training embeddings (PCA to <= 64 dims, Ledoit-Wolf shrinkage, ood_fit.h); the threshold is
+//     split-conformal for a 5% false-alarm rate, on the training embeddings' cross-fitted
+//     distances (10 folds of whole patient groups when the split has a group spec) and the
+//     validation distances; the card's "ood" holds it with the stated false-alarm rate and its
+//     interval, and the rates measured on validation and test (the test's with its Wilson interval).
 // The figures also go to RUN/export.md and RUN/log.txt. The parity check covers both outputs.
 #pragma once
 
@@ -48,7 +51,7 @@ struct RunExportOptions {
   bool ood = true;                  // the ood_distance output (needs a validation split)
   int max_train_images = 2000;      // training images embedded for the out-of-distribution fit
   int ood_max_dims = 64;            // PCA dimensions (at most training images - 1)
-  double ood_quantile = 0.95;       // threshold: this quantile of the validation distances
+  OodThresholdOptions ood_threshold;  // alpha (the stated false-alarm rate), cross-fitting folds
   int calibration_bins = 15;        // expected calibration error bins
   // Where the run's data set is now, if not at config.json's data.path as seen from the current
   // folder (see read_split_files).
@@ -91,6 +94,11 @@ struct SplitFiles {
   const std::vector<std::pair<std::string, int>>& part(const std::string& name) const;  // "train", "val", "test"
 };
 SplitFiles read_split_files(const std::string& split_json, const std::string& data_root = "");
+
+// The training files (of `files.train`, in its order) `loupe export` embeds for the
+// out-of-distribution fit: all of them, or a stratified sample of max_train_images seeded with the
+// split's seed (RunExportOptions::max_train_images).
+std::vector<std::pair<std::string, int>> ood_fit_files(const SplitFiles& files, int max_train_images, uint64_t seed);
 
 // out_path empty: RUN/model.onnx. Throws loupe::Error naming the missing or bad file, an
 // unsupported model, or a failed parity check (with the report; nothing is left at out_path).

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -41,5 +42,13 @@ struct BatchOptions {
 // a failed preprocessing or run failed, each with the reason; the other rows go on.
 void predict_rows(const OrtSession& session, const ModelCard& card, std::vector<ResultRow>& rows,
                   const BatchOptions& options = {});
+
+// Runs image files through the model for any of its outputs (e.g. "embedding", "ood_distance"),
+// decoded and preprocessed as predict_rows does, in batches: output name -> tensor whose first
+// dimension is the file's index. Throws Error naming the first file that cannot be read or run
+// (nothing is skipped: what these outputs feed, a fit, must see every file it was asked to).
+std::map<std::string, Tensor> run_files(const OrtSession& session, const ModelCard& card,
+                                        const std::vector<std::string>& paths, const std::vector<std::string>& outputs,
+                                        const BatchOptions& options = {});
 
 }  // namespace loupe::inference
