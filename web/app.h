@@ -21,6 +21,7 @@
 #include "loupe/version.h"
 #include "ort_bridge.h"  // OrtStatus (declarations only: the app logic calls the browser through Host)
 #include "page.h"        // PageInfo
+#include "site_calibration.h"
 
 namespace loupe_web {
 
@@ -48,6 +49,8 @@ struct Model {
   // active; a model that fails it never becomes active.
   bool has_self_test = false;     // false: exported before Loupe wrote one
   loupe::SelfTestResult self_test;
+  // The file as opened: a site calibration (site_calibration.h) writes a copy of it with a new card.
+  std::vector<uint8_t> bytes;
 };
 
 // A model being read or opened; becomes AppState::model when its session is up, its weights
@@ -63,6 +66,7 @@ struct ModelLoad {
   int self_test_run = 0, self_test_hash = 0;      // request ids
   std::optional<loupe::SelfTestResult> self_test;
   std::optional<std::string> self_test_sha256;
+  std::vector<uint8_t> bytes;  // the file, kept for Model::bytes
 };
 
 // The selected image, decoded: the only full-resolution pixels the app holds.
@@ -195,6 +199,7 @@ struct AppState {
   HeatMapView heat_map;
   DerivedViews views;
   bool show_evaluation = false;
+  SiteCalibrationView site;  // "Calibrate for this site" (site_calibration.h)
   UiSettings ui;
   int max_texture_side = 4096;
   long frames = 0;  // frames rendered so far; the first one makes the app "ready"
@@ -232,6 +237,7 @@ struct UiActions {
   bool export_csv = false;
   bool save_report = false;  // the selected image's report (PNG)
   std::optional<bool> show_evaluation;
+  SiteCalibrationActions site_calibration;
   std::optional<HeatMapView> heat_map;
   // Screen rectangles (CSS px: x, y, width, height) of the main buttons drawn this frame, by id.
   // Published in window.loupe.state.widgets so browser tests click the real buttons where they are.

@@ -293,6 +293,7 @@ static void activate_model(AppState& app) {
   model.weights_sha256 = load.weights_sha256;
   model.has_self_test = load.self_test.has_value();
   model.self_test = load.self_test.value_or(loupe::SelfTestResult{});
+  model.bytes = std::move(load.bytes);
   // Runs of the previous model still in flight are dropped when they answer (their model_id);
   // its staged inputs now.
   drop_staged(app);
@@ -388,6 +389,7 @@ void on_model_file(AppState& app, const uint8_t* bytes, size_t size, const std::
   load.request = app.next_request++;
   load.file = file;
   load.source = source;
+  load.bytes.assign(bytes, bytes + size);
   nlohmann::json ranges = nlohmann::json::array();
   for (const loupe::ByteRange& range : info.weight_ranges) ranges.push_back({range.offset, range.size});
   load.info = std::move(info);
@@ -644,7 +646,15 @@ void on_image_file_read(AppState& app, int request, const uint8_t* bytes, size_t
 // [SECTION] Derived views, report, export
 //-----------------------------------------------------------------------------------------------
 
+// The table's rows, the results and the evaluation (below).
+static void refresh_table_and_evaluation(AppState& app);
+
 void refresh_views(AppState& app) {
+  refresh_table_and_evaluation(app);
+  refresh_site_calibration(app);  // after the results it reads
+}
+
+static void refresh_table_and_evaluation(AppState& app) {
   DerivedViews& views = app.views;
   if (views.revision == app.images_revision && views.model_id == app.model.id) return;
   views.revision = app.images_revision;
@@ -719,7 +729,11 @@ static void save_report(const AppState& app) {
   if (predicted) report.probabilities = p.probabilities;
   report.disclaimer = card.disclaimer;
   report.labels = report_labels(app.ui.language);  // in the language the page is read in (i18n.h)
-  report.probability_note = probability_note_text(card, report.labels);
+  report.probability_note = probability_note_text(card, app.ui.language);
+  if (predicted && card.site_calibration && !card.site_calibration->operating_points.empty()) {
+    report.predicted = p.top;  // chosen by the operating points (loupe/prediction.h)
+    report.decision_note = decision_note_text(card, app.ui.language);
+  }
   if (predicted && p.has_ood) {
     report.ood_status = loupe::report_ood_status(report.labels, p.out_of_distribution, p.ood_distance, card.ood->threshold);
     report.out_of_distribution = p.out_of_distribution;
@@ -768,6 +782,7 @@ void apply(AppState& app, const UiActions& actions) {
     rescan(app);
   }
   if (actions.show_evaluation) app.show_evaluation = *actions.show_evaluation;
+  apply_site_calibration(app, actions.site_calibration);
   if (actions.save_report) save_report(app);
   if (actions.heat_map) {
     app.heat_map = *actions.heat_map;

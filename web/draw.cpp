@@ -26,6 +26,7 @@
 
 #include "app.h"
 #include "app_logic.h"
+#include "draw_calibration.h"
 #include "i18n.h"
 #include "imgui.h"
 #include "loupe/metrics.h"
@@ -302,7 +303,7 @@ static void draw_model_facts(const AppState& app) {
     ui::wrapped(colours::caution, tr("card.none_recorded"));
   }
   fact_key("card.confidence");
-  ui::wrapped(colours::text(), probability_note_text(card, report_labels(g_words->language())));
+  ui::wrapped(colours::text(), probability_note_text(card, g_words->language()));
   fact_key("card.ood");
   if (card.ood) {
     ui::wrapped(colours::text(), trf("card.ood_flags", {{"threshold", num("%.1f", card.ood->threshold)},
@@ -738,7 +739,7 @@ static void draw_probabilities(const AppState& app, const ImageEntry& entry, UiA
     same_line_if_fits(text_width(note));
     ui::wrapped(colours::caution, note);
   }
-  std::string probabilities = trf("viewer.probabilities", {{"note", probability_note_text(app.model.info.card, report_labels(g_words->language()))}});
+  std::string probabilities = trf("viewer.probabilities", {{"note", probability_note_text(app.model.info.card, g_words->language())}});
   if (prediction.has_ood && !prediction.out_of_distribution) probabilities += " " + tr("viewer.within_training");
   ui::wrapped(colours::dim, probabilities);
   // Class names get up to 40% of the width (cut with an ellipsis beyond, whole on hover).
@@ -1089,6 +1090,7 @@ static void draw_evaluation_window(const AppState& app, UiActions& actions) {
       draw_report_table(*evaluation.report);
       ui::wrapped(colours::caution, tr("eval.not_validation"));
     }
+    draw_site_calibration_button(app, actions);
   }
   ImGui::End();
   if (!open) actions.show_evaluation = false;
@@ -1202,6 +1204,7 @@ void draw_app(const AppState& app, UiActions& actions) {
   ui::wrapped(colours::dim, footer);
   ImGui::End();
   draw_evaluation_window(app, actions);
+  draw_site_calibration_window(app, actions);
   draw_help_window(app, actions);
 }
 

@@ -2,6 +2,7 @@
 #include "i18n.h"
 
 #include <cctype>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "loupe/error.h"
@@ -114,12 +115,46 @@ loupe::ImageReportLabels report_labels(Language language) {
   return labels;
 }
 
-std::string probability_note_text(const loupe::ModelCard& card, const loupe::ImageReportLabels& labels) {
+static std::string short_number(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g", value);
+  return text;
+}
+
+std::string probability_note_text(const loupe::ModelCard& card, Language language) {
+  const Catalogue& words = Catalogue::of(language);
+  if (card.site_calibration) {  // calibration_in_use() == "site": it replaces the export's
+    const loupe::SiteCalibration& site = *card.site_calibration;
+    std::string note = words.format("report.calibrated_site", {{"t", short_number(site.temperature)},
+                                                                {"images", std::to_string(site.images)},
+                                                                {"date", site.created_utc}});
+    if (card.calibration) {
+      note += "; " + words.format("report.export_calibration_kept", {{"t", short_number(card.calibration->temperature)}});
+    }
+    return note;
+  }
+  const loupe::ImageReportLabels labels = report_labels(language);
   if (!card.calibration) return labels.not_calibrated;
   const nlohmann::json& record = card.calibration->record;
   const auto fitted = record.is_object() ? record.find("fitted_on") : record.end();
   const std::string on = fitted != record.end() && fitted->is_string() ? fitted->get<std::string>() : labels.validation_split;
   return loupe::report_probability_note(labels, card.calibration->temperature, on);
+}
+
+std::string decision_note_text(const loupe::ModelCard& card, Language language) {
+  if (!card.site_calibration || card.site_calibration->operating_points.empty()) return "";
+  const Catalogue& words = Catalogue::of(language);
+  const loupe::SiteCalibration& site = *card.site_calibration;
+  std::string points;
+  for (const loupe::OperatingPointRule& rule : site.operating_points) {
+    points += (points.empty() ? "" : ", ") +
+              words.format("report.operating_point", {{"class", rule.class_name}, {"threshold", short_number(rule.threshold)}});
+  }
+  const bool every_class = site.operating_points.size() >= card.class_names.size();
+  return words.format("report.operating_points", {{"date", site.created_utc},
+                                                  {"points", points},
+                                                  {"rule", words.text(every_class ? "report.operating_rule_all"
+                                                                                  : "report.operating_rule_some")}});
 }
 
 }  // namespace loupe_web

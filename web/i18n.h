@@ -69,7 +69,12 @@ std::string fill(std::string text, std::initializer_list<std::pair<const char*, 
 // The PNG report's words in `language` (loupe/image_report.h; the report draws ASCII only, which
 // the catalogue test checks for these keys).
 loupe::ImageReportLabels report_labels(Language language);
-// How a model's probabilities are obtained (the card's calibration), in the labels' words.
-std::string probability_note_text(const loupe::ModelCard& card, const loupe::ImageReportLabels& labels);
+// How a model's probabilities are obtained, in `language`: which calibration is in use (the card's
+// calibration_in_use(): a site calibration, the export's, or none) and its temperature. ASCII, as
+// the PNG report draws it.
+std::string probability_note_text(const loupe::ModelCard& card, Language language);
+// How the predicted class is chosen when the card's site calibration sets operating points
+// (loupe::decision_note in `language`); "" when it sets none.
+std::string decision_note_text(const loupe::ModelCard& card, Language language);
 
 }  // namespace loupe_web

@@ -2,6 +2,7 @@
 #include "state_json.h"
 
 #include "app_logic.h"
+#include "i18n.h"
 #include "loupe/prediction.h"
 
 namespace loupe_web {
@@ -84,6 +85,10 @@ nlohmann::json model_json(const AppState& app) {
   json["oodOutput"] = card.ood ? card.ood->output : "";
   json["oodThreshold"] = card.ood ? card.ood->threshold : 0.0;
   json["temperature"] = card.calibration ? card.calibration->temperature : 0.0;
+  json["calibrationInUse"] = card.calibration_in_use();  // "site", "export" or "none"
+  json["temperatureInUse"] = card.temperature_in_use();
+  json["probabilityNoteShown"] = probability_note_text(card, app.ui.language);  // as the sidebar and the report say it
+  json["decisionNote"] = loupe::decision_note(card);
   return json;
 }
 
@@ -103,6 +108,7 @@ nlohmann::json state_json(const AppState& app, bool with_image_list) {
                    {"imagesDecoded", app.profile.images_decoded}, {"runs", app.profile.runs},
                    {"imagesRun", app.profile.images_run}}},
       {"showEvaluation", app.show_evaluation},
+      {"siteCalibration", site_calibration_json(app)},
       {"ui", {{"language", language_code(app.ui.language)}, {"fontSize", app.ui.font_size},
               {"showHelp", app.ui.show_help}}},
       {"heatMap", {{"available", app.model.status == ModelStatus::ready && app.model.info.card.has_output("cam")},
