@@ -263,7 +263,7 @@ void draw_site_calibration_window(const AppState& app, UiActions& actions) {
   const SiteCalibrationView& view = app.site;
   const ImGuiViewport* viewport = ImGui::GetMainViewport();
   const float room_y = viewport->WorkSize.y - 20.0f;
-  ImGui::SetNextWindowSize({std::min(em(46.0f), viewport->WorkSize.x - 40.0f), std::min(em(46.0f), room_y)}, ImGuiCond_Appearing);
+  ImGui::SetNextWindowSize({std::min(em(46.0f), viewport->WorkSize.x - 40.0f), std::min(em(56.0f), room_y)}, ImGuiCond_Appearing);
   ImGui::SetNextWindowPos({viewport->WorkPos.x + viewport->WorkSize.x * 0.5f, viewport->WorkPos.y + 10.0f}, ImGuiCond_Appearing,
                           {0.5f, 0.0f});
   ImGui::SetNextWindowSizeConstraints({std::min(em(24.0f), viewport->WorkSize.x), std::min(em(12.0f), room_y)},
@@ -275,7 +275,7 @@ void draw_site_calibration_window(const AppState& app, UiActions& actions) {
     const ImVec2 inside{std::max(viewport->WorkPos.x, std::min(pos.x, viewport->WorkPos.x + viewport->WorkSize.x - size.x)),
                         std::max(viewport->WorkPos.y, std::min(pos.y, viewport->WorkPos.y + viewport->WorkSize.y - size.y))};
     if (inside.x != pos.x || inside.y != pos.y) ImGui::SetWindowPos(inside);
-    note_widget(actions, "siteCalibrationWindow");
+    actions.widgets.emplace_back("siteCalibrationWindow", std::vector<float>{inside.x, inside.y, size.x, size.y});
     ui::wrapped(colours::text(), tr("calib.intro"));
     ui::wrapped(colours::caution, tr("calib.not_diagnostic"));
     ui::wrapped(colours::dim, trf("calib.in_use", {{"note", probability_note_text(app.model.info.card, app.ui.language)}}));
