@@ -12,6 +12,7 @@
 #include "draw_calibration.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -91,11 +92,14 @@ void draw_reliability(const char* title_key, const char* id, const loupe::Reliab
     draw->AddRectFilled({x0, max.y - accuracy * side}, {x1, max.y}, ImGui::GetColorU32(ImVec4{0.26f, 0.52f, 0.86f, 1.0f}));
     const float y = max.y - confidence * side;  // where a calibrated bar would end
     draw->AddLine({x0, y}, {x1, y}, ImGui::GetColorU32(colours::caution), 2.0f);
+    // In a smaller type, so two-digit counts fit under the 15 bins of a narrow diagram.
     const std::string count = std::to_string(bins.count[static_cast<size_t>(b)]);
-    if (text_width(count) <= width) {
-      const float x = x0 + (width - text_width(count)) * 0.5f;
-      draw->AddText({x, max.y + 2.0f}, ImGui::GetColorU32(colours::dim), count.c_str());
-      ui::check_span(count, x, x + text_width(count), max.y + 2.0f + line * 0.5f);
+    const float small = ImGui::GetFontSize() * 0.75f;
+    const float count_width = ImGui::GetFont()->CalcTextSizeA(small, FLT_MAX, 0.0f, count.c_str()).x;
+    if (count_width <= width) {
+      const float x = x0 + (width - count_width) * 0.5f;
+      draw->AddText(ImGui::GetFont(), small, {x, max.y + 2.0f}, ImGui::GetColorU32(colours::dim), count.c_str());
+      ui::check_span(count, x, x + count_width, max.y + 2.0f + small * 0.5f);
     }
   }
   draw->AddLine({min.x, max.y}, {max.x, min.y}, ImGui::GetColorU32(colours::dim), 1.0f);
@@ -277,13 +281,13 @@ void draw_site_calibration_window(const AppState& app, UiActions& actions) {
     if (inside.x != pos.x || inside.y != pos.y) ImGui::SetWindowPos(inside);
     actions.widgets.emplace_back("siteCalibrationWindow", std::vector<float>{inside.x, inside.y, size.x, size.y});
     ui::wrapped(colours::text(), tr("calib.intro"));
-    ui::wrapped(colours::caution, tr("calib.not_diagnostic"));
     ui::wrapped(colours::dim, trf("calib.in_use", {{"note", probability_note_text(app.model.info.card, app.ui.language)}}));
     ImGui::Separator();
     if (!view.result) {
       const std::string reason = !view.refusal.empty() ? trf("calib.refused", {{"reason", view.refusal}})
                                  : view.refusal_key.empty() ? std::string() : tr(view.refusal_key);
       ui::wrapped(colours::caution, reason);
+      ui::wrapped(colours::caution, tr("calib.not_diagnostic"));
     } else {
       const loupe::SiteCalibrationResult& result = *view.result;
       draw_figures(app, result);
@@ -304,6 +308,7 @@ void draw_site_calibration_window(const AppState& app, UiActions& actions) {
       ImGui::Separator();
       draw_operating_points(app, result, actions);
       ImGui::Separator();
+      ui::wrapped(colours::caution, tr("calib.not_diagnostic"));  // where the calibrated model is taken away
       const std::string file = site_calibrated_file_name(app.model.file);
       if (ui::button(tr("calib.download"), "siteDownload")) actions.site_calibration.download = true;
       note_widget(actions, "siteDownload");
