@@ -224,6 +224,18 @@ test('synthetic labelled images: refused with the counts, calibrated, a sensitiv
     const clipped = state.clipped.filter((c) => c.window.includes('site-calibration'));
     assert.deepEqual(clipped, [], 'nothing is cut off in the calibration view');
     await page.screenshot({ path: path.join(artifactsDir(), 'web-site-calibration.png') });
+    // In Indonesian too (longer words): nothing cut off; then back to English.
+    await clickWidget(page, 'language');
+    await clickWidget(page, 'language-id');
+    await framesPass(page, 4);
+    state = await page.evaluate(() => window.loupe.state);
+    assert.equal(state.ui.language, 'id');
+    assert.deepEqual(state.clipped.filter((c) => c.window.includes('site-calibration')), [],
+                     'nothing is cut off in the calibration view in Indonesian');
+    await page.screenshot({ path: path.join(artifactsDir(), 'web-site-calibration-id.png') });
+    await clickWidget(page, 'language');
+    await clickWidget(page, 'language-en');
+    await page.waitForFunction(() => window.loupe.state.ui.language === 'en', null, { timeout: 10_000 });
     console.log(`Pneumonia at sensitivity 0.95: p >= ${point.threshold.toFixed(4)}, sensitivity ${point.sensitivity.toFixed(3)} ` +
                 `[${point.sensitivity_interval.map((v) => v.toFixed(3)).join(', ')}], specificity ${point.specificity.toFixed(3)} ` +
                 `[${point.specificity_interval.map((v) => v.toFixed(3)).join(', ')}]`);
