@@ -213,10 +213,12 @@ test('DICOM files are parsed in the page, classified like loupe predict, and kee
     const target = rows.indexOf(indexOf('two-frames.dcm'));
     assert.ok(target >= 0, 'two-frames.dcm is in the table');
     for (let i = 0; i < Math.abs(target - Math.max(0, current)); ++i) await page.keyboard.press(target > current ? 'ArrowDown' : 'ArrowUp');
-    await page.waitForFunction(() => window.loupe.state.images.selectedPath.endsWith('two-frames.dcm') &&
-                                     window.loupe.state.widgets?.nextFrame, null, { timeout: 30_000 })
+    // The arrow is drawn with the selected image's probabilities: wait for it, then click it where it is.
+    const [fx, fy, fw, fh] = await page.waitForFunction(() => {
+      const { images, widgets } = window.loupe.state;
+      return images.selectedPath.endsWith('two-frames.dcm') && widgets?.nextFrame ? widgets.nextFrame : null;
+    }, null, { timeout: 30_000, polling: 100 }).then((handle) => handle.jsonValue())
       .catch(async () => assert.fail(`two-frames.dcm not selected: ${await page.evaluate(() => window.loupe.state.images.selectedPath)}`));
-    const [fx, fy, fw, fh] = await page.evaluate(() => window.loupe.state.widgets.nextFrame);
     await page.mouse.move(fx + fw / 2, fy + fh / 2);
     await page.waitForTimeout(100);
     await page.mouse.down();
