@@ -227,6 +227,10 @@ struct UiActions {
   int select = -1;  // an entry clicked in the table
   int step = 0;     // keyboard (see on_key): rows to move in the table as shown, + down, - up
   std::optional<std::string> filter;
+  // Another frame of the selected multi-frame DICOM file (0-based): it is read and classified again.
+  std::optional<int> frame;
+  // A confusion-matrix cell clicked (its images only in the table), or nullopt inside: all again.
+  std::optional<std::optional<loupe::MatrixCell>> matrix_cell;
   std::optional<std::pair<Column, bool>> sort;  // column, ascending
   float zoom_factor = 1.0f;
   float zoom_anchor_x = 0, zoom_anchor_y = 0;  // cursor relative to the panel centre
@@ -264,6 +268,10 @@ BatchProgress batch_progress(const AppState& app);
 // The class whose heat map is shown for the selected image, or -1 when there is none to show
 // (no CAM output, no CAM yet, heat map hidden).
 int heat_map_class(const AppState& app);
+
+// Whether the selected image is a multi-frame file whose frame can be changed now (not while it is
+// being read or classified).
+bool can_choose_frame(const AppState& app);
 
 // The class names of the active model (empty when none is ready).
 const std::vector<std::string>& active_classes(const AppState& app);

@@ -239,7 +239,7 @@ static void pump(AppState& app) {
     }
     const FileRead read{app.next_request++, next};
     app.reads.push_back(read);
-    app.host->read_image_file(read.request, image.file_index);
+    app.host->read_image_file(read.request, image.file_index, image.frame);
   }
   dispatch_staged(app);
 }
@@ -260,6 +260,28 @@ static void rescan(AppState& app) {
   app.scan_cursor = 0;
   ++app.images_revision;
   pump(app);
+}
+
+// Another frame of the selected multi-frame file: its prediction, pixels and heat map were the old
+// frame's, so they go and the file is read again at the new one. Not while the entry is being read
+// or classified (that answer would be the old frame's); the page disables the control then.
+static void choose_frame(AppState& app, int frame) {
+  if (app.selected < 0) return;
+  ImageEntry& entry = app.images[static_cast<size_t>(app.selected)];
+  if (entry.frames <= 1 || frame < 0 || frame >= entry.frames || frame == entry.frame) return;
+  if (reading(app, app.selected) || queued(app, app.selected)) return;
+  entry.frame = frame;
+  entry.status = EntryStatus::pending;
+  entry.prediction = Prediction{};
+  app.view.entry = -1;
+  app.view.image = loupe::Image{};
+  app.cam = CamResult{};
+  rescan(app);
+}
+
+bool can_choose_frame(const AppState& app) {
+  if (app.selected < 0 || static_cast<size_t>(app.selected) >= app.images.size()) return false;
+  return app.images[static_cast<size_t>(app.selected)].frames > 1 && !reading(app, app.selected) && !queued(app, app.selected);
 }
 
 static void select_entry(AppState& app, int entry) {
@@ -657,17 +679,21 @@ void refresh_views(AppState& app) {
 static void refresh_table_and_evaluation(AppState& app) {
   DerivedViews& views = app.views;
   if (views.revision == app.images_revision && views.model_id == app.model.id) return;
+  // A matrix cell is one model's: another model's matrix has other counts.
+  if (views.model_id != app.model.id) app.table.cell.reset();
   views.revision = app.images_revision;
   views.model_id = app.model.id;
   const std::vector<std::string>& classes = active_classes(app);
-  views.rows = visible_rows(app.images, app.table, classes, app.model.id);
   views.results.clear();
   views.evaluation = loupe::Evaluation{};
-  if (app.model.status != ModelStatus::ready) return;
-  views.results.reserve(app.images.size());
-  for (const ImageEntry& entry : app.images) {
-    views.results.push_back(result_row(entry, classes, app.model.id, intended_images(app)));
+  if (app.model.status == ModelStatus::ready) {
+    views.results.reserve(app.images.size());
+    for (const ImageEntry& entry : app.images) {
+      views.results.push_back(result_row(entry, classes, app.model.id, intended_images(app)));
+    }
   }
+  views.rows = visible_rows(app.images, app.table, classes, app.model.id, &views.results);
+  if (app.model.status != ModelStatus::ready) return;
   views.evaluation = loupe::evaluate(views.results, classes);
   if (!views.evaluation.report || batch_progress(app).running) return;
   // The labelled predictions, and a fingerprint of them (FNV-1a over labels and probabilities).
@@ -767,6 +793,20 @@ void apply(AppState& app, const UiActions& actions) {
     app.table.filter = *actions.filter;
     ++app.images_revision;
   }
+  if (actions.matrix_cell) {
+    app.table.cell = *actions.matrix_cell;
+    ++app.images_revision;
+    // The evaluation window lies over the table: a chosen cell shows its images (the window comes
+    // back with the workspace's evaluation button, the cell marked).
+    if (app.table.cell) app.show_evaluation = false;
+    // The cell's first image in the viewer, with its heat map, unless the selection is one of them.
+    refresh_views(app);
+    const std::vector<int>& rows = app.views.rows;
+    if (app.table.cell && !rows.empty() && std::find(rows.begin(), rows.end(), app.selected) == rows.end()) {
+      select_entry(app, rows.front());
+      app.scroll_to_selected = true;
+    }
+  }
   if (actions.sort) {
     app.table.sort_column = actions.sort->first;
     app.table.ascending = actions.sort->second;
@@ -793,6 +833,7 @@ void apply(AppState& app, const UiActions& actions) {
     app.host->download("loupe-results-" + stem + ".csv", "text/csv", export_csv(app));
   }
   if (actions.select >= 0) select_entry(app, actions.select);
+  if (actions.frame) choose_frame(app, *actions.frame);
   if (actions.step != 0) {
     refresh_views(app);
     const std::vector<int>& rows = app.views.rows;

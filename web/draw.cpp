@@ -308,6 +308,29 @@ static void draw_model_facts(const AppState& app) {
   if (card.ood) {
     ui::wrapped(colours::text(), trf("card.ood_flags", {{"threshold", num("%.1f", card.ood->threshold)},
                                                         {"method", card.ood->method.empty() ? "distance" : card.ood->method}}));
+    // The false-alarm rate the threshold was set for, with its interval, and what the test split
+    // measured: a flag is only as useful as the rate at which it cries wolf.
+    const nlohmann::json& ood = card.ood->record;
+    const auto percent = [](double v) { return num("%.1f%%", 100.0 * v); };
+    const auto interval_of = [&](const char* key) -> std::optional<std::pair<double, double>> {
+      const auto it = ood.find(key);
+      if (it == ood.end() || !it->is_array() || it->size() != 2 || !(*it)[0].is_number() || !(*it)[1].is_number()) return std::nullopt;
+      return std::make_pair((*it)[0].get<double>(), (*it)[1].get<double>());
+    };
+    if (const auto stated = interval_of("false_alarm_interval"); stated && ood.contains("false_alarm_rate")) {
+      ui::wrapped(colours::dim, trf("card.ood_false_alarms", {{"rate", percent(json_number(ood, "false_alarm_rate"))},
+                                                              {"low", percent(stated->first)},
+                                                              {"high", percent(stated->second)},
+                                                              {"distances", num("%.0f", json_number(ood, "calibration_distances"))}}));
+    }
+    if (const auto test = interval_of("test_false_alarm_interval"); test && ood.contains("test_images")) {
+      const double images = json_number(ood, "test_images"), rate = json_number(ood, "test_false_alarm_rate");
+      ui::wrapped(colours::dim, trf("card.ood_test_false_alarms", {{"flagged", num("%.0f", rate * images)},
+                                                                   {"images", num("%.0f", images)},
+                                                                   {"rate", percent(rate)},
+                                                                   {"low", percent(test->first)},
+                                                                   {"high", percent(test->second)}}));
+    }
   } else {
     ui::wrapped(colours::caution, tr("card.ood_none"));
   }
@@ -601,6 +624,18 @@ static void draw_batch_table(const AppState& app, UiActions& actions) {
   ImGui::SetNextItemWidth(-1.0f);
   if (ImGui::InputTextWithHint("##filter", tr("table.filter_hint").c_str(), filter, sizeof filter)) actions.filter = filter;
   ui::tooltip(tr("table.filter_tip"));
+  if (app.table.cell) {
+    // The clicked confusion-matrix cell: which images these are, and the way back to all of them.
+    const std::vector<std::string>& names = active_classes(app);
+    const auto name = [&](int c) { return c >= 0 && static_cast<size_t>(c) < names.size() ? names[static_cast<size_t>(c)] : std::string("?"); };
+    const std::string show_all = tr("table.cell_show_all");
+    if (ImGui::Button(show_all.c_str())) actions.matrix_cell = std::optional<loupe::MatrixCell>();
+    note_widget(actions, "showAllImages");
+    ImGui::SameLine();
+    ui::wrapped(colours::caution, trf("table.cell_showing", {{"count", std::to_string(app.views.rows.size())},
+                                                            {"true", name(app.table.cell->true_class)},
+                                                            {"predicted", name(app.table.cell->predicted_class)}}));
+  }
 
   const std::vector<std::string>& classes = active_classes(app);
   // Fixed columns as wide as their header and widest content (the classes of this model); the
@@ -716,7 +751,21 @@ static void draw_probabilities(const AppState& app, const ImageEntry& entry, UiA
   note_widget(actions, "saveReport");
   ui::tooltip(tr("viewer.save_report_tip"));
   if (entry.frames > 1) {
+    // A multi-frame file: the first frame by default; another one is read and classified again.
+    const bool can_choose = can_choose_frame(app);
+    ImGui::BeginDisabled(!can_choose || entry.frame <= 0);
+    if (ImGui::ArrowButton("##previousFrame", ImGuiDir_Left)) actions.frame = entry.frame - 1;
+    ImGui::EndDisabled();
+    note_widget(actions, "previousFrame");
+    ui::tooltip(tr("viewer.previous_frame"));
+    ImGui::SameLine();
     ui::text(colours::dim, trf("viewer.dicom_frame", {{"frame", std::to_string(entry.frame + 1)}, {"frames", std::to_string(entry.frames)}}));
+    ImGui::SameLine();
+    ImGui::BeginDisabled(!can_choose || entry.frame + 1 >= entry.frames);
+    if (ImGui::ArrowButton("##nextFrame", ImGuiDir_Right)) actions.frame = entry.frame + 1;
+    ImGui::EndDisabled();
+    note_widget(actions, "nextFrame");
+    ui::tooltip(tr("viewer.next_frame"));
   }
   // A DICOM file the card says the model was not trained for: said before any probability.
   const std::string intended_warning = intended_use_warning(app, entry);
@@ -949,7 +998,10 @@ static void add_vertical_text(ImDrawList* draw_list, ImVec2 bottom_left, ImU32 c
 // Rows are true classes, columns predicted ones; each cell is shaded by its share of the row
 // (recall), so a good model shows a bright diagonal whatever the class sizes. Column headers are
 // the whole class names, turned upright.
-static void draw_confusion_matrix(const loupe::ConfusionMatrix& matrix) {
+// Each cell is a button: it shows its images in the table (and the first in the viewer, with its
+// heat map); the same cell again, or "Show all images" above the table, shows every image.
+static void draw_confusion_matrix(const loupe::ConfusionMatrix& matrix, const std::optional<loupe::MatrixCell>& chosen,
+                                  UiActions& actions) {
   const size_t n = matrix.num_classes();
   const std::vector<std::string>& names = matrix.class_names();
   float label_width = text_width(tr("eval.true_class"));
@@ -988,6 +1040,24 @@ static void draw_confusion_matrix(const loupe::ConfusionMatrix& matrix) {
       const ImVec2 max{min.x + cell - 2.0f, min.y + cell - 2.0f};
       const ImVec4 fill{0.12f + 0.10f * share, 0.16f + 0.50f * share, 0.22f + 0.62f * share, 1.0f};
       draw_list->AddRectFilled(min, max, ImGui::ColorConvertFloat4ToU32(fill), 3.0f);
+      const loupe::MatrixCell here{static_cast<int>(i), static_cast<int>(j)};
+      const bool is_chosen = chosen && *chosen == here;
+      ImGui::SetCursorScreenPos(min);
+      ImGui::PushID(static_cast<int>(i * n + j));
+      if (ImGui::InvisibleButton("cell", {max.x - min.x, max.y - min.y}) && count > 0) {
+        actions.matrix_cell = is_chosen ? std::optional<loupe::MatrixCell>() : std::optional<loupe::MatrixCell>(here);
+      }
+      ImGui::PopID();
+      const std::string widget = "matrixCell-" + std::to_string(i) + "-" + std::to_string(j);
+      note_widget(actions, widget.c_str());
+      if (count > 0) {
+        ui::tooltip(trf(is_chosen ? "eval.cell_tip_chosen" : "eval.cell_tip",
+                        {{"count", std::to_string(count)}, {"true", names[i]}, {"predicted", names[j]}}));
+      }
+      if (is_chosen || (count > 0 && ImGui::IsItemHovered())) {
+        draw_list->AddRect(min, max, ImGui::GetColorU32(is_chosen ? colours::caution : colours::text()), 3.0f, 0,
+                           is_chosen ? 3.0f : 1.5f);
+      }
       const std::string text = std::to_string(count);
       const ImVec2 size = ImGui::CalcTextSize(text.c_str());
       draw_list->AddText({min.x + (cell - size.x) * 0.5f, min.y + (cell - size.y) * 0.5f},
@@ -995,7 +1065,9 @@ static void draw_confusion_matrix(const loupe::ConfusionMatrix& matrix) {
       ui::check_span(text, min.x + (cell - size.x) * 0.5f, min.x + (cell + size.x) * 0.5f, min.y + cell * 0.5f);
     }
   }
+  ImGui::SetCursorScreenPos(origin);
   ImGui::Dummy({label_width + gap + cell * static_cast<float>(n), header + cell * static_cast<float>(n)});
+  ui::wrapped(colours::dim, tr("eval.cell_hint"));
 }
 
 // The classification report as a table: per class and averaged, with 95% intervals once the
@@ -1085,7 +1157,7 @@ static void draw_evaluation_window(const AppState& app, UiActions& actions) {
       ui::wrapped(colours::caution, tr("eval.no_labels"));
     } else {
       ImGui::Spacing();
-      draw_confusion_matrix(*evaluation.matrix);
+      draw_confusion_matrix(*evaluation.matrix, app.table.cell, actions);
       ImGui::Spacing();
       draw_report_table(*evaluation.report);
       ui::wrapped(colours::caution, tr("eval.not_validation"));

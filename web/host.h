@@ -15,8 +15,9 @@ class Host {
  public:
   virtual ~Host() = default;
 
-  // image_files.h: read one opened file (answered by on_image_file_read), or open a picker.
-  virtual void read_image_file(int request, int file_index) = 0;
+  // image_files.h: read one opened file (answered by on_image_file_read), or open a picker. `frame`:
+  // which frame of a multi-frame DICOM file to hand over (0-based; other files ignore it).
+  virtual void read_image_file(int request, int file_index, int frame) = 0;
   virtual void open_image_picker(bool folder) = 0;
   // model_files.h: the picker for a .onnx file, or one shipped model (answered by on_model_file).
   virtual void open_model_picker() = 0;

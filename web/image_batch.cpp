@@ -61,7 +61,14 @@ std::string predicted_class(const ImageEntry& entry, const std::vector<std::stri
 }
 
 std::vector<int> visible_rows(const std::vector<ImageEntry>& entries, const TableView& view,
-                              const std::vector<std::string>& class_names, int model_id) {
+                              const std::vector<std::string>& class_names, int model_id,
+                              const std::vector<loupe::ResultRow>* results) {
+  const auto in_cell = [&](size_t i) {
+    if (!view.cell) return true;
+    if (results == nullptr || i >= results->size()) return false;
+    const std::optional<loupe::MatrixCell> cell = loupe::evaluation_cell((*results)[i], class_names.size());
+    return cell && *cell == *view.cell;
+  };
   const std::string needle = lowercase(view.filter);
   const auto confidence = [&](const ImageEntry& entry) {
     const Prediction& p = entry.prediction;
@@ -71,6 +78,7 @@ std::vector<int> visible_rows(const std::vector<ImageEntry>& entries, const Tabl
   rows.reserve(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
     const ImageEntry& entry = entries[i];
+    if (!in_cell(i)) continue;
     if (needle.empty() || lowercase(entry.path).find(needle) != std::string::npos ||
         lowercase(status_text(entry)).find(needle) != std::string::npos ||
         (!class_names.empty() && lowercase(predicted_class(entry, class_names, model_id)).find(needle) != std::string::npos)) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,15 +52,20 @@ enum class Column { name = 0, size = 1, dimensions = 2, status = 3, prediction =
 
 struct TableView {
   std::string filter;  // case-insensitive substring of the path, the status text or the predicted class
+  // A confusion-matrix cell clicked in the evaluation: only the images it counts (with the filter).
+  std::optional<loupe::MatrixCell> cell;
   Column sort_column = Column::name;
   bool ascending = true;
 };
 
 // The entries to show, as indices into `entries`: filtered, then sorted (ties keep file order).
 // `class_names` (the model's) name the predicted class for filtering and sorting; predictions of
-// another model than `model_id` count as none.
+// another model than `model_id` count as none. With a view's matrix cell, `results` (one row per
+// entry, result_row()) says which entries the cell counts (loupe::evaluation_cell); without them
+// the cell shows nothing.
 std::vector<int> visible_rows(const std::vector<ImageEntry>& entries, const TableView& view,
-                              const std::vector<std::string>& class_names = {}, int model_id = 0);
+                              const std::vector<std::string>& class_names = {}, int model_id = 0,
+                              const std::vector<loupe::ResultRow>* results = nullptr);
 
 // The predicted class name of an entry for model `model_id`, or "" when it has none.
 std::string predicted_class(const ImageEntry& entry, const std::vector<std::string>& class_names, int model_id);

@@ -20,7 +20,7 @@ EM_JS(void, js_image_files_open_picker, (int folder), {
   if (files) files.openPicker(folder !== 0);
 });
 
-EM_JS(void, js_image_files_read, (int request, int index), {
+EM_JS(void, js_image_files_read, (int request, int index, int frame), {
   const report = (pointer, size, dicom, error) => Module["ccall"](
       "loupe_on_image_file_read", null, ["number", "number", "number", "string", "string"],
       [request, pointer, size, dicom, error]);
@@ -29,7 +29,7 @@ EM_JS(void, js_image_files_read, (int request, int index), {
     report(0, 0, "", "no imageFiles object");
     return;
   }
-  files.readForDecoding(index).then((file) => {
+  files.readForDecoding(index, frame).then((file) => {
     const bytes = file.bytes;
     const pointer = _malloc(Math.max(1, bytes.length));
     if (!pointer) {
@@ -49,6 +49,6 @@ void image_files_listen() { js_image_files_listen(); }
 
 void image_files_open_picker(bool folder) { js_image_files_open_picker(folder ? 1 : 0); }
 
-void image_files_read(int request, int file_index) { js_image_files_read(request, file_index); }
+void image_files_read(int request, int file_index, int frame) { js_image_files_read(request, file_index, frame); }
 
 }  // namespace loupe_web

@@ -15,7 +15,7 @@ void image_files_listen();
 void image_files_open_picker(bool folder);
 
 // Reads file `file_index` into the heap; answered once by loupe_on_image_file_read(request, ...).
-void image_files_read(int request, int file_index);
+void image_files_read(int request, int file_index, int frame);
 
 }  // namespace loupe_web
 

@@ -56,7 +56,9 @@ using loupe_web::UiActions;
 
 class BrowserHost final : public loupe_web::Host {
  public:
-  void read_image_file(int request, int file_index) override { loupe_web::image_files_read(request, file_index); }
+  void read_image_file(int request, int file_index, int frame) override {
+    loupe_web::image_files_read(request, file_index, frame);
+  }
   void open_image_picker(bool folder) override { loupe_web::image_files_open_picker(folder); }
   void open_model_picker() override { loupe_web::model_files_open_picker(); }
   void open_shipped_model(const std::string& file) override { loupe_web::model_files_open_shipped(file); }

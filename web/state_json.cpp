@@ -25,7 +25,10 @@ nlohmann::json images_json(const AppState& app, bool with_list) {
       {"selected", app.selected},
       {"selectedPath", app.selected >= 0 ? app.images[static_cast<size_t>(app.selected)].path : ""},
       {"table", {{"filter", app.table.filter}, {"sortColumn", static_cast<int>(app.table.sort_column)},
-                 {"ascending", app.table.ascending}}},
+                 {"ascending", app.table.ascending},
+                 {"cell", app.table.cell ? nlohmann::json{{"trueClass", app.table.cell->true_class},
+                                                          {"predictedClass", app.table.cell->predicted_class}}
+                                         : nlohmann::json()}}},
       {"view", {{"entry", view.entry}, {"width", view.image.width}, {"height", view.image.height},
                 {"channels", view.image.channels}, {"bits", view.image.depth == loupe::PixelDepth::U16 ? 16 : 8},
                 {"zoom", view.zoom}, {"pan", {view.pan_x, view.pan_y}},
@@ -84,6 +87,16 @@ nlohmann::json model_json(const AppState& app) {
   json["disclaimer"] = card.disclaimer;
   json["oodOutput"] = card.ood ? card.ood->output : "";
   json["oodThreshold"] = card.ood ? card.ood->threshold : 0.0;
+  // The false-alarm rate the threshold was set for and the test split's, as the sidebar states them.
+  nlohmann::json false_alarms;
+  if (card.ood) {
+    const nlohmann::json& record = card.ood->record;
+    for (const char* key : {"false_alarm_rate", "false_alarm_interval", "test_false_alarm_rate", "test_false_alarm_interval",
+                            "test_images", "calibration_distances"}) {
+      if (record.contains(key)) false_alarms[key] = record.at(key);
+    }
+  }
+  json["oodFalseAlarms"] = false_alarms;
   json["temperature"] = card.calibration ? card.calibration->temperature : 0.0;
   json["calibrationInUse"] = card.calibration_in_use();  // "site", "export" or "none"
   json["temperatureInUse"] = card.temperature_in_use();

@@ -154,6 +154,11 @@ nlohmann::json Evaluation::to_json() const {
   return j;
 }
 
+std::optional<MatrixCell> evaluation_cell(const ResultRow& row, size_t classes) {
+  if (row.label < 0 || static_cast<size_t>(row.label) >= classes || !predicted(row, classes)) return std::nullopt;
+  return MatrixCell{row.label, row.prediction.top};
+}
+
 Evaluation evaluate(const std::vector<ResultRow>& rows, const std::vector<std::string>& class_names,
                     const std::optional<BootstrapOptions>& intervals) {
   Evaluation evaluation;
@@ -169,11 +174,12 @@ Evaluation evaluate(const std::vector<ResultRow>& rows, const std::vector<std::s
       ++evaluation.failed;
       continue;
     }
-    if (!done) continue;
+    const std::optional<MatrixCell> cell = evaluation_cell(row, class_names.size());
+    if (!cell) continue;
     evaluation.out_of_distribution += row.prediction.out_of_distribution;
     scores.emplace_back(row.prediction.probabilities.begin(), row.prediction.probabilities.end());
-    labels.push_back(row.label);
-    decided.push_back(row.prediction.top);
+    labels.push_back(cell->true_class);
+    decided.push_back(cell->predicted_class);
   }
   evaluation.labelled = static_cast<int>(labels.size());
   if (labels.empty()) return evaluation;

@@ -114,6 +114,9 @@ test('DICOM files are parsed in the page, classified like loupe predict, and kee
     // Two frames, the X-ray and its inverse: the first is classified and the row says so.
     'two-frames.dcm': writeDicom({ rows: png.height, columns: png.width, bitsStored: 12, intercept: -1024, frames: 2,
                                    pixels: Buffer.concat([stored(false), stored(true)]) }),
+    // The second frame alone: what the page must give when the user moves to that frame.
+    'second-frame.dcm': writeDicom({ rows: png.height, columns: png.width, pixels: stored(true), bitsStored: 12,
+                                     intercept: -1024 }),
   };
   const bad = {
     'truncated.dcm': [files['xray-mono2.dcm'].subarray(0, 700), /DICOM|truncated|damaged/i],
@@ -201,6 +204,38 @@ test('DICOM files are parsed in the page, classified like loupe predict, and kee
     const everything = JSON.stringify(state) + csv;
     assert.ok(!everything.includes('Doe') && !everything.includes('424242'), 'patient attributes reached the page state or CSV');
     await page.screenshot({ path: path.join(artifactsDir(), 'web-dicom.png') });
+
+    // Another frame (issue 15, part 5): the arrows beside "DICOM frame 1 of 2" read and classify the
+    // file again at its second frame, which gives exactly the single-frame file of those pixels.
+    const indexOf = (name) => state.images.list.findIndex((e) => e.name === name);
+    const rows = state.images.rows;
+    const current = rows.indexOf(state.images.list.findIndex((e) => e.path === state.images.selectedPath));
+    const target = rows.indexOf(indexOf('two-frames.dcm'));
+    assert.ok(target >= 0, 'two-frames.dcm is in the table');
+    for (let i = 0; i < Math.abs(target - Math.max(0, current)); ++i) await page.keyboard.press(target > current ? 'ArrowDown' : 'ArrowUp');
+    // The arrow is drawn with the selected image's probabilities: wait for it, then click it where it is.
+    const [fx, fy, fw, fh] = await page.waitForFunction(() => {
+      const { images, widgets } = window.loupe.state;
+      return images.selectedPath.endsWith('two-frames.dcm') && widgets?.nextFrame ? widgets.nextFrame : null;
+    }, null, { timeout: 30_000, polling: 100 }).then((handle) => handle.jsonValue())
+      .catch(async () => assert.fail(`two-frames.dcm not selected: ${await page.evaluate(() => window.loupe.state.images.selectedPath)}`));
+    await page.mouse.move(fx + fw / 2, fy + fh / 2);
+    await page.waitForTimeout(100);
+    await page.mouse.down();
+    await page.waitForTimeout(100);
+    await page.mouse.up();
+    const secondFrame = await page.waitForFunction(() => {
+      const entry = window.loupe.state.images.list?.find((e) => e.name === 'two-frames.dcm');
+      return entry?.frame?.index === 1 && entry.prediction?.status === 'done' ? entry : null;
+    }, null, { timeout: 60_000, polling: 200 }).then((handle) => handle.jsonValue()).catch(async (error) => {
+      const entry = await page.evaluate(() => window.loupe.state.images.list.find((e) => e.name === 'two-frames.dcm'));
+      assert.fail(`the second frame was not classified (${error.message.split('\n')[0]}): ${JSON.stringify(entry)}`);
+    });
+    assert.deepEqual(secondFrame.frame, { index: 1, count: 2 });
+    assert.deepEqual(secondFrame.prediction.probabilities, byName.get('second-frame.dcm').prediction.probabilities);
+    assert.notDeepEqual(secondFrame.prediction.probabilities, byName.get('xray-mono2.dcm').prediction.probabilities);
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: path.join(artifactsDir(), 'web-dicom-second-frame.png') });
     assertNoProblems(events, site.origin);
   } finally {
     await context.close();

@@ -13,7 +13,7 @@ namespace loupe_web::test {
 
 class FakeHost final : public Host {
  public:
-  struct Read { int request, file_index; };
+  struct Read { int request, file_index, frame; };
   struct Run {
     int request, session;
     std::vector<float> input;
@@ -32,7 +32,7 @@ class FakeHost final : public Host {
   int image_pickers = 0, model_pickers = 0;
   std::vector<std::string> shipped_requests;
 
-  void read_image_file(int request, int file_index) override { reads.push_back({request, file_index}); }
+  void read_image_file(int request, int file_index, int frame) override { reads.push_back({request, file_index, frame}); }
   void open_image_picker(bool) override { ++image_pickers; }
   void open_model_picker() override { ++model_pickers; }
   void open_shipped_model(const std::string& file) override { shipped_requests.push_back(file); }

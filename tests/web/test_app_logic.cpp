@@ -459,3 +459,111 @@ TEST_CASE("cancel drops the staged inputs; resume reads those images again", "[w
   t.settle(logits_by_brightness);
   CHECK(batch_progress(t.app).done == 30);
 }
+
+// Issue 15, part 3: a cell of the evaluation's confusion matrix lists exactly the images it counts.
+TEST_CASE("a confusion-matrix cell filters the table to its images, and back", "[web][app][evaluation]") {
+  TestApp t;
+  t.open_model(chest_model(), "chest.onnx");
+  // Dark images are predicted class 0 (Covid-19), bright ones class 2 (Pneumonia).
+  t.add_file("set/Covid-19/right.png", flat_png(40, 40, 5));
+  t.add_file("set/Covid-19/wrong-1.png", flat_png(40, 40, 250));
+  t.add_file("set/Covid-19/wrong-2.png", flat_png(41, 40, 250));
+  t.add_file("set/Pneumonia/right.png", flat_png(40, 40, 250));
+  t.add_file("set/No_findings/wrong.png", flat_png(40, 40, 5));
+  t.add_file("unsorted/unlabelled.png", flat_png(40, 40, 250));
+  t.settle(logits_by_brightness);
+  refresh_views(t.app);
+  REQUIRE(t.app.views.evaluation.matrix);
+  const loupe::ConfusionMatrix& matrix = *t.app.views.evaluation.matrix;
+  CHECK(matrix.at(0, 2) == 2);
+  CHECK(matrix.at(1, 0) == 1);
+  CHECK(t.app.views.rows.size() == 6);
+
+  t.app.show_evaluation = true;
+  UiActions click;
+  click.matrix_cell = std::optional<loupe::MatrixCell>(loupe::MatrixCell{0, 2});
+  apply(t.app, click);
+  CHECK_FALSE(t.app.show_evaluation);  // out of the table's way
+  refresh_views(t.app);
+  CHECK(t.app.views.rows == std::vector<int>{1, 2});  // as many rows as the cell counts, and those
+  CHECK((t.app.selected == 1 || t.app.selected == 2));  // one of them in the viewer
+  const nlohmann::json state = state_json(t.app, true);
+  CHECK(state["images"]["table"]["cell"] == nlohmann::json({{"trueClass", 0}, {"predictedClass", 2}}));
+  CHECK(state["images"]["rows"] == nlohmann::json({1, 2}));
+  // The filter narrows the cell further; the CSV keeps every image.
+  UiActions filter;
+  filter.filter = "wrong-2";
+  apply(t.app, filter);
+  refresh_views(t.app);
+  CHECK(t.app.views.rows == std::vector<int>{2});
+  const std::string csv = export_csv(t.app);
+  CHECK(std::count(csv.begin(), csv.end(), '\n') == 7);  // header + 6
+  filter.filter = "";
+  apply(t.app, filter);
+
+  UiActions show_all;
+  show_all.matrix_cell = std::optional<loupe::MatrixCell>();
+  apply(t.app, show_all);
+  refresh_views(t.app);
+  CHECK(t.app.views.rows.size() == 6);
+  CHECK(state_json(t.app, true)["images"]["table"]["cell"].is_null());
+
+  // A cell of the true class No_findings predicted Covid-19: the one image, whatever its file order.
+  click.matrix_cell = std::optional<loupe::MatrixCell>(loupe::MatrixCell{1, 0});
+  apply(t.app, click);
+  refresh_views(t.app);
+  CHECK(t.app.views.rows == std::vector<int>{4});
+  CHECK(t.app.selected == 4);
+}
+
+// Issue 15, part 5: a multi-frame DICOM file is classified at its first frame; another frame is
+// read and classified again, and never while the file is in flight.
+TEST_CASE("another frame of a multi-frame DICOM file is read and classified again", "[web][app][dicom]") {
+  TestApp t;
+  t.open_model(chest_model(), "chest.onnx");
+  t.add_file("scans/cine.dcm", {1});
+  const loupe::Image picture = loupe::test::make_pattern(32, 32, 1);
+  const auto answer = [&](int expected_frame) {
+    REQUIRE(t.host.reads.size() == 1);
+    const FakeHost::Read read = t.host.reads.front();
+    t.host.reads.clear();
+    CHECK(read.frame == expected_frame);
+    const nlohmann::json attributes = {{"rows", 32}, {"columns", 32}, {"bits_allocated", 8},
+                                       {"photometric", "MONOCHROME2"}, {"transfer_syntax", "1.2.840.10008.1.2.1"},
+                                       {"modality", "DX"}, {"frames", 3}, {"frame", read.frame}};
+    on_image_file_read(t.app, read.request, picture.data.data(), picture.data.size(), attributes.dump().c_str(), nullptr);
+  };
+  answer(0);
+  t.settle(logits_by_brightness);
+  const ImageEntry& entry = t.app.images[0];
+  REQUIRE(t.app.selected == 0);
+  CHECK(entry.frame == 0);
+  CHECK(entry.frames == 3);
+  CHECK(entry.prediction.status == PredictionStatus::done);
+  CHECK(can_choose_frame(t.app));
+
+  UiActions next;
+  next.frame = 2;
+  apply(t.app, next);
+  CHECK(entry.prediction.status == PredictionStatus::none);
+  CHECK_FALSE(can_choose_frame(t.app));  // being read: another choice now would race that answer
+  UiActions meanwhile;
+  meanwhile.frame = 1;
+  apply(t.app, meanwhile);
+  CHECK(entry.frame == 2);
+  answer(2);
+  t.settle(logits_by_brightness);
+  CHECK(entry.frame == 2);
+  CHECK(entry.prediction.status == PredictionStatus::done);
+  refresh_views(t.app);
+  CHECK(state_json(t.app, true)["images"]["list"][0]["frame"] == nlohmann::json({{"index", 2}, {"count", 3}}));
+  CHECK_THAT(export_csv(t.app), Catch::Contains(",3 of 3,ok,"));
+  // Out of range or the same frame: nothing to do.
+  for (const int frame : {-1, 3, 2}) {
+    UiActions bad;
+    bad.frame = frame;
+    apply(t.app, bad);
+    CHECK(t.host.reads.empty());
+    CHECK(entry.prediction.status == PredictionStatus::done);
+  }
+}

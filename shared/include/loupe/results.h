@@ -75,6 +75,19 @@ std::string results_csv(const std::vector<ResultRow>& rows, const ModelCard& car
 // (1-based), "frames", "status", "error"}; keys without a value are left out.
 nlohmann::json results_json(const std::vector<ResultRow>& rows, const ModelCard& card);
 
+// The confusion-matrix cell a row counts in, as evaluate() counts it: {true class, predicted
+// class (Prediction::top)}; nullopt for a row the matrix leaves out (no label, not read, failed,
+// not predicted). The page filters its table by a clicked cell with this, so that a cell's count
+// and the rows shown for it are the same rule.
+struct MatrixCell {
+  int true_class = -1, predicted_class = -1;
+  bool operator==(const MatrixCell& other) const {
+    return true_class == other.true_class && predicted_class == other.predicted_class;
+  }
+  bool operator!=(const MatrixCell& other) const { return !(*this == other); }
+};
+std::optional<MatrixCell> evaluation_cell(const ResultRow& row, size_t classes);
+
 // A labelled folder's evaluation: every row with a label and a prediction.
 struct Evaluation {
   int labelled = 0;             // rows counted in the report
