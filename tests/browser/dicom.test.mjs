@@ -152,8 +152,10 @@ test('DICOM files are parsed in the page, classified like loupe predict, and kee
     try {
       await page.waitForFunction((count) => {
         const { images, batch } = window.loupe.state;
+        // The list is published at most twice a second, the counts every frame: wait for both.
         return images.count === count && images.pending === 0 && images.list?.length === count &&
-          batch.done === batch.total && batch.inFlight === 0;
+          batch.done === batch.total && batch.inFlight === 0 &&
+          images.list.every((e) => !e.ok || e.prediction?.status === 'done');
       }, count, { timeout: 120_000, polling: 250 });
     } catch (error) {
       const state = await page.evaluate(() => window.loupe.state);
@@ -272,8 +274,10 @@ test('compressed and multi-frame DICOM decode in the page like the uncompressed 
     try {
       await page.waitForFunction((count) => {
         const { images, batch } = window.loupe.state;
+        // The list is published at most twice a second, the counts every frame: wait for both.
         return images.count === count && images.pending === 0 && images.list?.length === count &&
-          batch.done === batch.total && batch.inFlight === 0;
+          batch.done === batch.total && batch.inFlight === 0 &&
+          images.list.every((e) => !e.ok || e.prediction?.status === 'done');
       }, count, { timeout: 180_000, polling: 250 });
     } catch (error) {
       const state = await page.evaluate(() => window.loupe.state);

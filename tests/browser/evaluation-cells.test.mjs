@@ -87,7 +87,9 @@ test('a confusion-matrix cell lists its images in the table, with the first in t
     await page.setInputFiles('#open-folder', dir);
     await waitFor(page, events, 'the batch did not finish', (count) => {
       const { images, batch } = window.loupe.state;
-      return images.count === count && images.pending === 0 && batch.done === batch.total && batch.inFlight === 0;
+      // The list is published at most twice a second, the counts every frame: wait for both.
+      return images.count === count && images.pending === 0 && batch.done === batch.total && batch.inFlight === 0 &&
+        images.list?.length === count && images.list.every((e) => e.prediction?.status === 'done');
     }, files, 180_000);
 
     // Part 6: the sidebar's OOD line states the false-alarm rate with its interval (the card's figures).

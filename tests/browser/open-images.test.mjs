@@ -104,7 +104,9 @@ async function waitForBatch(page, events, count, timeout = 60_000) {
     await page.waitForFunction(
       (count) => {
         const images = window.loupe.state.images;
-        return images.count === count && images.pending === 0 && images.list?.length === count;
+        // The list is published at most twice a second, the counts every frame: wait for both.
+        return images.count === count && images.pending === 0 && images.list?.length === count &&
+               images.list.every((e) => e.status !== 'pending' && e.status !== 'reading');
       },
       count, { timeout, polling: 250 });
   } catch (error) {
