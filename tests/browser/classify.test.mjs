@@ -20,8 +20,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import {
-  artifactsDir, assertNoProblems, decodePng, describeEvents, encodeTinyModel, launchBrowser, openPage, publicDir, repoRoot,
-  requireBuiltSite, startSite, waitForApp,
+  artifactsDir, assertNoProblems, clickWidget, decodePng, describeEvents, encodeTinyModel, framesPass, launchBrowser,
+  openPage, publicDir, repoRoot, requireBuiltSite, startSite, waitForApp, waitForModel, waitForPredictions,
 } from './helpers.mjs';
 
 const dataDir = path.resolve(repoRoot, process.env.LOUPE_DATA_DIR ?? '../shared/data');
@@ -75,60 +75,6 @@ function withEditedSelfTest(file) {
   while (!/[0-9]/.test(text[i])) i++;
   bytes[i] = text[i] === '9' ? 0x38 : text.charCodeAt(i) + 1;
   return bytes;
-}
-
-// Waits until the model is ready ({ name } to wait for a given one), or ({ errorFor: file }) until
-// opening `file` has failed with a message naming it.
-async function waitForModel(page, events, want = {}, timeout = 90_000) {
-  try {
-    await page.waitForFunction((want) => {
-      const model = window.loupe?.state?.model ?? {};
-      if (want.errorFor) return model.loading === '' && model.error.includes(want.errorFor);
-      return model.status === 'ready' && (!want.name || model.name === want.name);
-    }, want, { timeout, polling: 100 });
-  } catch (error) {
-    const model = await page.evaluate(() => window.loupe?.state?.model).catch(() => undefined);
-    assert.fail(`the model did not get there (${error.message.split('\n')[0]}): ${JSON.stringify(model)}\n${describeEvents(events)}`);
-  }
-  return page.evaluate(() => window.loupe.state.model);
-}
-
-// Waits until the active model has classified every decodable image of a batch of `count` files.
-async function waitForPredictions(page, events, count, timeout = 180_000) {
-  try {
-    await page.waitForFunction(
-      (count) => {
-        const { images, batch } = window.loupe.state;
-        return images.count === count && images.pending === 0 && images.list?.length === count &&
-          batch.total > 0 && batch.done === batch.total && batch.inFlight === 0 &&
-          images.list.filter((e) => e.prediction?.status === 'done').length === batch.total;
-      },
-      count, { timeout, polling: 250 });
-  } catch (error) {
-    const { images: { list, rows, ...images }, batch } = await page.evaluate(() => window.loupe.state);
-    assert.fail(`the batch was not classified: ${JSON.stringify({ images, batch })}\n${describeEvents(events)}`);
-  }
-  return page.evaluate(() => window.loupe.state);
-}
-
-// Clicks one of the app's buttons where the app drew it (state.widgets: x, y, width, height).
-// Waits until the page has drawn `count` more frames (each one reads the input since the last).
-async function framesPass(page, count = 2) {
-  const start = await page.evaluate(() => window.loupe.state.frames);
-  await page.waitForFunction((want) => window.loupe.state.frames >= want, start + count, { timeout: 30_000, polling: 20 });
-}
-
-// Moves onto the widget, presses and releases, each in its own frame: ImGui 1.86 reads the mouse
-// once per frame, so a move, press and release that all land between two frames of a slow
-// (software-rendered, loaded) page can reach it as a press somewhere else.
-async function clickWidget(page, id) {
-  await page.waitForFunction((id) => window.loupe.state.widgets?.[id], id, { timeout: 10_000 });
-  const [x, y, width, height] = await page.evaluate((id) => window.loupe.state.widgets[id], id);
-  await page.mouse.move(x + width / 2, y + height / 2);
-  await framesPass(page);
-  await page.mouse.down();
-  await framesPass(page);
-  await page.mouse.up();
 }
 
 function parseCsv(text) {

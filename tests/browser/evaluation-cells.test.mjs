@@ -12,8 +12,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import {
-  artifactsDir, assertNoProblems, describeEvents, encodePng, launchBrowser, openPage, repoRoot, requireBuiltSite,
-  startSite, waitForApp,
+  artifactsDir, assertNoProblems, clickWidget, describeEvents, encodePng, launchBrowser, openPage, repoRoot,
+  requireBuiltSite, startSite, waitForApp,
 } from './helpers.mjs';
 
 let site, browser, scratch;
@@ -53,17 +53,6 @@ function writeLabelledFolder(classes, perClass) {
     }
   });
   return { dir, files };
-}
-
-// Moves onto the widget, presses and releases, each in its own frame (ImGui reads the mouse once a frame).
-async function clickWidget(page, id) {
-  await page.waitForFunction((id) => window.loupe.state.widgets?.[id], id, { timeout: 10_000 });
-  const [x, y, width, height] = await page.evaluate((id) => window.loupe.state.widgets[id], id);
-  await page.mouse.move(x + width / 2, y + height / 2);
-  await page.waitForTimeout(120);
-  await page.mouse.down();
-  await page.waitForTimeout(120);
-  await page.mouse.up();
 }
 
 async function waitFor(page, events, what, predicate, arg, timeout = 30_000) {

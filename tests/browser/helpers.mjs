@@ -267,3 +267,63 @@ export function encodeTinyModel({ card = true, cardSize = 8, graphSize = 8, op =
   return Buffer.from([...integer(1, 8), ...string(2, 'loupe-test'), ...message(7, graph),
                       ...message(8, integer(2, 13)), ...metadata]);
 }
+
+// --- driving the page: frames, clicks, models, batches ------------------------------------------
+
+// Waits until the page has drawn `count` more frames (each one reads the input since the last).
+export async function framesPass(page, count = 2) {
+  const start = await page.evaluate(() => window.loupe.state.frames);
+  await page.waitForFunction((want) => window.loupe.state.frames >= want, start + count, { timeout: 30_000, polling: 20 });
+}
+
+// Clicks one of the app's buttons where the app drew it (state.widgets: x, y, width, height):
+// moves onto it, presses and releases, each in its own frame. ImGui reads the mouse once per
+// frame, so a move, press and release that all land between two frames of a slow (software-
+// rendered, loaded) page can reach it as a press somewhere else. `beforeClick(page, id)` runs once
+// the widget exists (e.g. to scroll it into view).
+export async function clickWidget(page, id, { beforeClick } = {}) {
+  await page.waitForFunction((id) => window.loupe.state.widgets?.[id], id, { timeout: 10_000 });
+  if (beforeClick) await beforeClick(page, id);
+  const [x, y, width, height] = await page.evaluate((id) => window.loupe.state.widgets[id], id);
+  await page.mouse.move(x + width / 2, y + height / 2);
+  await framesPass(page);
+  await page.mouse.down();
+  await framesPass(page);
+  await page.mouse.up();
+  await framesPass(page);
+}
+
+// Waits until the active model is ready (and, with want.name, is that model), or until opening a
+// model failed with a message naming want.errorFor; returns the model's state.
+export async function waitForModel(page, events, want = {}, timeout = 90_000) {
+  try {
+    await page.waitForFunction((want) => {
+      const model = window.loupe?.state?.model ?? {};
+      if (want.errorFor) return model.loading === '' && model.error.includes(want.errorFor);
+      return model.status === 'ready' && (!want.name || model.name === want.name);
+    }, want, { timeout, polling: 100 });
+  } catch (error) {
+    const model = await page.evaluate(() => window.loupe?.state?.model).catch(() => undefined);
+    assert.fail(`the model did not get there (${error.message.split('\n')[0]}): ${JSON.stringify(model)}\n${describeEvents(events)}`);
+  }
+  return page.evaluate(() => window.loupe.state.model);
+}
+
+// Waits until the active model has classified every decodable image of a batch of `count` files.
+export async function waitForPredictions(page, events, count, timeout = 180_000) {
+  try {
+    await page.waitForFunction(
+      (count) => {
+        const { images, batch } = window.loupe.state;
+        return images.count === count && images.pending === 0 && images.list?.length === count &&
+          batch.total > 0 && batch.done === batch.total && batch.inFlight === 0 &&
+          images.list.filter((e) => e.prediction?.status === 'done').length === batch.total;
+      },
+      count, { timeout, polling: 250 });
+  } catch (error) {
+    const { images: { list, rows, ...images }, batch } = await page.evaluate(() => window.loupe.state);
+    assert.fail(`the batch was not classified: ${JSON.stringify({ images, batch })}\n${describeEvents(events)}`);
+  }
+  return page.evaluate(() => window.loupe.state);
+}
+

@@ -16,8 +16,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import {
-  artifactsDir, assertNoProblems, describeEvents, launchBrowser, openPage, publicDir, repoRoot, requireBuiltSite,
-  startSite, waitForApp,
+  artifactsDir, assertNoProblems, clickWidget, describeEvents, framesPass, launchBrowser, openPage, publicDir,
+  repoRoot, requireBuiltSite, startSite, waitForApp, waitForModel, waitForPredictions,
 } from './helpers.mjs';
 
 const dataDir = path.resolve(repoRoot, process.env.LOUPE_DATA_DIR ?? '../shared/data');
@@ -63,52 +63,6 @@ function copyFolder(from, name) {
   return { dir, images };
 }
 
-async function waitForModel(page, events, want = {}, timeout = 90_000) {
-  try {
-    await page.waitForFunction((want) => {
-      const model = window.loupe?.state?.model ?? {};
-      if (want.errorFor) return model.loading === '' && model.error.includes(want.errorFor);
-      return model.status === 'ready' && (!want.name || model.name === want.name);
-    }, want, { timeout, polling: 100 });
-  } catch (error) {
-    const model = await page.evaluate(() => window.loupe?.state?.model).catch(() => undefined);
-    assert.fail(`the model did not get there (${error.message.split('\n')[0]}): ${JSON.stringify(model)}\n${describeEvents(events)}`);
-  }
-  return page.evaluate(() => window.loupe.state.model);
-}
-
-async function waitForPredictions(page, events, count, timeout = 180_000) {
-  try {
-    await page.waitForFunction(
-      (count) => {
-        const { images, batch } = window.loupe.state;
-        return images.count === count && images.pending === 0 && images.list?.length === count &&
-          batch.total > 0 && batch.done === batch.total && batch.inFlight === 0 &&
-          images.list.filter((e) => e.prediction?.status === 'done').length === batch.total;
-      },
-      count, { timeout, polling: 250 });
-  } catch (error) {
-    const { images: { list, rows, ...images }, batch } = await page.evaluate(() => window.loupe.state);
-    assert.fail(`the batch was not classified: ${JSON.stringify({ images, batch })}\n${describeEvents(events)}`);
-  }
-  return page.evaluate(() => window.loupe.state);
-}
-
-// Clicks one of the app's buttons where it drew it: move, press, release, each in its own frame
-// (ImGui reads the mouse once per frame).
-async function framesPass(page, count = 2) {
-  const start = await page.evaluate(() => window.loupe.state.frames);
-  await page.waitForFunction((want) => window.loupe.state.frames >= want, start + count, { timeout: 30_000, polling: 20 });
-}
-async function clickWidget(page, id) {
-  await page.waitForFunction((id) => window.loupe.state.widgets?.[id], id, { timeout: 10_000 });
-  const [x, y, width, height] = await page.evaluate((id) => window.loupe.state.widgets[id], id);
-  await page.mouse.move(x + width / 2, y + height / 2);
-  await framesPass(page);
-  await page.mouse.down();
-  await framesPass(page);
-  await page.mouse.up();
-}
 async function downloadAfterClick(page, widget) {
   for (let attempt = 1; ; attempt++) {
     const download = page.waitForEvent('download', { timeout: 15_000 });

@@ -17,8 +17,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import {
-  artifactsDir, assertNoProblems, describeEvents, encodePng, launchBrowser, openPage, repoRoot, requireBuiltSite,
-  startSite, waitForApp,
+  artifactsDir, assertNoProblems, clickWidget, describeEvents, encodePng, framesPass, launchBrowser, openPage,
+  repoRoot, requireBuiltSite, startSite, waitForApp, waitForModel,
 } from './helpers.mjs';
 
 const dataDir = path.resolve(repoRoot, process.env.LOUPE_DATA_DIR ?? '../shared/data');
@@ -88,32 +88,6 @@ function writeXrayFolder(perClass = 4) {
     }
   }
   return dir;
-}
-
-async function framesPass(page, count = 3) {
-  const start = await page.evaluate(() => window.loupe.state.frames);
-  await page.waitForFunction((want) => window.loupe.state.frames >= want, start + count, { timeout: 30_000, polling: 20 });
-}
-
-// Moves, presses and releases on a widget, each in its own frame (ImGui reads the mouse once a frame).
-async function clickWidget(page, id) {
-  await page.waitForFunction((id) => window.loupe.state.widgets?.[id], id, { timeout: 10_000 });
-  const [x, y, width, height] = await page.evaluate((id) => window.loupe.state.widgets[id], id);
-  await page.mouse.move(x + width / 2, y + height / 2);
-  await framesPass(page, 2);
-  await page.mouse.down();
-  await framesPass(page, 2);
-  await page.mouse.up();
-  await framesPass(page, 2);
-}
-
-async function waitForModel(page, events) {
-  try {
-    await page.waitForFunction(() => window.loupe?.state?.model?.status === 'ready', null, { timeout: 90_000, polling: 100 });
-  } catch (error) {
-    const model = await page.evaluate(() => window.loupe?.state?.model);
-    assert.fail(`the default model did not load: ${JSON.stringify(model)}\n${describeEvents(events)}`);
-  }
 }
 
 async function waitForBatch(page, count) {

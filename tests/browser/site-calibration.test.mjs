@@ -15,8 +15,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import {
-  artifactsDir, assertNoProblems, describeEvents, encodePng, launchBrowser, openPage, publicDir, repoRoot, requireBuiltSite,
-  startSite, waitForApp,
+  artifactsDir, assertNoProblems, clickWidget as clickWidgetAt, describeEvents, encodePng, framesPass, launchBrowser,
+  openPage, publicDir, repoRoot, requireBuiltSite, startSite, waitForApp,
 } from './helpers.mjs';
 
 const dataDir = path.resolve(repoRoot, process.env.LOUPE_DATA_DIR ?? '../shared/data');
@@ -76,11 +76,6 @@ function writeXrayFolder(perClass) {
   return dir;
 }
 
-async function framesPass(page, count = 2) {
-  const start = await page.evaluate(() => window.loupe.state.frames);
-  await page.waitForFunction((want) => window.loupe.state.frames >= want, start + count, { timeout: 30_000, polling: 20 });
-}
-
 // Scrolls the calibration window (mouse wheel over it) until the widget is inside it. Emscripten's
 // GLFW hands ImGui the wheel with the DOM's sign flipped (draw.cpp's zoom reads it so too): a
 // negative deltaY scrolls a window down.
@@ -107,19 +102,14 @@ async function scrollEvaluationToEnd(page) {
   }
 }
 
-// Moves onto the widget, presses and releases, each in its own frame (ImGui reads the mouse once
-// per frame).
-async function clickWidget(page, id) {
-  await page.waitForFunction((id) => window.loupe.state.widgets?.[id], id, { timeout: 10_000 });
-  if (/^site(Kind-\d+|Value-\d+|Download)$/.test(id)) await scrollIntoWindow(page, id);
-  if (id === 'siteCalibration') await scrollEvaluationToEnd(page);
-  const [x, y, width, height] = await page.evaluate((id) => window.loupe.state.widgets[id], id);
-  await page.mouse.move(x + width / 2, y + height / 2);
-  await framesPass(page);
-  await page.mouse.down();
-  await framesPass(page);
-  await page.mouse.up();
-  await framesPass(page);
+// Clicks a widget of the calibration view or the evaluation window, scrolled into view first.
+function clickWidget(page, id) {
+  return clickWidgetAt(page, id, {
+    beforeClick: async (page, id) => {
+      if (/^site(Kind-\d+|Value-\d+|Download)$/.test(id)) await scrollIntoWindow(page, id);
+      if (id === 'siteCalibration') await scrollEvaluationToEnd(page);
+    },
+  });
 }
 
 async function waitFor(page, events, what, predicate, arg, timeout = 180_000) {
