@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
 #include <nlohmann/json.hpp>
 
 #include "app_logic.h"
@@ -121,6 +124,16 @@ void TestApp::settle(LogitsFor logits_for, int rounds) {
     answer_reads();
     answer_runs(logits_for);
   }
+}
+
+const std::vector<uint8_t>& shipped_chest_model() {
+  static const std::vector<uint8_t> bytes = [] {
+    const std::string path = std::string(LOUPE_SHIPPED_MODELS_DIR) + "/chest-xray-mobilenet_v2.onnx";
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error("cannot read " + path);
+    return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }();
+  return bytes;
 }
 
 }  // namespace loupe_web::test

@@ -85,4 +85,7 @@ struct TestApp {
   void settle(LogitsFor logits_for, int rounds = 1000);
 };
 
+// The shipped chest X-ray model's bytes (models/shipped), read once.
+const std::vector<uint8_t>& shipped_chest_model();
+
 }  // namespace loupe_web::test

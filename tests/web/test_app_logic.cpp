@@ -20,20 +20,10 @@
 
 using namespace loupe_web;
 using loupe_web::test::FakeHost;
+using loupe_web::test::shipped_chest_model;
 using loupe_web::test::TestApp;
 
 namespace {
-
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE(in);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-const std::vector<uint8_t>& chest_model() {
-  static const std::vector<uint8_t> bytes = read_bytes(std::string(LOUPE_SHIPPED_MODELS_DIR) + "/chest-xray-mobilenet_v2.onnx");
-  return bytes;
-}
 
 std::vector<uint8_t> png(int width, int height, int channels = 1) {
   return loupe::test::encode(loupe::test::make_pattern(width, height, channels), ".png");
@@ -69,7 +59,7 @@ std::vector<uint8_t> flat_png(int width, int height, uint8_t value) {
 
 TEST_CASE("a labelled folder: read, decoded, classified, evaluated and exported", "[web][app]") {
   TestApp t;
-  t.open_model(chest_model(), "chest-xray-mobilenet_v2.onnx");
+  t.open_model(shipped_chest_model(), "chest-xray-mobilenet_v2.onnx");
   REQUIRE(t.app.model.status == ModelStatus::ready);
   CHECK(t.app.model.info.card.class_names == std::vector<std::string>{"Covid-19", "No_findings", "Pneumonia"});
   const char* folders[] = {"Covid-19", "No_findings", "Pneumonia", "unsorted"};
@@ -152,7 +142,7 @@ TEST_CASE("a labelled folder: read, decoded, classified, evaluated and exported"
 
 TEST_CASE("bad files fail alone: unreadable, undecodable, a failed run", "[web][app][bad-input]") {
   TestApp t;
-  t.open_model(chest_model(), "chest.onnx");
+  t.open_model(shipped_chest_model(), "chest.onnx");
   t.add_file("set/Covid-19/good.png", png(64, 64));
   t.add_file("set/Covid-19/gone.png", {});  // the browser cannot read it
   const std::string text = "not an image";
@@ -204,7 +194,7 @@ TEST_CASE("bad files fail alone: unreadable, undecodable, a failed run", "[web][
 
 TEST_CASE("cancel stops new work, resume finishes the batch", "[web][app]") {
   TestApp t;
-  t.open_model(chest_model(), "chest.onnx");
+  t.open_model(shipped_chest_model(), "chest.onnx");
   for (int i = 0; i < 20; ++i) t.add_file("set/No_findings/" + std::to_string(100 + i) + ".png", png(32, 32));
   t.answer_reads();
   UiActions cancel;
@@ -224,7 +214,7 @@ TEST_CASE("cancel stops new work, resume finishes the batch", "[web][app]") {
 
 TEST_CASE("models: a bad file or a weights mismatch keeps the active model; a new one re-runs the batch", "[web][app][bad-input]") {
   TestApp t;
-  t.open_model(chest_model(), "chest.onnx");
+  t.open_model(shipped_chest_model(), "chest.onnx");
   const int first_id = t.app.model.id;
   t.add_file("a/Pneumonia/1.png", png(30, 30));
   t.add_file("a/Pneumonia/2.png", png(31, 31));
@@ -237,7 +227,7 @@ TEST_CASE("models: a bad file or a weights mismatch keeps the active model; a ne
   CHECK(t.app.model.id == first_id);
 
   const std::string wrong = "0000000000000000000000000000000000000000000000000000000000000000";
-  t.open_model(chest_model(), "tampered.onnx", &wrong);
+  t.open_model(shipped_chest_model(), "tampered.onnx", &wrong);
   CHECK_THAT(t.app.model_error, Catch::Contains("do not match the model card's SHA-256"));
   CHECK(t.app.model.id == first_id);
   CHECK(t.host.released.size() == 1);  // the refused session is closed
@@ -246,7 +236,7 @@ TEST_CASE("models: a bad file or a weights mismatch keeps the active model; a ne
   t.add_file("a/Pneumonia/3.png", png(33, 33));
   t.answer_reads();
   REQUIRE_FALSE(t.host.runs.empty());
-  t.open_model(chest_model(), "chest-again.onnx");
+  t.open_model(shipped_chest_model(), "chest-again.onnx");
   CHECK(t.app.model.id != first_id);
   t.settle(logits_by_brightness);
   CHECK(batch_progress(t.app).done == 3);
@@ -256,7 +246,7 @@ TEST_CASE("models: a bad file or a weights mismatch keeps the active model; a ne
 TEST_CASE("a model becomes active only once its self-test passes in this browser", "[web][app][self-test]") {
   using Answer = TestApp::SelfTestAnswer;
   TestApp t;
-  t.open_model(chest_model(), "chest.onnx", nullptr, Answer::none);
+  t.open_model(shipped_chest_model(), "chest.onnx", nullptr, Answer::none);
   REQUIRE(t.app.model_load);
   CHECK(t.app.model.status == ModelStatus::none);  // not yet: the self-test is running
   const loupe::ModelCard& card = t.app.model_load->info->card;
@@ -280,7 +270,7 @@ TEST_CASE("a model becomes active only once its self-test passes in this browser
   const int active = t.app.model.id;
 
   SECTION("outputs off by 0.01: refused with the figures, the active model stays") {
-    t.open_model(chest_model(), "drifted.onnx", nullptr, Answer::one_logit_off);
+    t.open_model(shipped_chest_model(), "drifted.onnx", nullptr, Answer::one_logit_off);
     CHECK_THAT(t.app.model_error, Catch::Contains("drifted.onnx fails its self-test in this browser") &&
                                       Catch::Contains("'logits' differs") && Catch::Contains("0.01"));
     CHECK(t.app.model.id == active);
@@ -288,13 +278,13 @@ TEST_CASE("a model becomes active only once its self-test passes in this browser
     CHECK(t.host.released.size() == 1);
   }
   SECTION("a record whose hash does not match: refused") {
-    t.open_model(chest_model(), "edited.onnx", nullptr, Answer::wrong_hash);
+    t.open_model(shipped_chest_model(), "edited.onnx", nullptr, Answer::wrong_hash);
     CHECK_THAT(t.app.model_error, Catch::Contains("self-test record does not match its SHA-256"));
     CHECK(t.app.model.id == active);
     CHECK(t.host.released.size() == 1);
   }
   SECTION("the run fails in ONNX Runtime: refused") {
-    t.open_model(chest_model(), "broken.onnx", nullptr, Answer::none);
+    t.open_model(shipped_chest_model(), "broken.onnx", nullptr, Answer::none);
     on_ort_run(t.app, t.app.model_load->self_test_run, nullptr, 0, "[]", "Error: out of memory");
     CHECK_THAT(t.app.model_error, Catch::Contains("cannot run its self-test") && Catch::Contains("out of memory"));
     CHECK(t.app.model.id == active);
@@ -303,7 +293,7 @@ TEST_CASE("a model becomes active only once its self-test passes in this browser
 
 TEST_CASE("derived views are recomputed when the images change, not every frame", "[web][app]") {
   TestApp t;
-  t.open_model(chest_model(), "chest.onnx");
+  t.open_model(shipped_chest_model(), "chest.onnx");
   t.add_file("x/Covid-19/1.png", png(30, 30));
   t.settle(logits_by_brightness);
   refresh_views(t.app);
@@ -323,7 +313,7 @@ TEST_CASE("derived views are recomputed when the images change, not every frame"
 TEST_CASE("a DICOM file the model was not trained for is classified with a warning, in the state and the CSV",
           "[web][app][dicom]") {
   TestApp t;
-  t.open_model(chest_model(), "chest-xray-mobilenet_v2.onnx");
+  t.open_model(shipped_chest_model(), "chest-xray-mobilenet_v2.onnx");
   REQUIRE(t.app.model.info.card.intended_images);
   t.add_file("scans/mr.dcm", {1});
   t.add_file("scans/dx.dcm", {1});
@@ -355,7 +345,7 @@ TEST_CASE("a DICOM file the model was not trained for is classified with a warni
 
 TEST_CASE("a folder runs in batches: several images per ORT run, each answer to its own image", "[web][app][batch]") {
   TestApp t;
-  t.open_model(chest_model(), "chest.onnx");
+  t.open_model(shipped_chest_model(), "chest.onnx");
   constexpr int kImages = 21;
   for (int i = 0; i < kImages; ++i) t.add_file("set/" + std::to_string(100 + i) + ".png", flat_png(64, 64, i % 2 ? 250 : 5));
   size_t largest_run = 0, most_in_flight = 0;
@@ -383,7 +373,7 @@ TEST_CASE("a folder runs in batches: several images per ORT run, each answer to 
 
 TEST_CASE("while ORT runs a batch, the next one is read and decoded (bounded)", "[web][app][batch]") {
   TestApp t;
-  t.open_model(chest_model(), "chest.onnx");
+  t.open_model(shipped_chest_model(), "chest.onnx");
   for (int i = 0; i < 40; ++i) t.add_file("set/" + std::to_string(100 + i) + ".png", png(48, 48));
   // ORT answers nothing yet: the page reads and decodes ahead until kMaxWorkInFlight images wait.
   for (int round = 0; round < 10 && !t.host.reads.empty(); ++round) t.answer_reads();
@@ -407,7 +397,7 @@ TEST_CASE("while ORT runs a batch, the next one is read and decoded (bounded)", 
 
 TEST_CASE("a run answered with the wrong number of rows fails its images with a message", "[web][app][batch][bad-input]") {
   TestApp t;
-  t.open_model(chest_model(), "chest.onnx");
+  t.open_model(shipped_chest_model(), "chest.onnx");
   for (int i = 0; i < 6; ++i) t.add_file("set/" + std::to_string(i) + ".png", png(40, 40));
   t.answer_reads();
   const auto batched = std::find_if(t.host.runs.begin(), t.host.runs.end(),
@@ -431,7 +421,7 @@ TEST_CASE("a run answered with the wrong number of rows fails its images with a 
 
 TEST_CASE("cancel drops the staged inputs; resume reads those images again", "[web][app][batch]") {
   TestApp t;
-  t.open_model(chest_model(), "chest.onnx");
+  t.open_model(shipped_chest_model(), "chest.onnx");
   for (int i = 0; i < 30; ++i) t.add_file("set/" + std::to_string(100 + i) + ".png", png(36, 36));
   // The selected image (its own run) and three more files arrive while others are still being
   // read: the three wait, staged, for a full batch.
@@ -463,7 +453,7 @@ TEST_CASE("cancel drops the staged inputs; resume reads those images again", "[w
 // Issue 15, part 3: a cell of the evaluation's confusion matrix lists exactly the images it counts.
 TEST_CASE("a confusion-matrix cell filters the table to its images, and back", "[web][app][evaluation]") {
   TestApp t;
-  t.open_model(chest_model(), "chest.onnx");
+  t.open_model(shipped_chest_model(), "chest.onnx");
   // Dark images are predicted class 0 (Covid-19), bright ones class 2 (Pneumonia).
   t.add_file("set/Covid-19/right.png", flat_png(40, 40, 5));
   t.add_file("set/Covid-19/wrong-1.png", flat_png(40, 40, 250));
@@ -520,7 +510,7 @@ TEST_CASE("a confusion-matrix cell filters the table to its images, and back", "
 // read and classified again, and never while the file is in flight.
 TEST_CASE("another frame of a multi-frame DICOM file is read and classified again", "[web][app][dicom]") {
   TestApp t;
-  t.open_model(chest_model(), "chest.onnx");
+  t.open_model(shipped_chest_model(), "chest.onnx");
   t.add_file("scans/cine.dcm", {1});
   const loupe::Image picture = loupe::test::make_pattern(32, 32, 1);
   const auto answer = [&](int expected_frame) {

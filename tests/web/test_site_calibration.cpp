@@ -23,20 +23,10 @@
 
 using namespace loupe_web;
 using Catch::Matchers::Contains;
+using loupe_web::test::shipped_chest_model;
 using loupe_web::test::TestApp;
 
 namespace {
-
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE(in);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-const std::vector<uint8_t>& chest_model() {
-  static const std::vector<uint8_t> bytes = read_bytes(std::string(LOUPE_SHIPPED_MODELS_DIR) + "/chest-xray-mobilenet_v2.onnx");
-  return bytes;
-}
 
 // SHA-256 (hex) of the weights as the page hashes them: the raw data of every initializer, in order.
 std::string weights_sha256(const std::vector<uint8_t>& file) {
@@ -102,7 +92,7 @@ void open_view(TestApp& t) {
 
 TEST_CASE("site calibration: refused while the batch runs, without labels, and with too few images of a class", "[web][calibration]") {
   TestApp t;
-  t.open_model(chest_model(), "chest-xray-mobilenet_v2.onnx");
+  t.open_model(shipped_chest_model(), "chest-xray-mobilenet_v2.onnx");
   REQUIRE(t.app.model.status == ModelStatus::ready);
   add_labelled_folder(t, 4, 12, 12, 0);
   open_view(t);
@@ -123,7 +113,7 @@ TEST_CASE("site calibration: refused while the batch runs, without labels, and w
   CHECK(t.app.site.fits == 0);
 
   TestApp unlabelled;
-  unlabelled.open_model(chest_model(), "chest-xray-mobilenet_v2.onnx");
+  unlabelled.open_model(shipped_chest_model(), "chest-xray-mobilenet_v2.onnx");
   for (int i = 0; i < 3; ++i) unlabelled.add_file("loose/" + std::to_string(i) + ".png", flat_png(kDark));
   unlabelled.settle(overconfident_by_brightness);
   open_view(unlabelled);
@@ -134,7 +124,7 @@ TEST_CASE("site calibration: refused while the batch runs, without labels, and w
 
 TEST_CASE("site calibration: the refit, an operating point, the download read back and opened", "[web][calibration]") {
   TestApp t;
-  t.open_model(chest_model(), "chest-xray-mobilenet_v2.onnx");
+  t.open_model(shipped_chest_model(), "chest-xray-mobilenet_v2.onnx");
   REQUIRE(t.app.model.status == ModelStatus::ready);
   const loupe::ModelCard original = t.app.model.info.card;
   REQUIRE(std::string(original.calibration_in_use()) == "export");
@@ -217,7 +207,7 @@ TEST_CASE("site calibration: the refit, an operating point, the download read ba
   REQUIRE(info.card.calibration);  // the export's calibration kept beside it
   CHECK(info.card.calibration->temperature == original.calibration->temperature);
   // The weights, so their hash, byte for byte.
-  CHECK(weights_sha256(calibrated) == weights_sha256(chest_model()));
+  CHECK(weights_sha256(calibrated) == weights_sha256(shipped_chest_model()));
   CHECK(weights_sha256(calibrated) == original.weights_sha256);
 
   // Opened in the page: it passes its self-test, its weights match, and it is calibrated for this site.
