@@ -319,9 +319,15 @@ DicomPixels read_dicom(const uint8_t* data, size_t size, const DecodeLimits& lim
   const OFCondition status = file.read(stream, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
   file.transferEnd();
   if (status.bad()) {
-    // A syntax DCMTK does not know can stop parsing; name the syntax rather than "corrupt".
+    // A syntax DCMTK does not know can stop parsing; name the syntax rather than "corrupt". The
+    // parse stopped before require_values_fit, so the UID is read only if its declared length fits
+    // in the input and in a UID (64 bytes): DCMTK allocates whatever length an element declares
+    // (a fuzzed file declared 4 GB here: tests/fuzz/regressions/dicom_file/).
+    DcmElement* syntax = nullptr;
     OFString uid;
-    if (file.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, uid).good() && !trimmed(uid).empty()) {
+    if (file.getMetaInfo()->findAndGetElement(DCM_TransferSyntaxUID, syntax).good() && syntax != nullptr &&
+        syntax->getLength() <= std::min<size_t>(size, 64) && syntax->getOFString(uid, 0).good() &&
+        !trimmed(uid).empty()) {
       detail::check_dicom_transfer_syntax(trimmed(uid));
     }
     corrupt(std::string("the DICOM data set could not be parsed (") + status.text() + "): truncated or damaged");
