@@ -241,8 +241,15 @@ const string = (field, text) => message(field, [...new TextEncoder().encode(text
 const dim = (value) => (typeof value === 'number' ? message(1, integer(1, value)) : message(1, string(2, value)));
 const tensorValue = (name, dims) =>
   [...string(1, name), ...message(2, message(1, [...integer(1, 1), ...message(2, dims.flatMap(dim))]))];
-const node = (inputs, outputs, op) =>
-  [...inputs.flatMap((n) => string(1, n)), ...outputs.flatMap((n) => string(2, n)), ...string(4, op)];
+// TensorProto: dims (1), data_type (2: 1 float, 2 uint8, 3 int8), name (8), raw_data (9).
+const tensor = (name, dataType, dims, raw) =>
+  [...dims.flatMap((d) => integer(1, d)), ...integer(2, dataType), ...string(8, name), ...message(9, [...raw])];
+// NodeProto: inputs (1), outputs (2), name (3, optional), op_type (4).
+const node = (inputs, outputs, op, name) =>
+  [...inputs.flatMap((n) => string(1, n)), ...outputs.flatMap((n) => string(2, n)), ...(name ? string(3, name) : []),
+   ...string(4, op)];
+// The protobuf wire pieces above, for tests that encode other small models (int8.test.mjs).
+export const onnxWire = Object.freeze({ integer, message, string, tensorValue, tensor, node });
 
 export function encodeTinyModel({ card = true, cardSize = 8, graphSize = 8, op = 'GlobalAveragePool' } = {}) {
   const graph = [

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import {
-  artifactsDir, assertNoProblems, clickWidget, describeEvents, framesPass, launchBrowser, openPage, publicDir,
+  artifactsDir, assertNoProblems, clickWidget, describeEvents, framesPass, launchBrowser, onnxWire, openPage, publicDir,
   repoRoot, requireBuiltSite, startSite, waitForApp, waitForModel, waitForPredictions,
 } from './helpers.mjs';
 
@@ -94,23 +94,7 @@ function parseCsv(text) {
 }
 
 // --- A small ONNX encoder (protobuf wire format): a model with an int8 operator ORT has no kernel for.
-const varint = (n) => {
-  const bytes = [];
-  for (; n > 127; n = Math.floor(n / 128)) bytes.push((n % 128) | 128);
-  bytes.push(n);
-  return bytes;
-};
-const integer = (field, value) => [...varint(field << 3), ...varint(value)];
-const message = (field, bytes) => [...varint((field << 3) | 2), ...varint(bytes.length), ...bytes];
-const string = (field, text) => message(field, [...new TextEncoder().encode(text)]);
-const dim = (value) => (typeof value === 'number' ? message(1, integer(1, value)) : message(1, string(2, value)));
-const tensorValue = (name, dims) =>
-  [...string(1, name), ...message(2, message(1, [...integer(1, 1), ...message(2, dims.flatMap(dim))]))];
-// TensorProto: dims (1), data_type (2: 1 float, 2 uint8, 3 int8), name (8), raw_data (9).
-const tensor = (name, dataType, dims, raw) =>
-  [...dims.flatMap((d) => integer(1, d)), ...integer(2, dataType), ...string(8, name), ...message(9, [...raw])];
-const node = (inputs, outputs, op, name) =>
-  [...inputs.flatMap((n) => string(1, n)), ...outputs.flatMap((n) => string(2, n)), ...string(3, name), ...string(4, op)];
+const { integer, message, string, tensorValue, tensor, node } = onnxWire;
 
 // input [batch, 3, 8, 8] -> QuantizeLinear (int8) -> QLinearConv of int8 data with uint8 weights
 // (ONNX Runtime, native and Web, has QLinearConv for uint8 x uint8, uint8 x int8 and int8 x int8
