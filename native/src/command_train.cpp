@@ -68,7 +68,7 @@ void add_train_command(CLI::App& app) {
   };
   auto opt = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("train", "Train a classifier from a config (models/configs/*.json)");
-  cmd->add_option("-c,--config", opt->config, "Run configuration (JSON); with --resume, defaults to OUT/config.json");
+  cmd->add_option("-c,--config", opt->config, "Run configuration (JSON); with --resume, defaults to OUT/config.json (a grid's: OUT/grid_config.json)");
   cmd->add_option("-o,--out", opt->out, "Run folder (default runs/<name>-<time>)");
   cmd->add_option("--set", opt->overrides, "Override a config key, e.g. --set epochs=5 --set optimizer.lr=3e-4");
   cmd->add_flag("--resume", opt->resume, "Continue the run in --out from its last checkpoint");
@@ -83,6 +83,8 @@ void add_train_command(CLI::App& app) {
     if (config_path.empty()) {
       if (!opt->resume) throw Error(ErrorCode::InvalidArgument, "--config is required (e.g. models/configs/seed001.json)");
       config_path = (fs::path(opt->out) / "config.json").string();
+      const fs::path grid_config = fs::path(opt->out) / "grid_config.json";  // a grid's folder (grid.cpp)
+      if (!fs::exists(config_path) && fs::exists(grid_config)) config_path = grid_config.string();
     }
     const train::TrainConfig config = load_config_with_overrides(config_path, opt->overrides);
     const auto refuse_existing_run = [&](const std::string& out) {

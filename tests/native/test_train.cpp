@@ -314,6 +314,73 @@ TEST_CASE("a grid trains every combination, ranks on validation, tests only the 
   CHECK(result.test_report.is_object());
 }
 
+TEST_CASE("a grid over epochs trains each combination once and reads the shorter counts from it, as separate runs give",
+          "[train][grid]") {
+  const test::TempDir dir;
+  test::write_shapes_dataset(dir.path / "data", {"disc", "square"}, 12, 32);
+  nlohmann::json doc = small_config(dir.path / "data", 3);
+  doc["grid"] = {{"epochs", {1, 3}}, {"optimizer.lr", {1e-3, 3e-3}}};
+  run_grid(TrainConfig::from_json(doc), (dir.path / "grid").string(), quiet());
+  const fs::path runs = dir.path / "grid" / "grid";  // 000, 001: 1 epoch; 002, 003: 3 epochs (keys sorted)
+  const auto text_of = [](const fs::path& file) {
+    std::ifstream in(file);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  // 000 was not trained again: its log is 002's first epoch, then the note.
+  CHECK_THAT(text_of(runs / "000" / "log.txt"),
+             Contains("epoch 1/3") && !Contains("epoch 2/3") && Contains("above were trained in") && Contains("002"));
+  CHECK_THAT(text_of(runs / "002" / "log.txt"), Contains("epoch 3/3"));
+  const auto board = nlohmann::json::parse(text_of(dir.path / "grid" / "leaderboard.json"));
+  REQUIRE(board.size() == 4);
+  for (const auto& row : board) {
+    const int epochs = row["params"]["epochs"].get<int>();
+    CHECK(row["trained_in"].get<std::string>() == (row["params"]["optimizer.lr"].get<double>() == 1e-3 ? "002" : "003"));
+    CHECK(row["best_epoch"].get<int>() <= epochs);
+  }
+  // Ranked by the selection metric, ties by validation loss (lower first).
+  const std::string metric = TrainConfig::from_json(doc).selection_metric;
+  const double sign = metric == "val_loss" ? -1.0 : 1.0;
+  for (size_t r = 1; r < board.size(); ++r) {
+    const double before = sign * board[r - 1][metric].get<double>(), after = sign * board[r][metric].get<double>();
+    CHECK(before >= after);
+    if (before == after) CHECK(board[r - 1]["val_loss"].get<double>() <= board[r]["val_loss"].get<double>());
+  }
+
+  // The same combination trained on its own: the same weights, history and validation figures.
+  nlohmann::json alone_doc = small_config(dir.path / "data", 1);
+  alone_doc["optimizer"]["lr"] = 1e-3;
+  const TrainConfig alone = TrainConfig::from_json(alone_doc);
+  run_training(alone, (dir.path / "alone").string(), quiet());
+  for (const char* checkpoint : {"checkpoints/last.pt", "checkpoints/best.pt"}) {
+    CAPTURE(checkpoint);
+    const auto a = weights_of((dir.path / "alone" / checkpoint).string(), alone);
+    const auto b = weights_of((runs / "000" / checkpoint).string(), alone);
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) CHECK(torch::equal(a[i], b[i]));
+  }
+  const auto metrics_alone = nlohmann::json::parse(text_of(dir.path / "alone" / "metrics.json"));
+  const auto metrics_read = nlohmann::json::parse(text_of(runs / "000" / "metrics.json"));
+  CHECK(metrics_read["selected_epoch"] == metrics_alone["selected_epoch"]);
+  CHECK(metrics_read["val"]["accuracy"] == metrics_alone["val"]["accuracy"]);
+  CHECK(metrics_read["val"]["log_loss"] == metrics_alone["val"]["log_loss"]);
+
+  // A grid stopped by Ctrl-C names its own folder to resume (with the config kept there), not a combination's.
+  CHECK(nlohmann::json::parse(text_of(dir.path / "grid" / "grid_config.json")).contains("grid"));
+  std::atomic<bool> stop{true};
+  RunOptions stopping = quiet();
+  stopping.interrupt = &stop;
+  const RunResult stopped = run_grid(TrainConfig::from_json(doc), (dir.path / "stopped").string(), stopping);
+  CHECK(stopped.interrupted);
+  CHECK(stopped.run_dir == (dir.path / "stopped").string());
+
+  // A cosine schedule depends on the total: every count is trained on its own.
+  nlohmann::json cosine = small_config(dir.path / "data", 2);
+  cosine["schedule"] = {{"kind", "cosine"}};
+  cosine["grid"] = {{"epochs", {1, 2}}};
+  run_grid(TrainConfig::from_json(cosine), (dir.path / "cosine").string(), quiet());
+  CHECK_THAT(text_of(dir.path / "cosine" / "grid" / "000" / "log.txt"), Contains("epoch 1/1") && !Contains("trained in"));
+}
+
 TEST_CASE("smoke training on real data (ALL leukemia) beats chance", "[train][real-data]") {
   const char* env = std::getenv("LOUPE_DATA_DIR");
   const fs::path data = fs::path(env ? env : LOUPE_DEFAULT_DATA_DIR) / "all-leukemia";

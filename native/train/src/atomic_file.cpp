@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <vector>
 
 #include "loupe/error.h"
 
@@ -59,6 +61,19 @@ void write_file_atomic(const std::string& path, const std::function<void(const S
 
 void write_text_atomic(const std::string& path, const std::string& text) {
   write_file_atomic(path, [&](const Sink& sink) { sink(text.data(), text.size()); });
+}
+
+void copy_file_atomic(const std::string& from, const std::string& to) {
+  std::ifstream in(from, std::ios::binary);
+  if (!in) throw Error(ErrorCode::Io, "cannot read " + from + " to copy it to " + to);
+  write_file_atomic(to, [&](const Sink& sink) {
+    std::vector<char> buffer(1 << 20);
+    while (in) {
+      in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+      if (in.gcount() > 0) sink(buffer.data(), static_cast<size_t>(in.gcount()));
+    }
+    if (in.bad()) throw Error(ErrorCode::Io, "reading " + from + " failed while copying it");
+  });
 }
 
 void write_json_atomic(const std::string& path, const nlohmann::json& json) { write_text_atomic(path, json.dump(2) + "\n"); }

@@ -421,6 +421,20 @@ EpochTraining train_epoch(const Trainer& t, int epoch, const TrainerState& state
   return out;
 }
 
+// The run folder as it stands after `epoch`, copied to `dest`: what a run with epochs = `epoch`
+// leaves before its evaluation (RunOptions::snapshots).
+void write_epoch_snapshot(const std::string& run_dir, const std::string& dest, int epoch) {
+  fs::create_directories(fs::path(dest) / "checkpoints");
+  for (const char* file : {"checkpoints/last.pt", "checkpoints/best.pt", "history.csv", "history.json", "log.txt"}) {
+    const fs::path from = fs::path(run_dir) / file;
+    if (fs::exists(from)) copy_file_atomic(from.string(), (fs::path(dest) / file).string());
+  }
+  std::ofstream(fs::path(dest) / "log.txt", std::ios::app)
+      << "epochs 1 to " << epoch << " above were trained in " << run_dir
+      << " (a grid over epochs trains each combination once, to its longest count); this folder is its state after epoch "
+      << epoch << "\n";
+}
+
 // Early stopping tracks its own metric, with min_delta: epochs since its best value.
 int epochs_without_improvement(const std::vector<EpochRecord>& history, const EarlyStoppingConfig& rule, int before) {
   if (history.size() == 1) return 0;
@@ -607,10 +621,16 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
         ", train loss " + fixed(record.train_loss) + " acc " + fixed(record.train_accuracy) + ", val loss " +
         fixed(record.val_loss) + " acc " + fixed(record.val_accuracy) + ", " + fixed(record.images_per_second, 1) +
         " img/s, " + duration(record.seconds) + (improved ? " *" : ""));
+    if (const auto snapshot = options.snapshots.find(epoch + 1); snapshot != options.snapshots.end()) {
+      saving(epoch + 1, [&] { write_epoch_snapshot(run_dir, snapshot->second, epoch + 1); });
+    }
     if (config.early_stopping.patience > 0 && state.epochs_without_improvement >= config.early_stopping.patience) {
       log("early stopping: " + config.early_stopping.monitor + " did not improve for " +
           std::to_string(config.early_stopping.patience) + " epochs");
       result.stopped_early = true;
+      for (const auto& [later, dest] : options.snapshots) {
+        if (later > epoch + 1) saving(epoch + 1, [&] { write_epoch_snapshot(run_dir, dest, epoch + 1); });
+      }
       break;
     }
   }

@@ -21,6 +21,9 @@ void write_file_atomic(const std::string& path, const std::function<void(const S
 
 void write_text_atomic(const std::string& path, const std::string& text);
 
+// A copy of the file at `from` (Error(Io) naming it when it cannot be read).
+void copy_file_atomic(const std::string& from, const std::string& to);
+
 // json.dump(2) and a newline.
 void write_json_atomic(const std::string& path, const nlohmann::json& json);
 

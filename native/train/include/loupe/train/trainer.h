@@ -16,6 +16,7 @@
 #include <torch/types.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -96,6 +97,11 @@ struct RunOptions {
   std::atomic<bool>* interrupt = nullptr;  // set by a Ctrl-C handler: checkpoint and stop
   // Several ranks (distributed.h): each trains its shard; only rank 0 writes into the run folder.
   DistributedGroup* distributed = nullptr;
+  // Epoch -> folder: after that epoch the run's checkpoints, history and log are copied there,
+  // which is the folder a run with that many epochs leaves before its evaluation (grid.cpp reads
+  // a grid's shorter epoch counts from its longest run this way). A run that stops early copies
+  // its final state to every later epoch's folder, as those runs would have stopped there too.
+  std::map<int, std::string> snapshots;
 };
 
 struct RunResult {
