@@ -336,7 +336,17 @@ TEST_CASE("a grid over epochs trains each combination once and reads the shorter
     const int epochs = row["params"]["epochs"].get<int>();
     CHECK(row["trained_in"].get<std::string>() == (row["params"]["optimizer.lr"].get<double>() == 1e-3 ? "002" : "003"));
     CHECK(row["best_epoch"].get<int>() <= epochs);
+    // Wilson's interval on the validation split's size (4 images here), around the accuracy.
+    const auto interval = row["val_accuracy_interval"];
+    REQUIRE(interval.size() == 2);
+    const double accuracy = row["val_accuracy"].get<double>();
+    const auto expected = wilson_interval(static_cast<int64_t>(std::lround(accuracy * 4)), 4);
+    CHECK(interval[0].get<double>() == Approx(expected.low));
+    CHECK(interval[1].get<double>() == Approx(expected.high));
   }
+  const auto summary = nlohmann::json::parse(text_of(dir.path / "grid" / "metrics.json"));
+  CHECK(summary["validation_within_noise"]["combinations"] == 4);
+  CHECK(summary["validation_within_noise"]["combinations_inside"].get<int>() >= 1);  // the winner itself
   // Ranked by the selection metric, ties by validation loss (lower first).
   const std::string metric = TrainConfig::from_json(doc).selection_metric;
   const double sign = metric == "val_loss" ? -1.0 : 1.0;

@@ -129,9 +129,18 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
     return val_loss(a) < val_loss(b);
   });
   const auto trained_in = [](const Entry& e) { return fs::path((e.trained_in ? e.trained_in : &e)->dir).filename().string(); };
+  // How sure the ranking is: each validation accuracy with its 95% interval (Wilson's, from the
+  // shared metrics), and how many combinations lie inside the winner's.
+  const auto val_interval = [](const Entry& e) {
+    const nlohmann::json& report = e.result.val_report;
+    if (!report.contains("intervals") || !report["intervals"].contains("accuracy")) return nlohmann::json::array();
+    const nlohmann::json& interval = report["intervals"]["accuracy"];
+    const bool numbers = interval.is_array() && interval.size() == 2 && interval[0].is_number() && interval[1].is_number();
+    return numbers ? interval : nlohmann::json::array();
+  };
   std::string csv = "rank,run,";
   for (const auto& k : keys) csv += k + ",";
-  csv += config.selection_metric + ",best_epoch,epochs_run,val_accuracy,val_loss,trained_in\n";
+  csv += config.selection_metric + ",best_epoch,epochs_run,val_accuracy,val_accuracy_low,val_accuracy_high,val_loss,trained_in\n";
   nlohmann::json board = nlohmann::json::array();
   for (size_t r = 0; r < ranked.size(); ++r) {
     const Entry& e = *ranked[r];
@@ -139,10 +148,13 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
     for (const auto& k : keys) csv += e.params[k].dump() + ",";
     const double val_acc = e.result.val_report.value("accuracy", 0.0);
     csv += std::to_string(e.result.best_value) + "," + std::to_string(e.result.best_epoch) + "," +
-           std::to_string(e.result.epochs_run) + "," + std::to_string(val_acc) + "," + std::to_string(val_loss(&e)) + "," +
-           trained_in(e) + "\n";
+           std::to_string(e.result.epochs_run) + "," + std::to_string(val_acc) + ",";
+    const nlohmann::json interval = val_interval(e);
+    csv += (interval.size() == 2 ? std::to_string(interval[0].get<double>()) + "," + std::to_string(interval[1].get<double>())
+                                 : std::string(",")) +
+           "," + std::to_string(val_loss(&e)) + "," + trained_in(e) + "\n";
     board.push_back({{"rank", r + 1}, {"run", e.dir}, {"params", e.params}, {config.selection_metric, e.result.best_value},
-                     {"best_epoch", e.result.best_epoch}, {"val_accuracy", val_acc}, {"val_loss", val_loss(&e)},
+                     {"best_epoch", e.result.best_epoch}, {"val_accuracy", val_acc}, {"val_accuracy_interval", interval}, {"val_loss", val_loss(&e)},
                      {"trained_in", trained_in(e)}});
   }
   if (writes) {
@@ -157,6 +169,22 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
   RunResult result = run_training(winner.config, winner.dir, final_options);
   nlohmann::json summary = {{"winner", winner.dir}, {"params", winner.params}, {"leaderboard", board},
                             {"test", result.test_report}};
+  const nlohmann::json winner_interval = val_interval(winner);
+  if (winner_interval.size() == 2) {
+    const double low = winner_interval[0].get<double>(), high = winner_interval[1].get<double>();
+    const auto inside = std::count_if(entries.begin(), entries.end(), [&](const Entry& e) {
+      const double accuracy = e.result.val_report.value("accuracy", -1.0);
+      return accuracy >= low && accuracy <= high;
+    });
+    summary["validation_within_noise"] = {{"winner_val_accuracy_interval", winner_interval}, {"combinations_inside", inside},
+                                          {"combinations", entries.size()}};
+    if (writes) {
+      std::fprintf(stderr,
+                   "grid: %d of %zu combinations reach a validation accuracy inside the winner's 95%% interval, %.4f "
+                   "[%.3f, %.3f]: validation cannot tell them apart\n",
+                   static_cast<int>(inside), entries.size(), winner.result.val_report.value("accuracy", 0.0), low, high);
+    }
+  }
   if (writes) std::ofstream((fs::path(run_dir) / "metrics.json").string()) << summary.dump(2) << "\n";
   result.run_dir = winner.dir;
   return result;
