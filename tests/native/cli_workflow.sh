@@ -146,6 +146,14 @@ wait "$pid" || fail "Ctrl-C: non-zero exit"
 grep -q "interrupted after" "$work/ctrl-c.log" || { cat "$work/ctrl-c.log"; fail "Ctrl-C: no clean stop message"; }
 [[ -f "$work/ctrl-c/checkpoints/last.pt" && ! -f "$work/ctrl-c/checkpoints/last.pt.tmp" ]] || fail "Ctrl-C: checkpoint missing"
 
+# A grid over epochs: one training per other setting, the shorter count read from it; --resume -o
+# finds the grid's config in its folder.
+"$loupe" train -q -c "$config" -o "$work/grid" "${small[@]}" --set 'grid={"epochs": [1, 2]}' >"$work/grid.log" 2>&1 ||
+  { cat "$work/grid.log"; fail "grid"; }
+grep -q "read from 001 after epoch 1" "$work/grid.log" || { cat "$work/grid.log"; fail "grid: epoch 1 was not read from the 2-epoch run"; }
+"$loupe" train -q --resume -o "$work/grid" >"$work/grid-resume.log" 2>&1 || { cat "$work/grid-resume.log"; fail "grid --resume -o"; }
+grep -q "combinations reach a validation accuracy inside the winner" "$work/grid-resume.log" || fail "grid --resume: no ranking"
+
 # Bad models: clear errors, non-zero exit.
 head -c 5000 "$work/run/model.onnx" >"$work/cut.onnx"
 "$loupe" inspect "$work/cut.onnx" >"$work/cut.log" 2>&1 && fail "a truncated model was accepted"
