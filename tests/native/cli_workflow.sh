@@ -150,7 +150,8 @@ grep -q "interrupted after" "$work/ctrl-c.log" || { cat "$work/ctrl-c.log"; fail
 # finds the grid's config in its folder.
 "$loupe" train -q -c "$config" -o "$work/grid" "${small[@]}" --set 'grid={"epochs": [1, 2]}' >"$work/grid.log" 2>&1 ||
   { cat "$work/grid.log"; fail "grid"; }
-grep -q "read from 001 after epoch 1" "$work/grid.log" || { cat "$work/grid.log"; fail "grid: epoch 1 was not read from the 2-epoch run"; }
+grep -q "above were trained in $work/grid/grid/001" "$work/grid/grid/000/log.txt" ||
+  { cat "$work/grid.log"; fail "grid: epoch 1 was not read from the 2-epoch run"; }
 "$loupe" train -q --resume -o "$work/grid" >"$work/grid-resume.log" 2>&1 || { cat "$work/grid-resume.log"; fail "grid --resume -o"; }
 grep -q "combinations reach a validation accuracy inside the winner" "$work/grid-resume.log" || fail "grid --resume: no ranking"
 

@@ -314,22 +314,50 @@ TEST_CASE("a grid trains every combination, ranks on validation, tests only the 
   CHECK(result.test_report.is_object());
 }
 
+namespace {
+
+std::string text_of(const fs::path& file) {
+  std::ifstream in(file);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Two run folders hold the same model (parameters and batch-norm buffers) and the same history.
+void check_same_run(const fs::path& a, const fs::path& b, const TrainConfig& config) {
+  for (const char* checkpoint : {"checkpoints/last.pt", "checkpoints/best.pt"}) {
+    CAPTURE(a, b, checkpoint);
+    auto model_a = models::create_model(config.model), model_b = models::create_model(config.model);
+    load_model_file(*model_a, (a / checkpoint).string());
+    load_model_file(*model_b, (b / checkpoint).string());
+    const auto pa = model_a->named_parameters(), pb = model_b->named_parameters();
+    REQUIRE(pa.size() == pb.size());
+    for (const auto& item : pa) CHECK(torch::equal(item.value(), pb[item.key()]));
+    const auto ba = model_a->named_buffers(), bb = model_b->named_buffers();
+    REQUIRE(ba.size() == bb.size());
+    for (const auto& item : ba) CHECK(torch::equal(item.value(), bb[item.key()]));
+  }
+  const auto ha = nlohmann::json::parse(text_of(a / "history.json")), hb = nlohmann::json::parse(text_of(b / "history.json"));
+  REQUIRE(ha.size() == hb.size());
+  for (size_t i = 0; i < ha.size(); ++i) {
+    for (const char* key : {"lr", "train_loss", "val_loss", "val_accuracy"}) CHECK(ha[i][key] == hb[i][key]);
+  }
+}
+
+}  // namespace
+
 TEST_CASE("a grid over epochs trains each combination once and reads the shorter counts from it, as separate runs give",
           "[train][grid]") {
   const test::TempDir dir;
   test::write_shapes_dataset(dir.path / "data", {"disc", "square"}, 12, 32);
   nlohmann::json doc = small_config(dir.path / "data", 3);
-  doc["grid"] = {{"epochs", {1, 3}}, {"optimizer.lr", {1e-3, 3e-3}}};
+  doc["schedule"] = {{"kind", "step"}, {"step_size", 1}, {"gamma", 0.5}};  // a rate that changes every epoch
+  doc["grid"] = {{"epochs", {2, 3}}, {"optimizer.lr", {1e-3, 3e-3}}};
   run_grid(TrainConfig::from_json(doc), (dir.path / "grid").string(), quiet());
-  const fs::path runs = dir.path / "grid" / "grid";  // 000, 001: 1 epoch; 002, 003: 3 epochs (keys sorted)
-  const auto text_of = [](const fs::path& file) {
-    std::ifstream in(file);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  // 000 was not trained again: its log is 002's first epoch, then the note.
+  const fs::path runs = dir.path / "grid" / "grid";  // 000, 001: 2 epochs; 002, 003: 3 epochs (keys sorted)
+  // 000 was not trained again: its log is 002's first two epochs, then the note.
   CHECK_THAT(text_of(runs / "000" / "log.txt"),
-             Contains("epoch 1/3") && !Contains("epoch 2/3") && Contains("above were trained in") && Contains("002"));
+             Contains("epoch 2/3") && !Contains("epoch 3/3") && Contains("above were trained in") && Contains("002"));
   CHECK_THAT(text_of(runs / "002" / "log.txt"), Contains("epoch 3/3"));
+  CHECK(epochs_recorded((runs / "000").string()) == 2);
   const auto board = nlohmann::json::parse(text_of(dir.path / "grid" / "leaderboard.json"));
   REQUIRE(board.size() == 4);
   for (const auto& row : board) {
@@ -356,18 +384,14 @@ TEST_CASE("a grid over epochs trains each combination once and reads the shorter
     if (before == after) CHECK(board[r - 1]["val_loss"].get<double>() <= board[r]["val_loss"].get<double>());
   }
 
-  // The same combination trained on its own: the same weights, history and validation figures.
-  nlohmann::json alone_doc = small_config(dir.path / "data", 1);
+  // The same combination trained on its own for 2 epochs: the same model, history and validation figures.
+  nlohmann::json alone_doc = doc;
+  alone_doc.erase("grid");
+  alone_doc["epochs"] = 2;
   alone_doc["optimizer"]["lr"] = 1e-3;
   const TrainConfig alone = TrainConfig::from_json(alone_doc);
   run_training(alone, (dir.path / "alone").string(), quiet());
-  for (const char* checkpoint : {"checkpoints/last.pt", "checkpoints/best.pt"}) {
-    CAPTURE(checkpoint);
-    const auto a = weights_of((dir.path / "alone" / checkpoint).string(), alone);
-    const auto b = weights_of((runs / "000" / checkpoint).string(), alone);
-    REQUIRE(a.size() == b.size());
-    for (size_t i = 0; i < a.size(); ++i) CHECK(torch::equal(a[i], b[i]));
-  }
+  check_same_run(dir.path / "alone", runs / "000", alone);
   const auto metrics_alone = nlohmann::json::parse(text_of(dir.path / "alone" / "metrics.json"));
   const auto metrics_read = nlohmann::json::parse(text_of(runs / "000" / "metrics.json"));
   CHECK(metrics_read["selected_epoch"] == metrics_alone["selected_epoch"]);
@@ -389,6 +413,48 @@ TEST_CASE("a grid over epochs trains each combination once and reads the shorter
   cosine["grid"] = {{"epochs", {1, 2}}};
   run_grid(TrainConfig::from_json(cosine), (dir.path / "cosine").string(), quiet());
   CHECK_THAT(text_of(dir.path / "cosine" / "grid" / "000" / "log.txt"), Contains("epoch 1/1") && !Contains("trained in"));
+}
+
+TEST_CASE("grid snapshots under early stopping and resume: the state a separate run would leave", "[train][grid][resume]") {
+  const test::TempDir dir;
+  test::write_shapes_dataset(dir.path / "data", {"disc", "square"}, 12, 32);
+  // Validation loss never improves by 1e6: early stopping ends every run after epoch 2.
+  nlohmann::json doc = small_config(dir.path / "data", 5);
+  doc["early_stopping"] = {{"patience", 1}, {"min_delta", 1e6}, {"monitor", "val_loss"}};
+  doc["grid"] = {{"epochs", {3, 5}}};
+  run_grid(TrainConfig::from_json(doc), (dir.path / "grid").string(), quiet());
+  const fs::path runs = dir.path / "grid" / "grid";
+  CHECK(epochs_recorded((runs / "001").string()) == 2);
+  CHECK(epochs_recorded((runs / "000").string()) == 2);  // a 3-epoch run stops after epoch 2 too
+  nlohmann::json three = doc;
+  three.erase("grid");
+  three["epochs"] = 3;
+  const TrainConfig alone = TrainConfig::from_json(three);
+  const RunResult alone_result = run_training(alone, (dir.path / "alone").string(), quiet());
+  CHECK(alone_result.stopped_early);
+  check_same_run(dir.path / "alone", runs / "000", alone);
+
+  // Resuming a run that early stopping ended trains nothing more.
+  RunOptions resume = quiet();
+  resume.resume = true;
+  const RunResult resumed = run_training(alone, (dir.path / "alone").string(), resume);
+  CHECK(resumed.stopped_early);
+  CHECK(resumed.epochs_run == 2);
+  CHECK(epochs_recorded((dir.path / "alone").string()) == 2);
+  CHECK_THAT(text_of(dir.path / "alone" / "log.txt"), Contains("nothing to continue"));
+
+  // A snapshot lost between the checkpoint and the copy (a kill, a full disk) is written on resume.
+  nlohmann::json two = small_config(dir.path / "data", 2);
+  const TrainConfig config = TrainConfig::from_json(two);
+  RunOptions with_snapshot = quiet();
+  with_snapshot.snapshots[2] = (dir.path / "snapshot").string();
+  run_training(config, (dir.path / "run").string(), with_snapshot);
+  CHECK(epochs_recorded((dir.path / "snapshot").string()) == 2);
+  fs::remove_all(dir.path / "snapshot");
+  with_snapshot.resume = true;
+  run_training(config, (dir.path / "run").string(), with_snapshot);
+  CHECK(epochs_recorded((dir.path / "snapshot").string()) == 2);
+  check_same_run(dir.path / "run", dir.path / "snapshot", config);
 }
 
 TEST_CASE("smoke training on real data (ALL leukemia) beats chance", "[train][real-data]") {

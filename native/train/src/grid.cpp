@@ -9,9 +9,12 @@
 // schedule looks at the total (it reaches its floor at the last epoch), so with it every count is
 // trained on its own.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
+#include <optional>
 
 #include "loupe/train/distributed.h"
 #include "loupe/train/trainer.h"
@@ -105,11 +108,14 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
     for (auto& shorter : entries) {
       if (shorter.trained_in != &entry) continue;
       if (writes) std::fprintf(stderr, "%s\n", describe(shorter).c_str());
-      if (!fs::exists(fs::path(shorter.dir) / "checkpoints" / "last.pt")) {
-        throw Error(ErrorCode::Io, "grid combination " + shorter.params.dump() + ": " + entry.dir +
-                                       " left no state after epoch " + std::to_string(shorter.config.epochs) + " in " +
-                                       shorter.dir + " (was the run stopped there and resumed?); train that combination "
-                                       "on its own, or remove " + entry.dir + " and rerun the grid");
+      // The state after its epoch, or after the epoch early stopping ended the longer run.
+      const int expected = std::min(shorter.config.epochs, entry.result.epochs_run);
+      if (epochs_recorded(shorter.dir) != expected) {
+        throw Error(ErrorCode::Io, "grid combination " + shorter.params.dump() + ": " + shorter.dir +
+                                       " does not hold the state of " + entry.dir + " after epoch " + std::to_string(expected) +
+                                       " (it records " + std::to_string(std::max(0, epochs_recorded(shorter.dir))) +
+                                       " epochs); train that combination on its own, or remove " + entry.dir +
+                                       " and rerun the grid");
       }
       RunOptions reading = sub_options;
       reading.evaluate_only = true;
@@ -121,7 +127,10 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
   for (auto& e : entries) ranked.push_back(&e);
   // Ties (an accuracy of 1.0 on a few hundred validation images is common) go to the lower
   // validation loss of the selected model: still validation only.
-  const auto val_loss = [](const Entry* e) { return e->result.val_report.value("log_loss", 0.0); };
+  const auto val_loss = [](const Entry* e) {  // none (no epoch improved) or NaN ranks last
+    const double loss = e->result.val_report.value("log_loss", std::numeric_limits<double>::infinity());
+    return std::isnan(loss) ? std::numeric_limits<double>::infinity() : loss;
+  };
   std::stable_sort(ranked.begin(), ranked.end(), [&](const Entry* a, const Entry* b) {
     if (a->result.best_value != b->result.best_value) {
       return higher ? a->result.best_value > b->result.best_value : a->result.best_value < b->result.best_value;
@@ -130,13 +139,10 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
   });
   const auto trained_in = [](const Entry& e) { return fs::path((e.trained_in ? e.trained_in : &e)->dir).filename().string(); };
   // How sure the ranking is: each validation accuracy with its 95% interval (Wilson's, from the
-  // shared metrics), and how many combinations lie inside the winner's.
+  // shared metrics), and how many combinations reach an accuracy inside the winner's.
   const auto val_interval = [](const Entry& e) {
-    const nlohmann::json& report = e.result.val_report;
-    if (!report.contains("intervals") || !report["intervals"].contains("accuracy")) return nlohmann::json::array();
-    const nlohmann::json& interval = report["intervals"]["accuracy"];
-    const bool numbers = interval.is_array() && interval.size() == 2 && interval[0].is_number() && interval[1].is_number();
-    return numbers ? interval : nlohmann::json::array();
+    const std::optional<Interval> interval = accuracy_interval_of(e.result.val_report);
+    return interval ? nlohmann::json::array({interval->low, interval->high}) : nlohmann::json(nullptr);
   };
   std::string csv = "rank,run,";
   for (const auto& k : keys) csv += k + ",";
@@ -150,7 +156,7 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
     csv += std::to_string(e.result.best_value) + "," + std::to_string(e.result.best_epoch) + "," +
            std::to_string(e.result.epochs_run) + "," + std::to_string(val_acc) + ",";
     const nlohmann::json interval = val_interval(e);
-    csv += (interval.size() == 2 ? std::to_string(interval[0].get<double>()) + "," + std::to_string(interval[1].get<double>())
+    csv += (!interval.is_null() ? std::to_string(interval[0].get<double>()) + "," + std::to_string(interval[1].get<double>())
                                  : std::string(",")) +
            "," + std::to_string(val_loss(&e)) + "," + trained_in(e) + "\n";
     board.push_back({{"rank", r + 1}, {"run", e.dir}, {"params", e.params}, {config.selection_metric, e.result.best_value},
@@ -170,7 +176,7 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
   nlohmann::json summary = {{"winner", winner.dir}, {"params", winner.params}, {"leaderboard", board},
                             {"test", result.test_report}};
   const nlohmann::json winner_interval = val_interval(winner);
-  if (winner_interval.size() == 2) {
+  if (!winner_interval.is_null()) {
     const double low = winner_interval[0].get<double>(), high = winner_interval[1].get<double>();
     const auto inside = std::count_if(entries.begin(), entries.end(), [&](const Entry& e) {
       const double accuracy = e.result.val_report.value("accuracy", -1.0);
@@ -181,7 +187,7 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
     if (writes) {
       std::fprintf(stderr,
                    "grid: %d of %zu combinations reach a validation accuracy inside the winner's 95%% interval, %.4f "
-                   "[%.3f, %.3f]: validation cannot tell them apart\n",
+                   "[%.3f, %.3f]: their order is within this validation split's noise\n",
                    static_cast<int>(inside), entries.size(), winner.result.val_report.value("accuracy", 0.0), low, high);
     }
   }

@@ -423,9 +423,11 @@ EpochTraining train_epoch(const Trainer& t, int epoch, const TrainerState& state
 
 // The run folder as it stands after `epoch`, copied to `dest`: what a run with epochs = `epoch`
 // leaves before its evaluation (RunOptions::snapshots).
+// last.pt is copied last, so a snapshot with a last.pt is complete (epochs_recorded checks which epoch).
 void write_epoch_snapshot(const std::string& run_dir, const std::string& dest, int epoch) {
   fs::create_directories(fs::path(dest) / "checkpoints");
-  for (const char* file : {"checkpoints/last.pt", "checkpoints/best.pt", "history.csv", "history.json", "log.txt"}) {
+  fs::remove(fs::path(dest) / "checkpoints" / "last.pt");
+  for (const char* file : {"checkpoints/best.pt", "history.csv", "history.json", "log.txt"}) {
     const fs::path from = fs::path(run_dir) / file;
     if (fs::exists(from)) copy_file_atomic(from.string(), (fs::path(dest) / file).string());
   }
@@ -433,6 +435,7 @@ void write_epoch_snapshot(const std::string& run_dir, const std::string& dest, i
       << "epochs 1 to " << epoch << " above were trained in " << run_dir
       << " (a grid over epochs trains each combination once, to its longest count); this folder is its state after epoch "
       << epoch << "\n";
+  copy_file_atomic((fs::path(run_dir) / "checkpoints" / "last.pt").string(), (fs::path(dest) / "checkpoints" / "last.pt").string());
 }
 
 // Early stopping tracks its own metric, with min_delta: epochs since its best value.
@@ -481,6 +484,18 @@ void evaluate_selected_model(const TrainConfig& config, const RunData& d, models
 }
 
 }  // namespace
+
+int epochs_recorded(const std::string& run_dir) {
+  const fs::path history = fs::path(run_dir) / "history.json";
+  if (!fs::exists(fs::path(run_dir) / "checkpoints" / "last.pt") || !fs::exists(history)) return -1;
+  try {
+    std::ifstream in(history);
+    const nlohmann::json records = nlohmann::json::parse(in);
+    return records.is_array() ? static_cast<int>(records.size()) : -1;
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
 
 RunResult run_training(const TrainConfig& config_in, const std::string& run_dir, const RunOptions& options) {
   TrainConfig config = config_in;
@@ -558,9 +573,28 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
     if (failure) throw *failure;
   };
 
+  // Early stopping had already ended this run: resuming must not train on (the run would differ
+  // from the one that was not interrupted).
+  const bool had_stopped = state.epochs_done > 0 && config.early_stopping.patience > 0 &&
+                           state.epochs_without_improvement >= config.early_stopping.patience;
+  if (had_stopped && !options.evaluate_only) {
+    log("early stopping had ended this run after epoch " + std::to_string(state.epochs_done) + ": nothing to continue");
+    result.stopped_early = true;
+  }
+  // Snapshots due at the epoch just loaded (the run was killed, or the disk was full, between its
+  // checkpoint and the copy): the state just loaded is theirs.
+  if (state.epochs_done > 0 && !options.evaluate_only) {
+    for (const auto& [epoch, dest] : options.snapshots) {
+      if (epoch != state.epochs_done && !(had_stopped && epoch > state.epochs_done)) continue;
+      saving(state.epochs_done, [&, dest = dest] {
+        if (epochs_recorded(dest) != state.epochs_done) write_epoch_snapshot(run_dir, dest, state.epochs_done);
+      });
+    }
+  }
+
   const Trainer trainer{config, data, policy, *model, *optimizer, scaler, class_weights, options, last_path,
                         data_parallel.get()};
-  for (int epoch = state.epochs_done; epoch < config.epochs && !options.evaluate_only; ++epoch) {
+  for (int epoch = state.epochs_done; epoch < config.epochs && !options.evaluate_only && !had_stopped; ++epoch) {
     bool interrupt = options.interrupt && *options.interrupt;
     if (group) interrupt = group->any(interrupt);  // a Ctrl-C on any rank stops every rank here
     if (interrupt) {  // Ctrl-C between two epochs (after a checkpoint)

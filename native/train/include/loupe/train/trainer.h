@@ -119,6 +119,10 @@ struct RunResult {
 // good checkpoint) or a failed checkpoint write (the previous checkpoint stays intact).
 RunResult run_training(const TrainConfig& config, const std::string& run_dir, const RunOptions& options);
 
+// The number of epochs a run folder's history records, or -1 without a checkpoint or history
+// (grid.cpp checks a snapshot is the state after the epoch it stands for).
+int epochs_recorded(const std::string& run_dir);
+
 // Every combination of config.grid, each trained into run_dir/grid/NNN; leaderboard.csv ranks
 // them by the validation selection metric; only the winner is evaluated on test.
 RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const RunOptions& options);
