@@ -8,6 +8,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <string>
+#include <vector>
 
 #include "internal.h"
 #include "loupe/dicom.h"
@@ -132,6 +133,32 @@ ImageHeader parse_bmp(const uint8_t* d, size_t n) {
   return h;
 }
 
+// What OpenCV's TIFF reader allocates before it decodes a pixel: one tile, or one strip of
+// RowsPerStrip rows (not clamped to the image height unless it is 2^32-1), at 4 bytes a pixel for
+// 8-bit output (libtiff's RGBA reader) or BitsPerSample/8 x SamplesPerPixel bytes otherwise.
+// The header check refuses what would allocate far more than the image itself.
+struct TiffLayout {
+  int64_t width = -1, height = -1, bits_per_sample = 1, samples = 1;
+  int64_t tile_width = 0, tile_length = 0, rows_per_strip = 0xffffffff;
+};
+
+void check_tiff_allocation(const TiffLayout& t) {
+  const bool tiled = t.tile_width > 0 || t.tile_length > 0;
+  const int64_t block_width = tiled && t.tile_width > 0 ? t.tile_width : t.width;
+  const int64_t block_height = tiled ? (t.tile_length > 0 ? t.tile_length : t.height)
+                                     : (t.rows_per_strip == 0 || t.rows_per_strip == 0xffffffff ? t.height : t.rows_per_strip);
+  const int64_t bytes_per_pixel = t.bits_per_sample <= 8 ? 4 : t.bits_per_sample / 8 * t.samples;
+  // In double: two 32-bit sides overflow int64, and a threshold needs no exactness.
+  const double block_bytes = double(block_width) * double(block_height) * double(bytes_per_pixel);
+  const double image_bytes = double(t.width) * double(t.height) * double(bytes_per_pixel);
+  if (block_bytes <= std::max(4 * image_bytes, 256.0 * (1 << 20))) return;
+  const std::string block = std::to_string(block_width) + "x" + std::to_string(block_height);
+  const std::string image = std::to_string(t.width) + "x" + std::to_string(t.height);
+  corrupt(ImageFormat::Tiff, tiled ? "tiles of " + block + " pixels for a " + image + " image"
+                                   : "strips of " + block + " pixels (RowsPerStrip " + std::to_string(t.rows_per_strip) +
+                                         ") for a " + image + " image");
+}
+
 ImageHeader parse_tiff(const uint8_t* d, size_t n) {
   bool little = d[0] == 'I';
   auto u16 = [&](size_t at) { return little ? read_le16(d + at) : read_be16(d + at); };
@@ -141,31 +168,43 @@ ImageHeader parse_tiff(const uint8_t* d, size_t n) {
   size_t ifd = u32(4);
   if (ifd + 2 > n) corrupt(ImageFormat::Tiff, "first directory offset points past the end of the file");
   size_t entries = u16(ifd);
-  // The sizes libtiff will allocate for. A tag given twice is refused: libtiff keeps the first,
-  // so reading the last let a file declaring 7953x46034 pixels pass as 31x66 (found by tests/fuzz).
-  int64_t width = -1, height = -1, tile_width = 0, tile_length = 0, samples = 1;
+  // The fields libtiff and OpenCV size their buffers by. A tag given twice is refused: libtiff keeps
+  // the first, so reading the last let a file declaring 7953x46034 pixels pass as 31x66 (found by
+  // tests/fuzz).
+  TiffLayout t;
+  std::vector<uint16_t> seen;
   for (size_t i = 0; i < entries; ++i) {
     size_t e = ifd + 2 + i * 12;
     if (e + 12 > n) corrupt(ImageFormat::Tiff, "directory truncated");
     uint16_t tag = u16(e), type = u16(e + 2);
-    int64_t* field = tag == 256 ? &width : tag == 257 ? &height : tag == 322 ? &tile_width : tag == 323 ? &tile_length
-                   : tag == 277 ? &samples : nullptr;  // ImageWidth, ImageLength, TileWidth, TileLength, SamplesPerPixel
+    int64_t* field = tag == 256 ? &t.width : tag == 257 ? &t.height : tag == 258 ? &t.bits_per_sample
+                   : tag == 277 ? &t.samples : tag == 278 ? &t.rows_per_strip
+                   : tag == 322 ? &t.tile_width : tag == 323 ? &t.tile_length : nullptr;
     if (field == nullptr) continue;
-    if (tag != 277 && *field != (tag >= 322 ? 0 : -1)) corrupt(ImageFormat::Tiff, "tag " + std::to_string(tag) + " appears twice");
+    if (std::find(seen.begin(), seen.end(), tag) != seen.end()) {
+      corrupt(ImageFormat::Tiff, "tag " + std::to_string(tag) + " appears twice");
+    }
+    seen.push_back(tag);
     if (type != 3 && type != 4) corrupt(ImageFormat::Tiff, "tag " + std::to_string(tag) + " is not a SHORT or LONG");
-    *field = type == 3 ? int64_t{u16(e + 8)} : int64_t{u32(e + 8)};
+    size_t value_at = e + 8;
+    const uint32_t count = u32(e + 4);
+    if (tag == 258 && uint64_t{count} * (type == 3 ? 2 : 4) > 4) {  // one value per sample, stored elsewhere
+      value_at = u32(e + 8);
+      if (value_at + 4 > n) corrupt(ImageFormat::Tiff, "BitsPerSample values point past the end of the file");
+    }
+    *field = type == 3 ? int64_t{u16(value_at)} : int64_t{u32(value_at)};
   }
   ImageHeader h{ImageFormat::Tiff, 0, 0};
-  h.width = checked_dimension(h.format, width, "width");
-  h.height = checked_dimension(h.format, height, "height");
-  if (samples < 1 || samples > 4) {
-    throw Error(ErrorCode::UnsupportedImage, "TIFF with " + std::to_string(samples) + " samples per pixel is not supported (1 to 4 are)");
+  h.width = checked_dimension(h.format, t.width, "width");
+  h.height = checked_dimension(h.format, t.height, "height");
+  if (t.samples < 1 || t.samples > 4) {
+    throw Error(ErrorCode::UnsupportedImage, "TIFF with " + std::to_string(t.samples) + " samples per pixel is not supported (1 to 4 are)");
   }
-  // A tile is decoded whole: one far larger than the image would be allocated for nothing.
-  if (tile_width * tile_length > std::max<int64_t>(int64_t{h.width} * h.height * 4, int64_t{1} << 20)) {
-    corrupt(ImageFormat::Tiff, "tiles of " + std::to_string(tile_width) + "x" + std::to_string(tile_length) +
-                                   " pixels for a " + std::to_string(h.width) + "x" + std::to_string(h.height) + " image");
+  if (t.bits_per_sample < 1 || t.bits_per_sample > 16) {
+    throw Error(ErrorCode::UnsupportedImage,
+                "TIFF with " + std::to_string(t.bits_per_sample) + " bits per sample is not supported (1 to 16 are)");
   }
+  check_tiff_allocation(t);
   return h;
 }
 

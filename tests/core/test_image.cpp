@@ -288,7 +288,19 @@ TEST_CASE("TIFF headers that would let libtiff allocate past the limits are refu
   CHECK_THAT(error_of(tiff_directory({{256, 32}, {257, 32}, {322, 60000}, {323, 60000}})), Catch::Contains("tiles of 60000x60000"));
   CHECK_THAT(error_of(tiff_directory({{256, 32}, {257, 32}, {277, 9}})), Catch::Contains("9 samples per pixel"));
   CHECK(error_of(tiff_directory({{256, 32}, {257, 32}, {322, 256}, {323, 256}, {277, 3}})) == "no error");  // tiles bigger than a small image are fine
+  // Found by the CI fuzz run (regressions/image/tiff-rows-per-strip-past-height.tif): OpenCV sizes
+  // its strip buffer by RowsPerStrip, not the height, so 65535x11 pixels with 10507 rows per strip
+  // asked for 2.75 GB.
+  CHECK_THAT(error_of(tiff_directory({{256, 65535}, {257, 11}, {278, 10507}})),
+             Catch::Contains("strips of 65535x10507 pixels (RowsPerStrip 10507) for a 65535x11 image"));
+  CHECK(error_of(tiff_directory({{256, 1024}, {257, 512}, {278, 65535}})) == "no error");  // 256 MiB at 8 bits: allowed
+  CHECK_THAT(error_of(tiff_directory({{256, 1024}, {257, 512}, {278, 65535}, {258, 16}, {277, 4}})),  // 512 MiB at 16 bits
+             Catch::Contains("strips of 1024x65535"));
+  CHECK_THAT(error_of(tiff_directory({{256, 32}, {257, 32}, {258, 64}})), Catch::Contains("64 bits per sample is not supported"));
+  CHECK_THAT(error_of(tiff_directory({{256, 32}, {257, 32}, {277, 1}, {277, 4}})), Catch::Contains("tag 277 appears twice"));
   const std::string here = __FILE__;
-  const auto regression = read_file(here.substr(0, here.rfind("/core/")) + "/fuzz/regressions/image/tiff-duplicate-size-tags.tif");
-  CHECK_THROWS_AS(decode_image(regression), Error);
+  for (const char* name : {"tiff-duplicate-size-tags.tif", "tiff-rows-per-strip-past-height.tif"}) {
+    const auto regression = read_file(here.substr(0, here.rfind("/core/")) + "/fuzz/regressions/image/" + name);
+    CHECK_THROWS_AS(decode_image(regression), Error);
+  }
 }

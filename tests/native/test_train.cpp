@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -294,6 +295,15 @@ TEST_CASE("a full disk while saving: a clear error, the previous file intact, no
   CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == "[]\n");
 }
 
+namespace {
+
+std::string text_of(const fs::path& file) {
+  std::ifstream in(file);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
 TEST_CASE("a grid trains every combination, ranks on validation, tests only the winner", "[train][grid]") {
   const test::TempDir dir;
   test::write_shapes_dataset(dir.path / "data", {"disc", "square"}, 10, 32);
@@ -301,7 +311,17 @@ TEST_CASE("a grid trains every combination, ranks on validation, tests only the 
   doc["grid"] = {{"optimizer.name", {"adam", "rmsprop"}}, {"optimizer.lr", {1e-3, 3e-3}}};
   const TrainConfig config = TrainConfig::from_json(doc);
   const RunResult result = run_grid(config, (dir.path / "grid").string(), quiet());
-  CHECK(fs::exists(dir.path / "grid" / "leaderboard.csv"));
+  // One column per name: the selection metric's best is "best_<metric>", apart from the selected
+  // model's val_accuracy and val_loss.
+  std::string header = text_of(dir.path / "grid" / "leaderboard.csv");
+  header = header.substr(0, header.find('\n'));
+  std::vector<std::string> columns;
+  for (size_t start = 0, comma; start <= header.size(); start = comma + 1) {
+    comma = std::min(header.find(',', start), header.size());
+    columns.push_back(header.substr(start, comma - start));
+  }
+  CHECK(std::set<std::string>(columns.begin(), columns.end()).size() == columns.size());
+  CHECK(std::count(columns.begin(), columns.end(), "best_" + config.selection_metric) == 1);
   int with_test = 0;
   for (int i = 0; i < 4; ++i) {
     char name[8];
@@ -315,11 +335,6 @@ TEST_CASE("a grid trains every combination, ranks on validation, tests only the 
 }
 
 namespace {
-
-std::string text_of(const fs::path& file) {
-  std::ifstream in(file);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // Two run folders hold the same model (parameters and batch-norm buffers) and the same history.
 void check_same_run(const fs::path& a, const fs::path& b, const TrainConfig& config) {
@@ -379,7 +394,7 @@ TEST_CASE("a grid over epochs trains each combination once and reads the shorter
   const std::string metric = TrainConfig::from_json(doc).selection_metric;
   const double sign = metric == "val_loss" ? -1.0 : 1.0;
   for (size_t r = 1; r < board.size(); ++r) {
-    const double before = sign * board[r - 1][metric].get<double>(), after = sign * board[r][metric].get<double>();
+    const double before = sign * board[r - 1]["best_" + metric].get<double>(), after = sign * board[r]["best_" + metric].get<double>();
     CHECK(before >= after);
     if (before == after) CHECK(board[r - 1]["val_loss"].get<double>() <= board[r]["val_loss"].get<double>());
   }
@@ -426,6 +441,10 @@ TEST_CASE("grid snapshots under early stopping and resume: the state a separate 
   const fs::path runs = dir.path / "grid" / "grid";
   CHECK(epochs_recorded((runs / "001").string()) == 2);
   CHECK(epochs_recorded((runs / "000").string()) == 2);  // a 3-epoch run stops after epoch 2 too
+  for (const auto& row : nlohmann::json::parse(text_of(dir.path / "grid" / "leaderboard.json"))) {
+    CHECK(row["epochs_run"] == 2);
+    CHECK(row["stopped_early"] == true);  // 000 too, though it was read from 001, not trained
+  }
   nlohmann::json three = doc;
   three.erase("grid");
   three["epochs"] = 3;

@@ -65,15 +65,19 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
     while (k > 0 && ++position[k - 1] == values[k - 1].size()) position[--k] = 0;
     if (k == 0) break;
   }
+  const auto without_epochs = [](nlohmann::json params) {
+    params.erase("epochs");
+    return params;
+  };
   for (auto& entry : entries) {
     if (!entry.params.contains("epochs") || entry.config.schedule.kind == "cosine") continue;
-    nlohmann::json others = entry.params;
-    others.erase("epochs");
+    const nlohmann::json others = without_epochs(entry.params);
     Entry* longest = &entry;
     for (auto& other : entries) {
-      nlohmann::json rest = other.params;
-      rest.erase("epochs");
-      if (rest == others && other.config.schedule.kind != "cosine" && other.config.epochs > longest->config.epochs) longest = &other;
+      if (without_epochs(other.params) == others && other.config.schedule.kind != "cosine" &&
+          other.config.epochs > longest->config.epochs) {
+        longest = &other;
+      }
     }
     if (longest == &entry) continue;
     entry.trained_in = longest;
@@ -110,10 +114,10 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
       if (writes) std::fprintf(stderr, "%s\n", describe(shorter).c_str());
       // The state after its epoch, or after the epoch early stopping ended the longer run.
       const int expected = std::min(shorter.config.epochs, entry.result.epochs_run);
-      if (epochs_recorded(shorter.dir) != expected) {
+      if (const int recorded = epochs_recorded(shorter.dir); recorded != expected) {
         throw Error(ErrorCode::Io, "grid combination " + shorter.params.dump() + ": " + shorter.dir +
                                        " does not hold the state of " + entry.dir + " after epoch " + std::to_string(expected) +
-                                       " (it records " + std::to_string(std::max(0, epochs_recorded(shorter.dir))) +
+                                       " (it records " + std::to_string(std::max(0, recorded)) +
                                        " epochs); train that combination on its own, or remove " + entry.dir +
                                        " and rerun the grid");
       }
@@ -144,9 +148,12 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
     const std::optional<Interval> interval = accuracy_interval_of(e.result.val_report);
     return interval ? nlohmann::json::array({interval->low, interval->high}) : nlohmann::json(nullptr);
   };
+  // The selection metric's best value is "best_<metric>": val_accuracy and val_loss are also
+  // columns of their own (the selected model's), and a name must not appear twice.
+  const std::string best_column = "best_" + config.selection_metric;
   std::string csv = "rank,run,";
   for (const auto& k : keys) csv += k + ",";
-  csv += config.selection_metric + ",best_epoch,epochs_run,val_accuracy,val_accuracy_low,val_accuracy_high,val_loss,trained_in\n";
+  csv += best_column + ",best_epoch,epochs_run,val_accuracy,val_accuracy_low,val_accuracy_high,val_loss,trained_in\n";
   nlohmann::json board = nlohmann::json::array();
   for (size_t r = 0; r < ranked.size(); ++r) {
     const Entry& e = *ranked[r];
@@ -159,8 +166,9 @@ RunResult run_grid(const TrainConfig& config, const std::string& run_dir, const 
     csv += (!interval.is_null() ? std::to_string(interval[0].get<double>()) + "," + std::to_string(interval[1].get<double>())
                                  : std::string(",")) +
            "," + std::to_string(val_loss(&e)) + "," + trained_in(e) + "\n";
-    board.push_back({{"rank", r + 1}, {"run", e.dir}, {"params", e.params}, {config.selection_metric, e.result.best_value},
-                     {"best_epoch", e.result.best_epoch}, {"val_accuracy", val_acc}, {"val_accuracy_interval", interval}, {"val_loss", val_loss(&e)},
+    board.push_back({{"rank", r + 1}, {"run", e.dir}, {"params", e.params}, {best_column, e.result.best_value},
+                     {"best_epoch", e.result.best_epoch}, {"epochs_run", e.result.epochs_run},
+                     {"stopped_early", e.result.stopped_early}, {"val_accuracy", val_acc}, {"val_accuracy_interval", interval}, {"val_loss", val_loss(&e)},
                      {"trained_in", trained_in(e)}});
   }
   if (writes) {

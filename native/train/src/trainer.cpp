@@ -577,8 +577,10 @@ RunResult run_training(const TrainConfig& config_in, const std::string& run_dir,
   // from the one that was not interrupted).
   const bool had_stopped = state.epochs_done > 0 && config.early_stopping.patience > 0 &&
                            state.epochs_without_improvement >= config.early_stopping.patience;
-  if (had_stopped && !options.evaluate_only) {
-    log("early stopping had ended this run after epoch " + std::to_string(state.epochs_done) + ": nothing to continue");
+  if (had_stopped) {  // also when only evaluating: a grid's shorter count read from a stopped run
+    if (!options.evaluate_only) {
+      log("early stopping had ended this run after epoch " + std::to_string(state.epochs_done) + ": nothing to continue");
+    }
     result.stopped_early = true;
   }
   // Snapshots due at the epoch just loaded (the run was killed, or the disk was full, between its
