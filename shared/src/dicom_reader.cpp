@@ -92,10 +92,19 @@ class MemoryInputStream final : public DcmInputBufferStream {
 
 DcmInputStream* MemoryStreamFactory::create() const { return new MemoryInputStream(data_, size_); }
 
+// The length an element declares, without loading its value: getLength() of a string element
+// loads the value to measure it, the very allocation the fit check prevents (a 67-byte file asked
+// for 2.3 GB: tests/fuzz/regressions/dicom_file/). Encapsulated pixel data declares no length; its
+// getLength() adds up its fragments, which are read already.
+uint64_t declared_length(DcmObject* object) {
+  const Uint32 field = object->getLengthField();
+  return field == DCM_UndefinedLength ? object->getLength() : field;
+}
+
 // An element's declared length fits in the input (checked before any value is loaded).
 void require_fits(DcmObject* object, size_t input_size, const std::string& what) {
-  if (object != nullptr && object->getLength() > input_size) {
-    corrupt(what + " declares " + std::to_string(object->getLength()) + " bytes but the file has " +
+  if (object != nullptr && declared_length(object) > input_size) {
+    corrupt(what + " declares " + std::to_string(declared_length(object)) + " bytes but the file has " +
             std::to_string(input_size));
   }
 }
@@ -326,7 +335,7 @@ DicomPixels read_dicom(const uint8_t* data, size_t size, const DecodeLimits& lim
     DcmElement* syntax = nullptr;
     OFString uid;
     if (file.getMetaInfo()->findAndGetElement(DCM_TransferSyntaxUID, syntax).good() && syntax != nullptr &&
-        syntax->getLength() <= std::min<size_t>(size, 64) && syntax->getOFString(uid, 0).good() &&
+        declared_length(syntax) <= std::min<size_t>(size, 64) && syntax->getOFString(uid, 0).good() &&
         !trimmed(uid).empty()) {
       detail::check_dicom_transfer_syntax(trimmed(uid));
     }
