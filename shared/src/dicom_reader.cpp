@@ -94,11 +94,12 @@ DcmInputStream* MemoryStreamFactory::create() const { return new MemoryInputStre
 
 // The length an element declares, without loading its value: getLength() of a string element
 // loads the value to measure it, the very allocation the fit check prevents (a 67-byte file asked
-// for 2.3 GB: tests/fuzz/regressions/dicom_file/). Encapsulated pixel data declares no length; its
-// getLength() adds up its fragments, which are read already.
+// for 2.3 GB: tests/fuzz/regressions/dicom_file/). Encapsulated pixel data declares no length:
+// its fragments are checked one by one before a codec loads them (check_encapsulated_fragments,
+// copy_encapsulated_frame), and DCMTK loads no value of undefined length.
 uint64_t declared_length(DcmObject* object) {
   const Uint32 field = object->getLengthField();
-  return field == DCM_UndefinedLength ? object->getLength() : field;
+  return field == DCM_UndefinedLength ? 0 : field;
 }
 
 // An element's declared length fits in the input (checked before any value is loaded).

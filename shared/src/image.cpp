@@ -138,15 +138,24 @@ ImageHeader parse_bmp(const uint8_t* d, size_t n) {
 // 8-bit output (libtiff's RGBA reader) or BitsPerSample/8 x SamplesPerPixel bytes otherwise.
 // The header check refuses what would allocate far more than the image itself.
 struct TiffLayout {
-  int64_t width = -1, height = -1, bits_per_sample = 1, samples = 1;
+  int64_t width = -1, height = -1, bits_per_sample = 1, samples = 1, compression = 1, planar = 1;
   int64_t tile_width = 0, tile_length = 0, rows_per_strip = 0xffffffff;
 };
+
+int64_t tiff_strip_rows(const TiffLayout& t) {
+  if (t.rows_per_strip == 0 || t.rows_per_strip == 0xffffffff) return t.height;
+  // libtiff cuts a single uncompressed contiguous strip into strips of about 8 KB before OpenCV
+  // reads RowsPerStrip (strip chopping, on in Debian's build), so a 2048x1536 file saying 65535
+  // rows a strip is read in strips of at most its height. libtiff skips the cut only above a
+  // million strips, so it is counted on only below a million rows.
+  const bool chopped = t.compression == 1 && t.planar == 1 && t.rows_per_strip >= t.height && t.height <= 1'000'000;
+  return chopped ? t.height : t.rows_per_strip;
+}
 
 void check_tiff_allocation(const TiffLayout& t) {
   const bool tiled = t.tile_width > 0 || t.tile_length > 0;
   const int64_t block_width = tiled && t.tile_width > 0 ? t.tile_width : t.width;
-  const int64_t block_height = tiled ? (t.tile_length > 0 ? t.tile_length : t.height)
-                                     : (t.rows_per_strip == 0 || t.rows_per_strip == 0xffffffff ? t.height : t.rows_per_strip);
+  const int64_t block_height = tiled ? (t.tile_length > 0 ? t.tile_length : t.height) : tiff_strip_rows(t);
   const int64_t bytes_per_pixel = t.bits_per_sample <= 8 ? 4 : t.bits_per_sample / 8 * t.samples;
   // In double: two 32-bit sides overflow int64, and a threshold needs no exactness.
   const double block_bytes = double(block_width) * double(block_height) * double(bytes_per_pixel);
@@ -178,8 +187,8 @@ ImageHeader parse_tiff(const uint8_t* d, size_t n) {
     if (e + 12 > n) corrupt(ImageFormat::Tiff, "directory truncated");
     uint16_t tag = u16(e), type = u16(e + 2);
     int64_t* field = tag == 256 ? &t.width : tag == 257 ? &t.height : tag == 258 ? &t.bits_per_sample
-                   : tag == 277 ? &t.samples : tag == 278 ? &t.rows_per_strip
-                   : tag == 322 ? &t.tile_width : tag == 323 ? &t.tile_length : nullptr;
+                   : tag == 259 ? &t.compression : tag == 277 ? &t.samples : tag == 278 ? &t.rows_per_strip
+                   : tag == 284 ? &t.planar : tag == 322 ? &t.tile_width : tag == 323 ? &t.tile_length : nullptr;
     if (field == nullptr) continue;
     if (std::find(seen.begin(), seen.end(), tag) != seen.end()) {
       corrupt(ImageFormat::Tiff, "tag " + std::to_string(tag) + " appears twice");

@@ -124,6 +124,18 @@ TEST_CASE("TIFF: 16-bit natively; a clear 'unsupported' message in the browser b
   const Image decoded = decode_image(tiff);
   CHECK(decoded.depth == PixelDepth::U16);
   CHECK(decoded.data == original.data);
+  // Colour at both depths: BitsPerSample is then one value per sample, stored after the directory,
+  // and the header check reads it from there.
+  for (const int channels : {3, 4}) {
+    for (const PixelDepth depth : {PixelDepth::U8, PixelDepth::U16}) {
+      const Image colour = make_pattern(40, 24, channels, depth);
+      CAPTURE(channels, depth == PixelDepth::U16);
+      const Image back = decode_image(encode(colour, ".tif"));
+      CHECK(back.channels == channels);
+      CHECK(back.depth == depth);
+      CHECK(back.data == colour.data);
+    }
+  }
 #endif
 }
 
@@ -255,21 +267,49 @@ TEST_CASE("read_file names the missing path", "[image]") {
   }
 }
 
-// A TIFF directory as libtiff reads it: entries (tag, SHORT value), little endian, no pixel data.
-static std::vector<uint8_t> tiff_directory(const std::vector<std::pair<uint16_t, uint16_t>>& entries) {
-  std::vector<uint8_t> b = {'I', 'I', 42, 0, 8, 0, 0, 0};
-  const auto put16 = [&](uint16_t v) { b.push_back(uint8_t(v & 0xff)); b.push_back(uint8_t(v >> 8)); };
-  put16(static_cast<uint16_t>(entries.size()));
-  for (const auto& [tag, value] : entries) {
-    put16(tag);
-    put16(3);  // SHORT
-    put16(1);
-    put16(0);  // count 1
-    put16(value);
-    put16(0);
+// A TIFF directory as libtiff reads it, no pixel data: each entry a tag, a type (3 SHORT, 4 LONG)
+// and its values, stored in the entry when they fit in 4 bytes and after the directory otherwise.
+struct TiffEntry {
+  uint16_t tag;
+  uint16_t type;
+  std::vector<uint32_t> values;
+};
+
+static std::vector<uint8_t> tiff_file(const std::vector<TiffEntry>& entries, bool big_endian = false) {
+  std::vector<uint8_t> b = big_endian ? std::vector<uint8_t>{'M', 'M', 0, 42} : std::vector<uint8_t>{'I', 'I', 42, 0};
+  const auto put = [&](std::vector<uint8_t>& out, uint32_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) out.push_back(uint8_t(v >> (8 * (big_endian ? bytes - 1 - i : i))));
+  };
+  put(b, 8, 4);
+  put(b, uint32_t(entries.size()), 2);
+  const size_t after_directory = 8 + 2 + 12 * entries.size() + 4;
+  std::vector<uint8_t> outside;
+  for (const TiffEntry& e : entries) {
+    const int size = e.type == 3 ? 2 : 4;
+    put(b, e.tag, 2);
+    put(b, e.type, 2);
+    put(b, uint32_t(e.values.size()), 4);
+    std::vector<uint8_t> bytes;
+    for (const uint32_t v : e.values) put(bytes, v, size);
+    if (bytes.size() <= 4) {
+      bytes.resize(4, 0);
+      b.insert(b.end(), bytes.begin(), bytes.end());
+    } else {
+      put(b, uint32_t(after_directory + outside.size()), 4);
+      outside.insert(outside.end(), bytes.begin(), bytes.end());
+    }
   }
+  put(b, 0, 4);  // no next directory
+  b.insert(b.end(), outside.begin(), outside.end());
   b.insert(b.end(), 64, 0);
   return b;
+}
+
+// The same with one SHORT value per tag.
+static std::vector<uint8_t> tiff_directory(const std::vector<std::pair<uint16_t, uint16_t>>& entries) {
+  std::vector<TiffEntry> full;
+  for (const auto& [tag, value] : entries) full.push_back({tag, 3, {value}});
+  return tiff_file(full);
 }
 
 // Found by tests/fuzz (regressions/image/tiff-duplicate-size-tags.tif): libtiff keeps the first of
@@ -291,11 +331,47 @@ TEST_CASE("TIFF headers that would let libtiff allocate past the limits are refu
   // Found by the CI fuzz run (regressions/image/tiff-rows-per-strip-past-height.tif): OpenCV sizes
   // its strip buffer by RowsPerStrip, not the height, so 65535x11 pixels with 10507 rows per strip
   // asked for 2.75 GB.
-  CHECK_THAT(error_of(tiff_directory({{256, 65535}, {257, 11}, {278, 10507}})),
+  // (Compression 5, LZW, as in that file: libtiff cuts only uncompressed single strips, below.)
+  CHECK_THAT(error_of(tiff_directory({{256, 65535}, {257, 11}, {259, 5}, {278, 10507}})),
              Catch::Contains("strips of 65535x10507 pixels (RowsPerStrip 10507) for a 65535x11 image"));
-  CHECK(error_of(tiff_directory({{256, 1024}, {257, 512}, {278, 65535}})) == "no error");  // 256 MiB at 8 bits: allowed
-  CHECK_THAT(error_of(tiff_directory({{256, 1024}, {257, 512}, {278, 65535}, {258, 16}, {277, 4}})),  // 512 MiB at 16 bits
+  CHECK(error_of(tiff_directory({{256, 1024}, {257, 512}, {259, 5}, {278, 65535}})) == "no error");  // 256 MiB at 8 bits: allowed
+  CHECK_THAT(error_of(tiff_directory({{256, 1024}, {257, 512}, {259, 5}, {278, 65535}, {258, 16}, {277, 4}})),  // 512 MiB at 16 bits
              Catch::Contains("strips of 1024x65535"));
+  // An uncompressed single strip is cut into small strips by libtiff before OpenCV sizes its
+  // buffer, so a tall RowsPerStrip is harmless there (2048x1536, 65535 rows: one strip).
+  CHECK(error_of(tiff_directory({{256, 2048}, {257, 1536}, {278, 65535}})) == "no error");
+  CHECK(error_of(tiff_directory({{256, 2048}, {257, 1536}, {259, 1}, {284, 1}, {278, 65535}})) == "no error");
+  CHECK_THAT(error_of(tiff_directory({{256, 2048}, {257, 1536}, {259, 5}, {278, 65535}})), Catch::Contains("strips of 2048x65535"));
+  CHECK_THAT(error_of(tiff_directory({{256, 2048}, {257, 1536}, {284, 2}, {278, 65535}})), Catch::Contains("strips of 2048x65535"));
+  // RowsPerStrip 2^32-1 (a LONG) means "one strip": OpenCV reads it as the height.
+  CHECK(error_of(tiff_file({{256, 3, {65535}}, {257, 3, {11}}, {259, 3, {5}}, {278, 4, {0xffffffffu}}})) == "no error");
+  // BitsPerSample stored after the directory, one value per sample: big-endian SHORTs, little-endian LONGs.
+  const auto rgb_strips = [&](uint32_t bits, bool big_endian) {
+    return error_of(tiff_file({{256, 3, {1024}}, {257, 3, {512}}, {258, 3, {bits, bits, bits}}, {259, 3, {5}},
+                               {277, 3, {3}}, {278, 3, {65535}}}, big_endian));
+  };
+  CHECK(rgb_strips(8, true) == "no error");                               // 4 bytes a pixel: 256 MiB
+  CHECK_THAT(rgb_strips(16, true), Catch::Contains("strips of 1024x65535"));  // 6 bytes a pixel: 384 MiB
+  CHECK_THAT(rgb_strips(16, false), Catch::Contains("strips of 1024x65535"));
+  CHECK(error_of(tiff_file({{256, 3, {32}}, {257, 3, {32}}, {258, 4, {8, 8}}, {277, 3, {2}}})) == "no error");
+  CHECK_THAT(error_of(tiff_file({{256, 3, {32}}, {257, 3, {32}}, {258, 4, {32, 32}}, {277, 3, {2}}})),
+             Catch::Contains("32 bits per sample is not supported"));
+  CHECK_THAT(error_of(tiff_file({{256, 3, {32}}, {257, 3, {32}}, {258, 4, {32, 32}}, {277, 3, {2}}}, true)),
+             Catch::Contains("32 bits per sample is not supported"));
+#ifndef __EMSCRIPTEN__
+  {  // and it decodes: 2048x1536 gray pixels, uncompressed, one strip saying 65535 rows
+    const int w = 2048, h = 1536;
+    const size_t data_at = 8 + 2 + 12 * 8 + 4 + 64;  // after the directory and tiff_file's 64 zero bytes
+    std::vector<uint8_t> tall = tiff_file({{256, 3, {w}}, {257, 3, {h}}, {258, 3, {8}}, {259, 3, {1}}, {262, 3, {1}},
+                                           {273, 4, {uint32_t(data_at)}}, {278, 3, {65535}}, {279, 4, {uint32_t(w * h)}}});
+    REQUIRE(tall.size() == data_at);
+    for (int i = 0; i < w * h; ++i) tall.push_back(uint8_t(i * 31));
+    const Image image = decode_image(tall);
+    CHECK(image.width == w);
+    CHECK(image.height == h);
+    CHECK(image.data[size_t(w) * 7 + 5] == uint8_t((w * 7 + 5) * 31));
+  }
+#endif
   CHECK_THAT(error_of(tiff_directory({{256, 32}, {257, 32}, {258, 64}})), Catch::Contains("64 bits per sample is not supported"));
   CHECK_THAT(error_of(tiff_directory({{256, 32}, {257, 32}, {277, 1}, {277, 4}})), Catch::Contains("tag 277 appears twice"));
   const std::string here = __FILE__;
